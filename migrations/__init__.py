@@ -1,0 +1,1 @@
+"""Alembic migrations of the mosaicdb catalog (installed as the package `mosaicdb.migrations`)."""

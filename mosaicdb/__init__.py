@@ -1,0 +1,31 @@
+"""mosaicdb: a persistent, incremental photo tile index and a photomosaic renderer.
+
+    import mosaicdb
+    lib = mosaicdb.open()            # the store in MOSAICDB_HOME or the user data dir
+    lib.index(["~/Pictures"])        # -> IndexSummary
+
+Importing this package is cheap; numpy, pyvips and faiss load when first needed.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["open", "Library", "MosaicdbError", "__version__"]
+
+from .errors import MosaicdbError
+
+
+def open(home=None, progress=None):  # noqa: A001 - mirrors the builtin on purpose: mosaicdb.open(home)
+    """Open (create or upgrade) the store at `home`."""
+    from .library import Library
+
+    return Library.open(home, progress=progress)
+
+
+def __getattr__(name):
+    if name == "Library":
+        from .library import Library
+
+        return Library
+    raise AttributeError(name)

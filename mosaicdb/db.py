@@ -1,0 +1,354 @@
+"""The catalog: SQLAlchemy tables, the engine (SQLite pragmas on every connection) and every
+SQL statement mosaicdb runs. Nothing outside this module writes SQL, and what is here is
+portable SQLAlchemy Core (no SQLite-only syntax) so the catalog can move to PostgreSQL.
+
+Paths are stored as bytes (os.fsencode) so that names which are not valid UTF-8 survive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+# The Alembic revision this code's tables correspond to; a test checks it is the head.
+SCHEMA_REVISION = "0001"
+
+metadata = MetaData()
+
+roots = Table(
+    "roots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("path", LargeBinary, nullable=False, unique=True),
+    Column("added_at", Float, nullable=False),
+)
+
+photos = Table(
+    "photos",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("root_id", Integer, ForeignKey("roots.id", ondelete="CASCADE"), nullable=False),
+    Column("path", LargeBinary, nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("error", Text),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("format", String(16)),
+    Column("indexed_at", Float, nullable=False),
+    Index("ix_photos_root_id", "root_id"),
+    Index("ix_photos_status", "status"),
+    # ids are never reused: saved render plans refer to photos by id
+    sqlite_autoincrement=True,
+)
+
+thumbnails = Table(
+    "thumbnails",
+    metadata,
+    Column("photo_id", Integer, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("codec", String(8), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+features = Table(
+    "features",
+    metadata,
+    Column("photo_id", Integer, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("spec", String(16), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),
+    Column("mean_l", Float, nullable=False),
+    Column("mean_a", Float, nullable=False),
+    Column("mean_b", Float, nullable=False),
+    # Catalog change counter at write time: lets the vector file catch up incrementally.
+    Column("seq", BigInteger, nullable=False),
+    Index("ix_features_spec_seq", "spec", "seq"),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def make_engine(url: str) -> Engine:
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    # page_size only takes effect on a new database; 16 KiB pages suit thumbnail BLOBs.
+    cur.execute("PRAGMA page_size=16384")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@dataclass(frozen=True)
+class PhotoState:
+    id: int
+    size: int
+    mtime_ns: int
+    status: str
+
+
+@dataclass
+class PhotoResult:
+    """What a worker learned about one file; see scan.process_batch."""
+
+    path: bytes
+    size: int
+    mtime_ns: int
+    status: str  # "ok" | "error"
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    thumb: bytes | None = None
+    thumb_w: int | None = None
+    thumb_h: int | None = None
+    thumb_codec: str | None = None
+    vector: bytes | None = None
+    mean: tuple[float, float, float] | None = None
+
+
+def _prefix_range(col, prefix: bytes):
+    """Rows whose byte path lies under directory `prefix` (a range, so an index can serve it)."""
+    p = prefix.rstrip(b"/")
+    return (col > p + b"/") & (col < p + b"0")  # b"0" is the byte after b"/"
+
+
+class Catalog:
+    """All reads and writes of the catalog."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def dispose(self):
+        self.engine.dispose()
+
+    # -- meta -------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self.engine.connect() as c:
+            v = c.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+        return default if v is None else v
+
+    def set_meta(self, values: dict[str, str], conn: Connection | None = None):
+        if conn is None:
+            with self.engine.begin() as c:
+                return self.set_meta(values, c)
+        keys = list(values)
+        conn.execute(delete(meta).where(meta.c.key.in_(keys)))
+        conn.execute(insert(meta), [{"key": k, "value": str(values[k])} for k in keys])
+
+    def next_seq(self, conn: Connection) -> int:
+        cur = conn.execute(select(meta.c.value).where(meta.c.key == "seq")).scalar()
+        seq = int(cur or 0) + 1
+        self.set_meta({"seq": str(seq)}, conn)
+        return seq
+
+    # -- roots ------------------------------------------------------------------------
+    def roots(self) -> list[tuple[int, bytes]]:
+        with self.engine.connect() as c:
+            return [tuple(r) for r in c.execute(select(roots.c.id, roots.c.path).order_by(roots.c.id))]
+
+    def add_root(self, path: bytes) -> int:
+        """Register a folder. Roots registered earlier inside it are merged into it."""
+        with self.engine.begin() as c:
+            rid = c.execute(select(roots.c.id).where(roots.c.path == path)).scalar()
+            if rid is not None:
+                return rid
+            rid = c.execute(
+                insert(roots).values(path=path, added_at=time.time()).returning(roots.c.id)
+            ).scalar_one()
+            inner = [
+                r.id for r in c.execute(select(roots.c.id).where(_prefix_range(roots.c.path, path)))
+            ]
+            if inner:
+                c.execute(update(photos).where(photos.c.root_id.in_(inner)).values(root_id=rid))
+                c.execute(delete(roots).where(roots.c.id.in_(inner)))
+            return rid
+
+    def remove_root(self, root_id: int) -> int:
+        with self.engine.begin() as c:
+            n = c.execute(select(func.count()).where(photos.c.root_id == root_id)).scalar_one()
+            c.execute(delete(roots).where(roots.c.id == root_id))
+            return n
+
+    # -- photos -----------------------------------------------------------------------
+    def photo_states(self, root_id: int, under: bytes | None = None) -> dict[bytes, PhotoState]:
+        q = select(photos.c.path, photos.c.id, photos.c.size, photos.c.mtime_ns, photos.c.status)
+        q = q.where(photos.c.root_id == root_id)
+        if under is not None:
+            q = q.where(_prefix_range(photos.c.path, under))
+        with self.engine.connect() as c:
+            return {r[0]: PhotoState(r[1], r[2], r[3], r[4]) for r in c.execute(q)}
+
+    def delete_photos(self, ids: Sequence[int]) -> int:
+        n = 0
+        with self.engine.begin() as c:
+            for chunk in _chunks(list(ids), 500):
+                n += c.execute(delete(photos).where(photos.c.id.in_(chunk))).rowcount
+            if n:
+                self.next_seq(c)
+        return n
+
+    def write_results(
+        self,
+        results: Sequence[PhotoResult],
+        root_of: dict[bytes, int],
+        existing: dict[bytes, int],
+        spec: str,
+    ) -> None:
+        """Write one batch of worker results in one transaction.
+
+        `existing` maps the path of a file that already has a row to its photo id (a changed
+        file keeps its id); other paths get new rows. A crash loses at most this batch.
+        """
+        now = time.time()
+        with self.engine.begin() as c:
+            seq = self.next_seq(c)
+            old_ids = [existing[r.path] for r in results if r.path in existing]
+            for chunk in _chunks(old_ids, 500):
+                c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(chunk)))
+                c.execute(delete(features).where(features.c.photo_id.in_(chunk)))
+
+            def row(r: PhotoResult) -> dict:
+                return {
+                    "size": r.size,
+                    "mtime_ns": r.mtime_ns,
+                    "status": r.status,
+                    "error": r.error,
+                    "width": r.width,
+                    "height": r.height,
+                    "format": r.format,
+                    "indexed_at": now,
+                }
+
+            ids: dict[bytes, int] = {}
+            upd = [r for r in results if r.path in existing]
+            if upd:
+                c.execute(
+                    update(photos).where(photos.c.id == bindparam("pid")),
+                    [{"pid": existing[r.path], **row(r)} for r in upd],
+                )
+                ids.update({r.path: existing[r.path] for r in upd})
+            new = [r for r in results if r.path not in existing]
+            if new:
+                got = c.execute(
+                    insert(photos).returning(photos.c.id, sort_by_parameter_order=True),
+                    [{"path": r.path, "root_id": root_of[r.path], **row(r)} for r in new],
+                )
+                ids.update({r.path: pid for r, (pid,) in zip(new, got)})
+
+            ok = [r for r in results if r.status == "ok"]
+            if ok:
+                c.execute(
+                    insert(thumbnails),
+                    [
+                        {
+                            "photo_id": ids[r.path],
+                            "width": r.thumb_w,
+                            "height": r.thumb_h,
+                            "codec": r.thumb_codec,
+                            "data": r.thumb,
+                        }
+                        for r in ok
+                    ],
+                )
+                c.execute(
+                    insert(features),
+                    [
+                        {
+                            "photo_id": ids[r.path],
+                            "spec": spec,
+                            "vector": r.vector,
+                            "mean_l": r.mean[0],
+                            "mean_a": r.mean[1],
+                            "mean_b": r.mean[2],
+                            "seq": seq,
+                        }
+                        for r in ok
+                    ],
+                )
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(photos.c.status, func.count()).group_by(photos.c.status))
+            return {s: n for s, n in rows}
+
+    def errors(self) -> list[tuple[bytes, str]]:
+        with self.engine.connect() as c:
+            q = select(photos.c.path, photos.c.error).where(photos.c.status == "error")
+            return [tuple(r) for r in c.execute(q.order_by(photos.c.path))]
+
+    # -- features -----------------------------------------------------------------------
+    def feature_state(self, spec: str) -> tuple[int, int, int]:
+        """(count, sum of ids, max seq) of the vectors of `spec`: a cheap fingerprint."""
+        with self.engine.connect() as c:
+            q = select(
+                func.count(), func.coalesce(func.sum(features.c.photo_id), 0),
+                func.coalesce(func.max(features.c.seq), 0),
+            ).where(features.c.spec == spec)
+            n, s, m = c.execute(q).one()
+        return int(n), int(s), int(m)
+
+    def feature_ids(self, spec: str) -> list[int]:
+        with self.engine.connect() as c:
+            q = select(features.c.photo_id).where(features.c.spec == spec)
+            return [r[0] for r in c.execute(q)]
+
+    def iter_vectors(
+        self, spec: str, since_seq: int | None = None, chunk: int = 50_000
+    ) -> Iterator[tuple[list[int], list[bytes]]]:
+        """Yield (ids, vector blobs) in chunks, optionally only those written after since_seq."""
+        q = select(features.c.photo_id, features.c.vector).where(features.c.spec == spec)
+        if since_seq is not None:
+            q = q.where(features.c.seq > since_seq)
+        with self.engine.connect() as c:
+            res = c.execution_options(stream_results=True, yield_per=chunk).execute(q)
+            for part in res.partitions(chunk):
+                yield [r[0] for r in part], [r[1] for r in part]
+
+
+def _chunks(seq: Sequence, n: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

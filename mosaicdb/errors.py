@@ -1,0 +1,39 @@
+"""Every error a user can see: `MosaicdbError` and its subclasses.
+
+Library code raises these with a message a person can act on; `cli.py` turns them into one
+line on stderr and exit code 1, in one place.
+"""
+
+from __future__ import annotations
+
+
+class MosaicdbError(Exception):
+    """Base class: the message is shown to the user as is."""
+
+
+class StoreError(MosaicdbError):
+    """The store (catalog / vector file) cannot be opened or is in a bad state."""
+
+
+class SchemaTooNewError(StoreError):
+    """The catalog was written by a newer mosaicdb."""
+
+
+class OptionError(MosaicdbError):
+    """An option has a value we cannot use; the message names the option."""
+
+    def __init__(self, option: str, message: str):
+        self.option = option
+        super().__init__(f"{option}: {message}")
+
+
+class ImageError(MosaicdbError):
+    """An image (target, thumbnail) cannot be read or written."""
+
+
+class RenderError(MosaicdbError):
+    """A render cannot be done as asked."""
+
+
+class NotFoundError(MosaicdbError):
+    """A render, root or photo that was asked for does not exist."""

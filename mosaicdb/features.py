@@ -1,0 +1,142 @@
+"""The colour feature spec and the numpy maths on feature vectors (no image I/O here).
+
+A feature vector is the mean CIE Lab colour of each cell of a k×k grid laid over the
+centre-cropped square of an image, flattened row-major as [L, a, b] * k*k, float32.
+Tiles and target cells get their grids from the same function in `imaging.py`; this module
+only names the spec and does arithmetic on the vectors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import OptionError
+
+# Bump when the way vectors are computed changes, so stored vectors are re-derived.
+FEATURE_VERSION = 1
+DEFAULT_GRID = 3
+# Each grid cell is averaged from SUB×SUB samples of the resized Lab image.
+SUB = 4
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    grid: int = DEFAULT_GRID
+    version: int = FEATURE_VERSION
+
+    def __post_init__(self):
+        if not 1 <= self.grid <= 16:
+            raise OptionError("--grid", f"must be between 1 and 16, got {self.grid}")
+
+    @property
+    def key(self) -> str:
+        return f"lab{self.grid}v{self.version}"
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.grid * self.grid
+
+    @classmethod
+    def parse(cls, key: str) -> FeatureSpec:
+        m = re.fullmatch(r"lab(\d+)v(\d+)", key)
+        if not m:
+            raise ValueError(f"not a feature spec: {key!r}")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+
+def mean_lab(vectors: np.ndarray) -> np.ndarray:
+    """Mean L, a, b of each vector (n, 3*k*k) -> (n, 3); cells have equal area."""
+    v = np.asarray(vectors, dtype=np.float32)
+    return v.reshape(len(v), -1, 3).mean(axis=1)
+
+
+def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005), vectorised over the last axis."""
+    lab1 = np.asarray(lab1, dtype=np.float64)
+    lab2 = np.asarray(lab2, dtype=np.float64)
+    L1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
+    L2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
+    C1 = np.hypot(a1, b1)
+    C2 = np.hypot(a2, b2)
+    Cbar7 = ((C1 + C2) / 2) ** 7
+    G = 0.5 * (1 - np.sqrt(Cbar7 / (Cbar7 + 25.0**7)))
+    a1p = (1 + G) * a1
+    a2p = (1 + G) * a2
+    C1p = np.hypot(a1p, b1)
+    C2p = np.hypot(a2p, b2)
+    h1p = np.degrees(np.arctan2(b1, a1p)) % 360
+    h2p = np.degrees(np.arctan2(b2, a2p)) % 360
+    h1p = np.where((a1p == 0) & (b1 == 0), 0.0, h1p)
+    h2p = np.where((a2p == 0) & (b2 == 0), 0.0, h2p)
+
+    dLp = L2 - L1
+    dCp = C2p - C1p
+    dhp = h2p - h1p
+    dhp = np.where(dhp > 180, dhp - 360, dhp)
+    dhp = np.where(dhp < -180, dhp + 360, dhp)
+    zero_c = (C1p * C2p) == 0
+    dhp = np.where(zero_c, 0.0, dhp)
+    dHp = 2 * np.sqrt(C1p * C2p) * np.sin(np.radians(dhp) / 2)
+
+    Lbarp = (L1 + L2) / 2
+    Cbarp = (C1p + C2p) / 2
+    hsum = h1p + h2p
+    hbarp = np.where(
+        np.abs(h1p - h2p) <= 180, hsum / 2, np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2)
+    )
+    hbarp = np.where(zero_c, hsum, hbarp)
+    T = (
+        1
+        - 0.17 * np.cos(np.radians(hbarp - 30))
+        + 0.24 * np.cos(np.radians(2 * hbarp))
+        + 0.32 * np.cos(np.radians(3 * hbarp + 6))
+        - 0.20 * np.cos(np.radians(4 * hbarp - 63))
+    )
+    dtheta = 30 * np.exp(-(((hbarp - 275) / 25) ** 2))
+    Cbarp7 = Cbarp**7
+    Rc = 2 * np.sqrt(Cbarp7 / (Cbarp7 + 25.0**7))
+    Sl = 1 + 0.015 * (Lbarp - 50) ** 2 / np.sqrt(20 + (Lbarp - 50) ** 2)
+    Sc = 1 + 0.045 * Cbarp
+    Sh = 1 + 0.015 * Cbarp * T
+    Rt = -np.sin(np.radians(2 * dtheta)) * Rc
+    return np.sqrt(
+        (dLp / Sl) ** 2 + (dCp / Sc) ** 2 + (dHp / Sh) ** 2 + Rt * (dCp / Sc) * (dHp / Sh)
+    )
+
+
+def lab_to_srgb8(lab: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) -> 8-bit sRGB, clipped; for swatches and hex codes."""
+    lab = np.asarray(lab, dtype=np.float64)
+    L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    fy = (L + 16) / 116
+    fx = fy + a / 500
+    fz = fy - b / 200
+
+    def finv(t):
+        return np.where(t > 6 / 29, t**3, 3 * (6 / 29) ** 2 * (t - 4 / 29))
+
+    X, Y, Z = 0.95047 * finv(fx), 1.0 * finv(fy), 1.08883 * finv(fz)
+    r = 3.2404542 * X - 1.5371385 * Y - 0.4985314 * Z
+    g = -0.9692660 * X + 1.8760108 * Y + 0.0415560 * Z
+    bl = 0.0556434 * X - 0.2040259 * Y + 1.0572252 * Z
+    rgb = np.stack([r, g, bl], axis=-1)
+    rgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.abs(rgb) ** (1 / 2.4) - 0.055)
+    return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
+
+
+def srgb8_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """8-bit sRGB -> CIE Lab (D65)."""
+    c = np.asarray(rgb, dtype=np.float64) / 255
+    c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    X = (0.4124564 * c[..., 0] + 0.3575761 * c[..., 1] + 0.1804375 * c[..., 2]) / 0.95047
+    Y = 0.2126729 * c[..., 0] + 0.7151522 * c[..., 1] + 0.0721750 * c[..., 2]
+    Z = (0.0193339 * c[..., 0] + 0.1191920 * c[..., 1] + 0.9503041 * c[..., 2]) / 1.08883
+
+    def f(t):
+        return np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+
+    fx, fy, fz = f(X), f(Y), f(Z)
+    return np.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], axis=-1)

@@ -1,0 +1,273 @@
+"""The Python API: a `Library` is one store (catalog + vector file) and the operations on it.
+
+    import mosaicdb
+    lib = mosaicdb.open("~/mosaic-store")
+    summary = lib.index(["~/Pictures"])
+
+The CLI is a thin layer over this class. Heavy modules (numpy, pyvips, faiss) are imported
+inside the methods that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import config, db, migrate
+from .errors import MosaicdbError, OptionError, StoreError
+from .progress import Progress
+
+
+@dataclass
+class IndexSummary:
+    scanned: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    roots: list[str] = field(default_factory=list)
+    vectors: int = 0
+    vector_index: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+class Interrupted(MosaicdbError):
+    """Ctrl-C during index: what was committed stays; the next run continues."""
+
+
+def _fs(p: str | os.PathLike | bytes) -> bytes:
+    return os.fsencode(p)
+
+
+def _show(p: bytes) -> str:
+    return os.fsdecode(p).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class Library:
+    def __init__(self, home: Path, catalog: db.Catalog, progress: Progress | None = None):
+        self.home = home
+        self.catalog = catalog
+        self.progress = progress or Progress()
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, home: str | os.PathLike | None = None, progress: Progress | None = None) -> Library:
+        home = config.resolve_home(home)
+        if home.exists() and not home.is_dir():
+            raise StoreError(f"store path {home} exists and is not a folder")
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the store folder {home}: {e.strerror}") from None
+        engine = db.make_engine(db.sqlite_url(home / config.CATALOG_NAME))
+        try:
+            migrate.ensure_schema(engine, lock_path=home / ".lock")
+        except MosaicdbError:
+            engine.dispose()
+            raise
+        except Exception as e:
+            engine.dispose()
+            raise StoreError(f"cannot open the catalog in {home}: {e}") from e
+        lib = cls(home, db.Catalog(engine), progress)
+        if lib.catalog.get_meta("feature_spec") is None:
+            from .features import FeatureSpec
+
+            lib.catalog.set_meta({"feature_spec": FeatureSpec().key, "created_at": str(time.time())})
+        return lib
+
+    def close(self) -> None:
+        self.catalog.dispose()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- basic facts ---------------------------------------------------------------------
+    @property
+    def spec(self):
+        from .features import FeatureSpec
+
+        return FeatureSpec.parse(self.catalog.get_meta("feature_spec"))
+
+    @property
+    def vector_path(self) -> Path:
+        return self.home / f"vectors-{self.spec.key}.faiss"
+
+    def roots(self) -> list[str]:
+        return [_show(p) for _, p in self.catalog.roots()]
+
+    def errors(self) -> list[dict]:
+        return [{"path": _show(p), "error": e} for p, e in self.catalog.errors()]
+
+    # -- index ---------------------------------------------------------------------------
+    def index(
+        self,
+        paths: Sequence[str | os.PathLike] = (),
+        *,
+        workers: int | None = None,
+        thumb_size: int = 256,
+        max_pixels: int = 250_000_000,
+        include_hidden: bool = False,
+        retry_errors: bool = False,
+        batch_size: int = 200,
+    ) -> IndexSummary:
+        """Register `paths` as roots (none: all roots) and bring the catalog in line with disk."""
+        from .scan import BatchWriter, ScanOptions, Scope, WalkStats, plan_scan, run_batches
+
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if workers < 0:
+            raise OptionError("--workers", f"must be 0 or more, got {workers}")
+        if not 16 <= thumb_size <= 4096:
+            raise OptionError("--thumb-size", f"must be between 16 and 4096, got {thumb_size}")
+        if max_pixels < 1:
+            raise OptionError("--max-pixels", f"must be positive, got {max_pixels}")
+        if batch_size < 1:
+            raise OptionError("--batch-size", f"must be positive, got {batch_size}")
+        t0 = time.monotonic()
+        summary = IndexSummary()
+        stats = WalkStats()
+        scopes = self._scopes(paths, stats)
+        opts = ScanOptions(
+            thumb_size=thumb_size, grid=self.spec.grid, max_pixels=max_pixels,
+            include_hidden=include_hidden, retry_errors=retry_errors, workers=workers,
+            batch_size=batch_size,
+        )
+        with self.progress.task("Scanning folders", total=None) as t:
+            plan = plan_scan(self.catalog, scopes, opts, stats, on_file=t.advance)
+        summary.scanned, summary.unchanged = plan.scanned, plan.unchanged
+        summary.removed = self.catalog.delete_photos(plan.gone) if plan.gone else 0
+
+        with self.progress.task("Indexing photos", total=len(plan.todo)) as t:
+            writer = BatchWriter(self.catalog, plan, self.spec.key, batch_size,
+                                 on_commit=lambda b: t.advance(len(b)))
+            try:
+                run_batches(plan.todo, opts, writer)
+                writer.flush()
+            except KeyboardInterrupt:
+                try:
+                    writer.flush()
+                finally:
+                    raise Interrupted(
+                        f"interrupted: {writer.added + writer.updated} of {len(plan.todo)} files "
+                        "were saved; run `mosaicdb index` again to continue"
+                    ) from None
+        summary.added, summary.updated, summary.failed = writer.added, writer.updated, writer.failed
+        vs = self.sync_vectors()
+        self.catalog.set_meta({"last_index_at": str(time.time())})
+        summary.vectors, summary.vector_index = vs["count"], vs["action"]
+        summary.roots = [_show(s.root_path) for s in scopes]
+        summary.warnings = stats.warnings
+        summary.seconds = time.monotonic() - t0
+        return summary
+
+    def _scopes(self, paths, stats) -> list:
+        from .scan import Scope
+
+        roots = self.catalog.roots()
+        if not paths:
+            if not roots:
+                raise MosaicdbError("no folders are registered yet: run `mosaicdb index PATH`")
+            scopes = []
+            for rid, rpath in roots:
+                if not os.path.isdir(rpath):
+                    # an unmounted disk must not read as "every photo deleted"
+                    stats.warnings.append(f"{_show(rpath)}: folder not found, skipped (kept its photos)")
+                    continue
+                scopes.append(Scope(rid, rpath, rpath))
+            return scopes
+        scopes = []
+        for p in paths:
+            raw = _fs(os.path.expanduser(os.fsdecode(_fs(p))))
+            if not os.path.isdir(raw):
+                what = "does not exist" if not os.path.exists(raw) else "is not a folder"
+                raise MosaicdbError(f"{_show(raw)} {what}")
+            rp = os.path.realpath(raw)
+            cover = next(
+                ((rid, r) for rid, r in roots if rp == r or rp.startswith(r.rstrip(b"/") + b"/")),
+                None,
+            )
+            if cover:
+                scopes.append(Scope(cover[0], cover[1], rp))
+            else:
+                rid = self.catalog.add_root(rp)
+                roots = self.catalog.roots()
+                scopes = [s for s in scopes if not s.root_path.startswith(rp.rstrip(b"/") + b"/")]
+                scopes.append(Scope(rid, rp, rp))
+        return scopes
+
+    # -- vectors -------------------------------------------------------------------------
+    def sync_vectors(self, rebuild: bool = False) -> dict:
+        """Bring the FAISS file in line with the catalog: unchanged, updated in place from the
+        catalog's change counter, or rebuilt when it is missing or disagrees."""
+        import numpy as np
+
+        spec = self.spec
+        path = self.vector_path
+        n, idsum, maxseq = self.catalog.feature_state(spec.key)
+        key = f"vectors.{spec.key}"
+        raw = self.catalog.get_meta(key)
+        state = json.loads(raw) if raw else None
+        fst = path.stat() if path.exists() else None
+        want = {"count": n, "idsum": idsum, "seq": maxseq}
+        if (
+            not rebuild and state and fst
+            and {k: state.get(k) for k in want} == want
+            and state.get("size") == fst.st_size and state.get("mtime_ns") == fst.st_mtime_ns
+        ):
+            return {"action": "unchanged", "count": n}
+
+        from . import vecindex as V
+
+        def vecs(blobs):
+            return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, spec.dim)
+
+        index, action = None, "rebuilt"
+        if not rebuild and state and fst:
+            try:
+                index = V.read(path)
+            except Exception:
+                index = None
+            if index is not None and (index.ntotal != state.get("count") or index.d != spec.dim):
+                index = None
+            if index is not None:
+                gone = np.setdiff1d(V.ids_of(index), np.asarray(self.catalog.feature_ids(spec.key)))
+                V.remove(index, gone)
+                for ids, blobs in self.catalog.iter_vectors(spec.key, since_seq=state["seq"]):
+                    V.remove(index, ids)
+                    V.add(index, ids, vecs(blobs))
+                if index.ntotal != n or int(V.ids_of(index).sum()) != idsum:
+                    index = None
+                else:
+                    action = "updated"
+        if index is None:
+            action = "rebuilt"
+            index = V.new_index(spec.dim)
+            for ids, blobs in self.catalog.iter_vectors(spec.key):
+                V.add(index, ids, vecs(blobs))
+        V.write_atomic(index, path)
+        fst = path.stat()
+        self.catalog.set_meta(
+            {key: json.dumps({**want, "size": fst.st_size, "mtime_ns": fst.st_mtime_ns})}
+        )
+        return {"action": action, "count": n}
+
+    def vector_index(self):
+        """The FAISS index, checked against the catalog (rebuilt if stale)."""
+        from . import vecindex as V
+
+        self.sync_vectors()
+        return V.read(self.vector_path)

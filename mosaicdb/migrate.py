@@ -1,0 +1,91 @@
+"""Create or upgrade the catalog schema with the Alembic migrations shipped in the package,
+and refuse a catalog written by a newer mosaicdb.
+
+Alembic is imported only when an upgrade is needed: it adds noticeable import time, and the
+common case (schema already current) is answered by one SELECT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from . import db
+from .errors import SchemaTooNewError, StoreError
+
+
+def migrations_dir() -> Path:
+    return Path(str(resources.files("mosaicdb.migrations")))
+
+
+def alembic_config(url: str | None = None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as c:
+        if not inspect(c).has_table("alembic_version"):
+            return None
+        return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path | None):
+    if path is None:
+        yield
+        return
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_schema(engine: Engine, lock_path: Path | None = None) -> str:
+    """Bring the catalog to this code's schema; return the revision it is at."""
+    rev = current_revision(engine)
+    if rev == db.SCHEMA_REVISION:
+        return rev
+    with _file_lock(lock_path):
+        rev = current_revision(engine)
+        if rev == db.SCHEMA_REVISION:
+            return rev
+        if rev is not None and rev not in known_revisions():
+            raise SchemaTooNewError(
+                f"the catalog has schema revision {rev}, which this mosaicdb does not know "
+                "(it was written by a newer version); upgrade mosaicdb to use this store"
+            )
+        from alembic import command
+
+        cfg = alembic_config()
+        try:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except Exception as e:  # a failed migration must not look like a traceback to users
+            raise StoreError(f"could not upgrade the catalog schema: {e}") from e
+        return current_revision(engine)

@@ -1,0 +1,257 @@
+"""The index stage: walk the folders → diff against the catalog → decode new/changed files in
+a pool of worker processes → one writer commits results in batches.
+
+`process_batch` is the per-file work: a pure function from a batch of paths to results, with no
+database access, so any executor (local processes today, Dask workers later) can run it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from .db import Catalog, PhotoResult
+
+IMAGE_EXTS = frozenset(
+    b".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .gif .heic .heif .avif".split()
+)
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    thumb_size: int = 256
+    grid: int = 3
+    max_pixels: int = 250_000_000
+    include_hidden: bool = False
+    retry_errors: bool = False
+    workers: int = 0  # 0: in this process (debugging, tests); N: a pool of N processes
+    batch_size: int = 200  # results per commit: a crash loses at most this many
+
+
+@dataclass
+class WalkStats:
+    warnings: list[str] = field(default_factory=list)
+
+
+def walk(top: bytes, include_hidden: bool, stats: WalkStats) -> Iterator[tuple[bytes, int, int]]:
+    """Yield (path, size, mtime_ns) of image files under `top`, recursively.
+
+    Follows symlinks to folders but visits each real folder once, so symlink loops end.
+    """
+    visited: set[tuple[int, int]] = set()
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            dst = os.stat(d)
+        except OSError as e:
+            stats.warnings.append(f"{os.fsdecode(d)}: {e.strerror}")
+            continue
+        key = (dst.st_dev, dst.st_ino)
+        if key in visited:
+            continue
+        visited.add(key)
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError as e:
+            stats.warnings.append(f"{os.fsdecode(d)}: {e.strerror}")
+            continue
+        subdirs = []
+        for e in entries:
+            name = e.name
+            if not include_hidden and name.startswith(b"."):
+                continue
+            try:
+                if e.is_dir():
+                    subdirs.append(e.path)
+                    continue
+                if os.path.splitext(name)[1].lower() not in IMAGE_EXTS:
+                    continue
+                st = e.stat()
+            except OSError:
+                continue  # vanished or dangling symlink: not a photo we can index
+            if stat.S_ISREG(st.st_mode):
+                yield e.path, st.st_size, st.st_mtime_ns
+        stack.extend(sorted(subdirs, reverse=True))
+
+
+# ---------------------------------------------------------------------------------------
+# Worker side
+
+
+def _worker_init():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    from . import imaging
+
+    imaging.init_worker()
+
+
+def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
+    """Decode each photo once: stored thumbnail + Lab grid features, or the reason it failed."""
+    from . import imaging
+
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError as e:
+            out.append(PhotoResult(p, -1, -1, "error", error=e.strerror or str(e)))
+            continue
+        if size == 0:
+            out.append(PhotoResult(p, size, mtime, "error", error="empty file (0 bytes)"))
+            continue
+        try:
+            thumb, w, h, fmt = imaging.load_photo(p, opts.thumb_size, opts.max_pixels)
+            vec = imaging.tile_vector(thumb, opts.grid)
+            data = imaging.encode_thumb(thumb)
+        except imaging.PhotoReadError as e:
+            out.append(PhotoResult(p, size, mtime, "error", error=str(e) or "unreadable"))
+            continue
+        except Exception as e:  # a decoder bug must cost one file, not the scan
+            out.append(PhotoResult(p, size, mtime, "error", error=f"{type(e).__name__}: {e}"))
+            continue
+        k = opts.grid
+        mean = vec.reshape(k * k, 3).mean(axis=0)
+        out.append(
+            PhotoResult(
+                p, size, mtime, "ok", width=w, height=h, format=fmt,
+                thumb=data, thumb_w=thumb.width, thumb_h=thumb.height,
+                thumb_codec=imaging.THUMB_CODEC, vector=vec.tobytes(),
+                mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Driver side
+
+
+@dataclass
+class Scope:
+    root_id: int
+    root_path: bytes
+    walk_path: bytes
+
+
+@dataclass
+class ScanPlan:
+    todo: list[bytes]
+    existing: dict[bytes, int]  # path → photo id, for changed files
+    root_of: dict[bytes, int]
+    gone: list[int]
+    scanned: int
+    unchanged: int
+
+
+def plan_scan(catalog: Catalog, scopes: list[Scope], opts: ScanOptions, stats: WalkStats,
+              on_file: Callable[[], None] | None = None) -> ScanPlan:
+    todo: list[bytes] = []
+    existing: dict[bytes, int] = {}
+    root_of: dict[bytes, int] = {}
+    gone: list[int] = []
+    scanned = unchanged = 0
+    for sc in scopes:
+        under = None if sc.walk_path == sc.root_path else sc.walk_path
+        known = catalog.photo_states(sc.root_id, under)
+        for path, size, mtime in walk(sc.walk_path, opts.include_hidden, stats):
+            if path in root_of:
+                continue
+            scanned += 1
+            root_of[path] = sc.root_id
+            if on_file:
+                on_file()
+            row = known.pop(path, None)
+            if row is None:
+                todo.append(path)
+            elif (
+                row.size == size
+                and row.mtime_ns == mtime
+                and not (opts.retry_errors and row.status == "error")
+            ):
+                unchanged += 1
+            else:
+                todo.append(path)
+                existing[path] = row.id
+        gone.extend(r.id for r in known.values())
+    return ScanPlan(todo, existing, root_of, gone, scanned, unchanged)
+
+
+def run_batches(
+    todo: list[bytes],
+    opts: ScanOptions,
+    on_results: Callable[[list[PhotoResult]], None],
+) -> None:
+    """Process `todo` in chunks (in process, or in a pool) and hand results to `on_results`
+    in the calling process, which is the single writer."""
+    chunk = 8
+    batches = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    if opts.workers <= 0:
+        from . import imaging
+
+        imaging.init_worker(concurrency=0)
+        for b in batches:
+            on_results(process_batch(b, opts))
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold libvips threads
+    pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx, initializer=_worker_init)
+    try:
+        pending = set()
+        it = iter(batches)
+        limit = opts.workers * 4  # bounded in flight: memory stays flat on any library size
+        while True:
+            while len(pending) < limit:
+                b = next(it, None)
+                if b is None:
+                    break
+                pending.add(pool.submit(process_batch, b, opts))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                on_results(f.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class BatchWriter:
+    """Collects results and commits them every `batch_size` results or 2 seconds."""
+
+    def __init__(self, catalog: Catalog, plan: ScanPlan, spec: str, batch_size: int,
+                 on_commit: Callable[[list[PhotoResult]], None] | None = None):
+        self.catalog, self.plan, self.spec = catalog, plan, spec
+        self.batch_size = max(1, batch_size)
+        self.buf: list[PhotoResult] = []
+        self.last = time.monotonic()
+        self.on_commit = on_commit
+        self.added = self.updated = self.failed = 0
+
+    def __call__(self, results: list[PhotoResult]) -> None:
+        self.buf.extend(results)
+        if len(self.buf) >= self.batch_size or time.monotonic() - self.last > 2.0:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buf:
+            return
+        buf, self.buf = self.buf, []
+        self.catalog.write_results(buf, self.plan.root_of, self.plan.existing, self.spec)
+        self.last = time.monotonic()
+        for r in buf:
+            if r.path in self.plan.existing:
+                self.updated += 1
+            else:
+                self.added += 1
+            if r.status != "ok":
+                self.failed += 1
+        if self.on_commit:
+            self.on_commit(buf)

@@ -1,0 +1,60 @@
+"""The vector index: the only module that imports faiss.
+
+The FAISS file is a cache of the catalog's feature vectors, keyed by photo id
+(`IndexIDMap2` over an exact `IndexFlatL2`). It is written to a temporary file and renamed, and
+never trusted blindly: the catalog records what the file should hold (see library.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+
+def new_index(dim: int):
+    return faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
+
+
+def read(path: Path):
+    return faiss.read_index(str(path))
+
+
+def write_atomic(index, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def ids_of(index) -> np.ndarray:
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
+def add(index, ids, vectors: np.ndarray) -> None:
+    if len(ids):
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, np.int64))
+
+
+def remove(index, ids) -> int:
+    ids = np.asarray(ids, dtype=np.int64)
+    if not len(ids):
+        return 0
+    return index.remove_ids(faiss.IDSelectorBatch(ids))
+
+
+def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest (squared L2 distances, photo ids) per query; id -1 marks an empty slot."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    return index.search(q, min(k, max(1, index.ntotal)))
+
+
+def set_threads(n: int) -> None:
+    faiss.omp_set_num_threads(n)
