@@ -30,8 +30,12 @@ _state: dict = {"home": None}
 def _main(
     home: Annotated[
         str | None,
-        typer.Option("--home", envvar="MOSAICDB_HOME", help="Store folder (catalog + vectors).",
-                     show_default="the user data dir"),
+        typer.Option(
+            "--home",
+            envvar="MOSAICDB_HOME",
+            help="Store folder (catalog + vectors).",
+            show_default="the user data dir",
+        ),
     ] = None,
 ):
     _state["home"] = home
@@ -92,10 +96,17 @@ def index(
         typer.Argument(help="Folders to add and scan. None: rescan every registered folder."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", "-j", help="Decoder processes (0: in this process).",
-                                 show_default="CPU count")
+        int | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            help="Decoder processes (0: in this process).",
+            show_default="CPU count",
+        ),
     ] = None,
-    thumb_size: Annotated[int, typer.Option("--thumb-size", help="Stored thumbnail short side, px.")] = 256,
+    thumb_size: Annotated[
+        int, typer.Option("--thumb-size", help="Stored thumbnail short side, px.")
+    ] = 256,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", help="Refuse photos larger than this many pixels.")
     ] = 250_000_000,
@@ -103,7 +114,8 @@ def index(
         bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")
     ] = False,
     retry_errors: Annotated[
-        bool, typer.Option("--retry-errors", help="Re-read files that failed before even if unchanged.")
+        bool,
+        typer.Option("--retry-errors", help="Re-read files that failed before even if unchanged."),
     ] = False,
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Files per commit (a crash loses at most these).")
@@ -114,8 +126,13 @@ def index(
     """Index photo folders: new and changed files are read, deleted ones dropped."""
     with _open(quiet or json_out and not sys.stderr.isatty()) as lib:
         s = lib.index(
-            paths or (), workers=workers, thumb_size=thumb_size, max_pixels=max_pixels,
-            include_hidden=include_hidden, retry_errors=retry_errors, batch_size=batch_size,
+            paths or (),
+            workers=workers,
+            thumb_size=thumb_size,
+            max_pixels=max_pixels,
+            include_hidden=include_hidden,
+            retry_errors=retry_errors,
+            batch_size=batch_size,
         )
     if json_out:
         _print_json(s.to_dict())

@@ -188,7 +188,9 @@ class Catalog:
     # -- roots ------------------------------------------------------------------------
     def roots(self) -> list[tuple[int, bytes]]:
         with self.engine.connect() as c:
-            return [tuple(r) for r in c.execute(select(roots.c.id, roots.c.path).order_by(roots.c.id))]
+            return [
+                tuple(r) for r in c.execute(select(roots.c.id, roots.c.path).order_by(roots.c.id))
+            ]
 
     def add_root(self, path: bytes) -> int:
         """Register a folder. Roots registered earlier inside it are merged into it."""
@@ -277,7 +279,7 @@ class Catalog:
                     insert(photos).returning(photos.c.id, sort_by_parameter_order=True),
                     [{"path": r.path, "root_id": root_of[r.path], **row(r)} for r in new],
                 )
-                ids.update({r.path: pid for r, (pid,) in zip(new, got)})
+                ids.update({r.path: pid for r, (pid,) in zip(new, got, strict=True)})
 
             ok = [r for r in results if r.status == "ok"]
             if ok:
@@ -325,7 +327,8 @@ class Catalog:
         """(count, sum of ids, max seq) of the vectors of `spec`: a cheap fingerprint."""
         with self.engine.connect() as c:
             q = select(
-                func.count(), func.coalesce(func.sum(features.c.photo_id), 0),
+                func.count(),
+                func.coalesce(func.sum(features.c.photo_id), 0),
                 func.coalesce(func.max(features.c.seq), 0),
             ).where(features.c.spec == spec)
             n, s, m = c.execute(q).one()

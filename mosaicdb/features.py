@@ -18,8 +18,6 @@ from .errors import OptionError
 # Bump when the way vectors are computed changes, so stored vectors are re-derived.
 FEATURE_VERSION = 1
 DEFAULT_GRID = 3
-# Each grid cell is averaged from SUB×SUB samples of the resized Lab image.
-SUB = 4
 
 
 @dataclass(frozen=True)

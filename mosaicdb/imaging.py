@@ -10,8 +10,6 @@ import os
 
 import numpy as np
 
-from . import features as F
-
 os.environ.setdefault("VIPS_WARNING", "0")  # libvips warnings would flood worker stderr
 
 import pyvips  # noqa: E402
@@ -118,18 +116,33 @@ def lab_grid(img, cols: int, rows: int, k: int) -> np.ndarray:
     """Mean Lab of a k×k grid in each of cols×rows equal cells of `img` (8-bit sRGB).
 
     Returns float32 (rows, cols, 3*k*k). Tiles (cols = rows = 1) and target cells both come
-    through here, so their features cannot drift apart. The image is converted to Lab, resized
-    to exactly SUB samples per grid cell, then averaged with an exact integer shrink.
+    through here, so their features cannot drift apart. Means are exact pixel-area averages of
+    the Lab image (boundaries rounded to whole pixels), computed in horizontal strips so memory
+    stays bounded for any image size.
     """
-    s = F.SUB
-    nw, nh = cols * k * s, rows * k * s
+    nx, ny = cols * k, rows * k
+    if img.width < nx or img.height < ny:  # fewer pixels than grid cells: enlarge first
+        scale = max(nx / img.width, ny / img.height)
+        img = img.resize(scale, kernel="nearest")
+    W, H = img.width, img.height
+    xb = np.round(np.arange(nx + 1) * W / nx).astype(np.int64)
+    yb = np.round(np.arange(ny + 1) * H / ny).astype(np.int64)
     lab = img.colourspace("lab")
-    lab = lab.resize(nw / img.width, vscale=nh / img.height)
-    if lab.width != nw or lab.height != nh:
-        lab = lab.gravity("centre", nw, nh, extend="copy")
-    a = lab.shrink(s, s).numpy().astype(np.float32)  # (rows*k, cols*k, 3)
-    a = a.reshape(rows, k, cols, k, 3).transpose(0, 2, 1, 3, 4)
-    return np.ascontiguousarray(a.reshape(rows, cols, k * k * 3))
+    out = np.empty((ny, nx, 3), dtype=np.float64)
+    area_x = np.diff(xb)
+    step = max(1, int(_STRIP_PIXELS // max(1, W * (H / ny))))
+    for i0 in range(0, ny, step):
+        i1 = min(ny, i0 + step)
+        y0, y1 = int(yb[i0]), int(yb[i1])
+        a = lab.crop(0, y0, W, y1 - y0).numpy().astype(np.float64)
+        a = np.add.reduceat(a, xb[:-1], axis=1)
+        a = np.add.reduceat(a, yb[i0:i1] - y0, axis=0)
+        out[i0:i1] = a / (np.diff(yb)[i0:i1, None, None] * area_x[None, :, None])
+    out = out.reshape(rows, k, cols, k, 3).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(out.reshape(rows, cols, k * k * 3), dtype=np.float32)
+
+
+_STRIP_PIXELS = 1_000_000
 
 
 def tile_vector(img, k: int, aspect: float = 1.0) -> np.ndarray:

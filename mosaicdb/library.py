@@ -62,7 +62,9 @@ class Library:
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
-    def open(cls, home: str | os.PathLike | None = None, progress: Progress | None = None) -> Library:
+    def open(
+        cls, home: str | os.PathLike | None = None, progress: Progress | None = None
+    ) -> Library:
         home = config.resolve_home(home)
         if home.exists() and not home.is_dir():
             raise StoreError(f"store path {home} exists and is not a folder")
@@ -83,7 +85,9 @@ class Library:
         if lib.catalog.get_meta("feature_spec") is None:
             from .features import FeatureSpec
 
-            lib.catalog.set_meta({"feature_spec": FeatureSpec().key, "created_at": str(time.time())})
+            lib.catalog.set_meta(
+                {"feature_spec": FeatureSpec().key, "created_at": str(time.time())}
+            )
         return lib
 
     def close(self) -> None:
@@ -125,7 +129,7 @@ class Library:
         batch_size: int = 200,
     ) -> IndexSummary:
         """Register `paths` as roots (none: all roots) and bring the catalog in line with disk."""
-        from .scan import BatchWriter, ScanOptions, Scope, WalkStats, plan_scan, run_batches
+        from .scan import BatchWriter, ScanOptions, WalkStats, plan_scan, run_batches
 
         if workers is None:
             workers = os.cpu_count() or 1
@@ -142,8 +146,12 @@ class Library:
         stats = WalkStats()
         scopes = self._scopes(paths, stats)
         opts = ScanOptions(
-            thumb_size=thumb_size, grid=self.spec.grid, max_pixels=max_pixels,
-            include_hidden=include_hidden, retry_errors=retry_errors, workers=workers,
+            thumb_size=thumb_size,
+            grid=self.spec.grid,
+            max_pixels=max_pixels,
+            include_hidden=include_hidden,
+            retry_errors=retry_errors,
+            workers=workers,
             batch_size=batch_size,
         )
         with self.progress.task("Scanning folders", total=None) as t:
@@ -152,8 +160,9 @@ class Library:
         summary.removed = self.catalog.delete_photos(plan.gone) if plan.gone else 0
 
         with self.progress.task("Indexing photos", total=len(plan.todo)) as t:
-            writer = BatchWriter(self.catalog, plan, self.spec.key, batch_size,
-                                 on_commit=lambda b: t.advance(len(b)))
+            writer = BatchWriter(
+                self.catalog, plan, self.spec.key, batch_size, on_commit=lambda b: t.advance(len(b))
+            )
             try:
                 run_batches(plan.todo, opts, writer)
                 writer.flush()
@@ -185,7 +194,9 @@ class Library:
             for rid, rpath in roots:
                 if not os.path.isdir(rpath):
                     # an unmounted disk must not read as "every photo deleted"
-                    stats.warnings.append(f"{_show(rpath)}: folder not found, skipped (kept its photos)")
+                    stats.warnings.append(
+                        f"{_show(rpath)}: folder not found, skipped (kept its photos)"
+                    )
                     continue
                 scopes.append(Scope(rid, rpath, rpath))
             return scopes
@@ -224,9 +235,12 @@ class Library:
         fst = path.stat() if path.exists() else None
         want = {"count": n, "idsum": idsum, "seq": maxseq}
         if (
-            not rebuild and state and fst
+            not rebuild
+            and state
+            and fst
             and {k: state.get(k) for k in want} == want
-            and state.get("size") == fst.st_size and state.get("mtime_ns") == fst.st_mtime_ns
+            and state.get("size") == fst.st_size
+            and state.get("mtime_ns") == fst.st_mtime_ns
         ):
             return {"action": "unchanged", "count": n}
 

@@ -121,9 +121,18 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
         mean = vec.reshape(k * k, 3).mean(axis=0)
         out.append(
             PhotoResult(
-                p, size, mtime, "ok", width=w, height=h, format=fmt,
-                thumb=data, thumb_w=thumb.width, thumb_h=thumb.height,
-                thumb_codec=imaging.THUMB_CODEC, vector=vec.tobytes(),
+                p,
+                size,
+                mtime,
+                "ok",
+                width=w,
+                height=h,
+                format=fmt,
+                thumb=data,
+                thumb_w=thumb.width,
+                thumb_h=thumb.height,
+                thumb_codec=imaging.THUMB_CODEC,
+                vector=vec.tobytes(),
                 mean=(float(mean[0]), float(mean[1]), float(mean[2])),
             )
         )
@@ -151,8 +160,13 @@ class ScanPlan:
     unchanged: int
 
 
-def plan_scan(catalog: Catalog, scopes: list[Scope], opts: ScanOptions, stats: WalkStats,
-              on_file: Callable[[], None] | None = None) -> ScanPlan:
+def plan_scan(
+    catalog: Catalog,
+    scopes: list[Scope],
+    opts: ScanOptions,
+    stats: WalkStats,
+    on_file: Callable[[], None] | None = None,
+) -> ScanPlan:
     todo: list[bytes] = []
     existing: dict[bytes, int] = {}
     root_of: dict[bytes, int] = {}
@@ -226,8 +240,14 @@ def run_batches(
 class BatchWriter:
     """Collects results and commits them every `batch_size` results or 2 seconds."""
 
-    def __init__(self, catalog: Catalog, plan: ScanPlan, spec: str, batch_size: int,
-                 on_commit: Callable[[list[PhotoResult]], None] | None = None):
+    def __init__(
+        self,
+        catalog: Catalog,
+        plan: ScanPlan,
+        spec: str,
+        batch_size: int,
+        on_commit: Callable[[list[PhotoResult]], None] | None = None,
+    ):
         self.catalog, self.plan, self.spec = catalog, plan, spec
         self.batch_size = max(1, batch_size)
         self.buf: list[PhotoResult] = []

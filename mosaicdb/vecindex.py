@@ -40,7 +40,9 @@ def ids_of(index) -> np.ndarray:
 
 def add(index, ids, vectors: np.ndarray) -> None:
     if len(ids):
-        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, np.int64))
+        index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, np.int64)
+        )
 
 
 def remove(index, ids) -> int:

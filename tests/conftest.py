@@ -1,0 +1,90 @@
+"""Shared fixtures: images with known colours made in tmp_path, a store, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvips
+from typer.testing import CliRunner
+
+from mosaicdb import features as F
+
+# Named sRGB colours used across the tests, with their Lab values computed independently.
+COLOURS = {
+    "red": (230, 30, 30),
+    "green": (30, 200, 60),
+    "blue": (30, 60, 220),
+    "grey": (128, 128, 128),
+    "yellow": (250, 210, 20),
+    "black": (10, 10, 10),
+    "white": (245, 245, 245),
+    "purple": (140, 40, 160),
+}
+
+
+def lab_of(rgb) -> np.ndarray:
+    return F.srgb8_to_lab(np.array(rgb, dtype=np.float64))
+
+
+def solid(path: Path, rgb, size=(320, 240), **save_kw) -> Path:
+    w, h = size
+    im = pyvips.Image.black(w, h, bands=3).new_from_image(list(rgb)).cast("uchar")
+    im = im.copy(interpretation="srgb")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.write_to_file(str(path), **save_kw)
+    return path
+
+
+def noise_jpeg(path: Path, size=(640, 480), seed=0, q=85) -> Path:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.integers(0, 255, size=(h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+    im = pyvips.Image.new_from_array(base).copy(interpretation="srgb").resize(16, kernel="linear")
+    im = im.crop(0, 0, w, h)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.write_to_file(str(path), Q=q)
+    return path
+
+
+@pytest.fixture
+def lib_dir(tmp_path) -> Path:
+    d = tmp_path / "photos"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def lib(home):
+    import mosaicdb
+
+    with mosaicdb.open(home) as library:
+        yield library
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def cli(runner, home):
+    """Invoke the CLI against the test store; returns the click Result."""
+    from mosaicdb.cli import app
+
+    def run(*args, **kw):
+        env = {"MOSAICDB_HOME": str(home), **kw.pop("env", {})}
+        return runner.invoke(app, [str(a) for a in args], env=env, **kw)
+
+    return run
+
+
+def fsbytes(p) -> bytes:
+    return os.fsencode(p)

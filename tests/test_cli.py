@@ -1,0 +1,162 @@
+"""The CLI as a contract: exit codes, exact messages, --json keys, a real subprocess, and a
+kill -9 in the middle of `index`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from conftest import COLOURS, noise_jpeg, solid
+
+SUMMARY_KEYS = {"scanned", "added", "updated", "removed", "unchanged", "failed", "seconds"}
+
+
+def test_index_json_is_only_json(cli, lib_dir):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    (lib_dir / "bad.jpg").write_bytes(b"")
+    r = cli("index", lib_dir, "--workers", "0", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert SUMMARY_KEYS <= d.keys()
+    assert (d["scanned"], d["added"], d["failed"]) == (2, 2, 1)
+    r = cli("errors", "--json")
+    assert json.loads(r.stdout) == [
+        {"path": str(lib_dir / "bad.jpg"), "error": "empty file (0 bytes)"}
+    ]
+    r = cli("roots", "--json")
+    assert json.loads(r.stdout) == [str(lib_dir)]
+
+
+def test_human_summary(cli, lib_dir):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    r = cli("index", lib_dir, "-j", "0")
+    assert r.exit_code == 0
+    assert r.stdout.startswith(
+        "1 files scanned: 1 added, 0 updated, 0 removed, 0 unchanged, 0 failed"
+    )
+
+
+def test_errors_are_one_line_exit_1(cli, tmp_path):
+    r = cli("index", tmp_path / "nope")
+    assert r.exit_code == 1
+    assert r.output == f"Error: {tmp_path / 'nope'} does not exist\n"
+    r = cli("index")
+    assert (r.exit_code, r.output) == (
+        1,
+        "Error: no folders are registered yet: run `mosaicdb index PATH`\n",
+    )
+    (tmp_path / "f").write_text("x")
+    r = cli("--home", tmp_path / "f", "roots")
+    assert r.exit_code == 1
+    assert r.output == f"Error: store path {tmp_path / 'f'} exists and is not a folder\n"
+
+
+def test_bad_option_values_name_the_option(cli, lib_dir):
+    r = cli("index", lib_dir, "--workers", "-1")
+    assert (r.exit_code, r.output) == (1, "Error: --workers: must be 0 or more, got -1\n")
+    r = cli("index", lib_dir, "--thumb-size", "3")
+    assert (r.exit_code, r.output) == (
+        1,
+        "Error: --thumb-size: must be between 16 and 4096, got 3\n",
+    )
+    r = cli("index", lib_dir, "--workers", "many")
+    assert r.exit_code == 2 and "--workers" in r.output
+
+
+def _run(args, home, **kw):
+    env = {**os.environ, "MOSAICDB_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "mosaicdb", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        **kw,
+    )
+
+
+def test_help_is_light():
+    code = (
+        "import sys\n"
+        "from mosaicdb.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pyvips', 'faiss', 'numpy', 'alembic') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "HEAVY []" in out
+
+
+def test_real_subprocess_and_python_m(tmp_path, lib_dir):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    p = _run(["index", lib_dir, "--json", "--workers", "1"], tmp_path / "s")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["added"] == 1
+    p = _run(["index", lib_dir / "missing"], tmp_path / "s")
+    assert p.returncode == 1 and p.stderr.strip().startswith("Error: ")
+    assert "Traceback" not in p.stderr
+
+
+def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, lib_dir):
+    n_good = 60
+    for i in range(n_good):
+        noise_jpeg(lib_dir / f"d{i // 20}" / f"p{i:03d}.jpg", size=(1600, 1200), seed=i)
+    (lib_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    home = tmp_path / "s"
+    env = {**os.environ, "MOSAICDB_HOME": str(home)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mosaicdb",
+            "index",
+            str(lib_dir),
+            "--workers",
+            "1",
+            "--batch-size",
+            "4",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    db_path = home / "catalog.sqlite"
+    deadline = time.monotonic() + 60
+    committed = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(db_path, timeout=1) as c:
+                committed = c.execute("SELECT count(*) FROM photos").fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if committed >= 8:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: the worker dies too
+    proc.wait()
+    assert 8 <= committed < n_good + 1, "the kill should land in the middle of the run"
+
+    p = _run(["index", "--json", "--workers", "2"], home)
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["added"] + s["unchanged"] == n_good + 1
+    with sqlite3.connect(db_path) as c:
+        assert c.execute("SELECT count(*), count(DISTINCT path) FROM photos").fetchone() == (
+            n_good + 1,
+            n_good + 1,
+        )
+        assert c.execute("SELECT count(*) FROM photos WHERE status='ok'").fetchone()[0] == n_good
+        assert c.execute("SELECT count(*) FROM features").fetchone()[0] == n_good
+        assert c.execute("SELECT count(*) FROM thumbnails").fetchone()[0] == n_good
+    import mosaicdb
+    from mosaicdb import vecindex as V
+
+    with mosaicdb.open(home) as lib:
+        ids = V.ids_of(V.read(lib.vector_path))
+        assert len(ids) == n_good and len(set(ids.tolist())) == n_good

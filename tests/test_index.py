@@ -1,0 +1,319 @@
+"""`index`: known colours in, known Lab features out; incremental add/change/delete; bad files
+become error rows and the scan goes on; the FAISS file follows the catalog."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+import pyvips
+from conftest import COLOURS, lab_of, noise_jpeg, solid
+from sqlalchemy import func, select
+
+from mosaicdb import db
+from mosaicdb import vecindex as V
+
+
+def rows(lib):
+    with lib.catalog.engine.connect() as c:
+        q = select(db.photos.c.path, db.photos.c.status, db.photos.c.error, db.photos.c.id)
+        return {os.fsdecode(r[0]): (r[1], r[2], r[3]) for r in c.execute(q)}
+
+
+def vectors(lib):
+    with lib.catalog.engine.connect() as c:
+        q = select(
+            db.photos.c.path,
+            db.features.c.vector,
+            db.features.c.mean_l,
+            db.features.c.mean_a,
+            db.features.c.mean_b,
+        ).join(db.features)
+        return {
+            os.path.basename(os.fsdecode(r[0])): (np.frombuffer(r[1], np.float32), r[2:])
+            for r in c.execute(q)
+        }
+
+
+def faiss_ids(lib):
+    return sorted(V.ids_of(V.read(lib.vector_path)).tolist())
+
+
+def ok_ids(lib):
+    return sorted(i for s, _, i in rows(lib).values() if s == "ok")
+
+
+def test_known_colours_give_known_lab(lib, lib_dir):
+    for name, rgb in COLOURS.items():
+        solid(lib_dir / f"{name}.png", rgb)
+    s = lib.index([lib_dir], workers=0)
+    assert (s.scanned, s.added, s.failed) == (len(COLOURS), len(COLOURS), 0)
+    vecs = vectors(lib)
+    for name, rgb in COLOURS.items():
+        v, means = vecs[f"{name}.png"]
+        want = lab_of(rgb)
+        assert v.shape == (27,)
+        np.testing.assert_allclose(v.reshape(9, 3), np.tile(want, (9, 1)), atol=0.5)
+        np.testing.assert_allclose(means, want, atol=0.5)
+
+
+def test_grid_cells_follow_layout(lib, lib_dir):
+    # left third red, middle green, right blue: each grid column gets its colour
+    w, h = 300, 300
+    parts = [
+        pyvips.Image.black(100, h, bands=3).new_from_image(list(c)).cast("uchar")
+        for c in (COLOURS["red"], COLOURS["green"], COLOURS["blue"])
+    ]
+    img = pyvips.Image.arrayjoin(parts, across=3).copy(interpretation="srgb")
+    assert img.width == w
+    img.write_to_file(str(lib_dir / "stripes.png"))
+    lib.index([lib_dir], workers=0)
+    v = vectors(lib)["stripes.png"][0].reshape(3, 3, 3)
+    for col, name in enumerate(("red", "green", "blue")):
+        for row in range(3):
+            assert np.abs(v[row, col] - lab_of(COLOURS[name])).max() < 3, (row, col)
+
+
+def test_exif_orientation_and_aspect_kept(lib, lib_dir):
+    im = pyvips.Image.black(400, 200, bands=3).new_from_image([200, 50, 50]).cast("uchar")
+    im = im.copy(interpretation="srgb").copy()
+    im.set_type(pyvips.GValue.gint_type, "orientation", 6)  # stored landscape, shown portrait
+    im.write_to_file(str(lib_dir / "rot.jpg"))
+    solid(lib_dir / "wide.png", COLOURS["grey"], size=(1000, 500))
+    lib.index([lib_dir], workers=0, thumb_size=64)
+    with lib.catalog.engine.connect() as c:
+        got = {
+            os.path.basename(os.fsdecode(r[0])): tuple(r[1:])
+            for r in c.execute(
+                select(
+                    db.photos.c.path,
+                    db.photos.c.width,
+                    db.photos.c.height,
+                    db.thumbnails.c.width,
+                    db.thumbnails.c.height,
+                ).join(db.thumbnails)
+            )
+        }
+    assert got["rot.jpg"] == (200, 400, 64, 128)
+    assert got["wide.png"] == (1000, 500, 128, 64)
+
+
+def test_icc_profile_converted_to_srgb(lib, lib_dir):
+    rgb = (200, 40, 40)
+    im = pyvips.Image.black(64, 64, bands=3).new_from_image(list(rgb)).cast("uchar")
+    p3 = im.copy(interpretation="srgb").icc_transform("p3", input_profile="srgb")
+    p3.write_to_file(str(lib_dir / "p3.png"))
+    lib.index([lib_dir], workers=0)
+    _, means = vectors(lib)["p3.png"]
+    assert float(np.abs(np.array(means) - lab_of(rgb)).max()) < 2.0
+
+
+def test_incremental_add_change_delete(lib, lib_dir):
+    a = solid(lib_dir / "a.png", COLOURS["red"])
+    solid(lib_dir / "sub" / "b.png", COLOURS["green"])
+    s = lib.index([lib_dir], workers=0)
+    assert (s.added, s.updated, s.removed, s.unchanged) == (2, 0, 0, 0)
+    assert s.vector_index == "rebuilt"
+
+    s = lib.index(workers=0)  # no paths: rescan registered roots
+    assert (s.scanned, s.added, s.updated, s.removed, s.unchanged) == (2, 0, 0, 0, 2)
+    assert s.vector_index == "unchanged"
+
+    solid(lib_dir / "c.png", COLOURS["blue"])
+    s = lib.index(workers=0)
+    assert (s.added, s.unchanged) == (1, 2) and s.vector_index == "updated"
+    assert len(faiss_ids(lib)) == 3
+
+    # same size, new content and mtime: re-read, keeps its id, vector replaced
+    old_id = rows(lib)[str(a)][2]
+    before = a.stat().st_size
+    solid(a, COLOURS["yellow"])
+    if a.stat().st_size != before:  # PNG of a solid colour: sizes match, but do not rely on it
+        pass
+    st = a.stat()
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    s = lib.index(workers=0)
+    assert (s.updated, s.added, s.unchanged) == (1, 0, 2)
+    assert rows(lib)[str(a)][2] == old_id
+    np.testing.assert_allclose(vectors(lib)["a.png"][1], lab_of(COLOURS["yellow"]), atol=0.5)
+    index = V.read(lib.vector_path)
+    _, ids = V.search(
+        index,
+        lab_of(COLOURS["yellow"]).astype(np.float32).reshape(1, 3).repeat(9, 0).reshape(1, 27),
+        1,
+    )
+    assert ids[0, 0] == old_id
+
+    (lib_dir / "sub" / "b.png").unlink()
+    s = lib.index(workers=0)
+    assert (s.removed, s.unchanged) == (1, 2)
+    assert faiss_ids(lib) == ok_ids(lib)
+    with lib.catalog.engine.connect() as c:
+        for t in (db.thumbnails, db.features):
+            assert c.execute(select(func.count()).select_from(t)).scalar() == 2
+
+
+def test_same_size_same_mtime_is_not_opened(lib, lib_dir, monkeypatch):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    lib.index([lib_dir], workers=0)
+    from mosaicdb import scan
+
+    def boom(*a, **k):
+        raise AssertionError("an unchanged file was read")
+
+    monkeypatch.setattr(scan, "process_batch", boom)
+    s = lib.index(workers=0)
+    assert s.unchanged == 1
+
+
+def test_bad_files_become_error_rows_and_scan_goes_on(lib, lib_dir):
+    solid(lib_dir / "good.jpg", COLOURS["red"])
+    (lib_dir / "empty.jpg").write_bytes(b"")
+    (lib_dir / "text.jpg").write_text("not an image at all")
+    data = noise_jpeg(lib_dir / "full.jpg").read_bytes()
+    (lib_dir / "full.jpg").unlink()
+    (lib_dir / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    solid(lib_dir / "huge.png", COLOURS["grey"], size=(3000, 2000))
+    s = lib.index([lib_dir], workers=0, max_pixels=5_000_000)
+    assert (s.scanned, s.added, s.failed) == (5, 5, 4)
+    r = {os.path.basename(k): v for k, v in rows(lib).items()}
+    assert r["good.jpg"][0] == "ok"
+    assert r["empty.jpg"] == ("error", "empty file (0 bytes)", r["empty.jpg"][2])
+    assert "not in a known format" in r["text.jpg"][1]
+    assert "premature end" in r["truncated.jpg"][1].lower()
+    assert r["huge.png"][1] == (
+        "too large: 3000x2000 = 6,000,000 pixels is more than --max-pixels 5,000,000"
+    )
+    assert faiss_ids(lib) == [r["good.jpg"][2]]
+    # unchanged failures are not retried unless asked
+    assert lib.index(workers=0).unchanged == 5
+    assert lib.index(workers=0, retry_errors=True).updated == 4
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
+def test_permission_denied_is_an_error_row(lib, lib_dir):
+    p = solid(lib_dir / "secret.jpg", COLOURS["red"])
+    p.chmod(0)
+    try:
+        lib.index([lib_dir], workers=0)
+        assert rows(lib)[str(p)][:2] == ("error", "Permission denied")
+    finally:
+        p.chmod(0o644)
+
+
+def test_permission_denied_message(lib, lib_dir, monkeypatch):
+    """Runs as root too: make the open itself fail the way a permission problem does."""
+    p = solid(lib_dir / "secret.jpg", COLOURS["red"])
+    real_open = os.open
+
+    def deny(path, *a, **k):
+        if os.fsencode(path).endswith(b"secret.jpg"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(os, "open", deny)
+    lib.index([lib_dir], workers=0)
+    assert rows(lib)[str(p)][:2] == ("error", "Permission denied")
+
+
+def test_names_links_hidden_and_extensions(lib, lib_dir):
+    solid(lib_dir / "ünïcødé 写真.png", COLOURS["red"])
+    raw = os.fsencode(lib_dir) + b"/caf\xe9.png"  # not valid UTF-8
+    with open(raw, "wb") as f:
+        f.write((lib_dir / "ünïcødé 写真.png").read_bytes())
+    solid(lib_dir / "bracket[1].png", COLOURS["green"])
+    solid(lib_dir / ".hidden.png", COLOURS["blue"])
+    solid(lib_dir / ".cache" / "x.png", COLOURS["blue"])
+    (lib_dir / "notes.txt").write_text("hello")
+    solid(lib_dir / "pic.PNG", COLOURS["grey"])
+    (lib_dir / "sub").mkdir()
+    os.symlink(lib_dir, lib_dir / "sub" / "loop")  # a symlink loop
+    os.symlink(lib_dir / "nowhere.png", lib_dir / "dangling.png")
+    s = lib.index([lib_dir], workers=0)
+    names = sorted(os.path.basename(k) for k in rows(lib))
+    assert s.failed == 0
+    assert names == sorted(
+        ["ünïcødé 写真.png", os.fsdecode(b"caf\xe9.png"), "bracket[1].png", "pic.PNG"]
+    )
+    s = lib.index([lib_dir], workers=0, include_hidden=True)
+    assert s.added == 2
+
+
+def test_missing_root_keeps_its_photos(lib, tmp_path):
+    d = tmp_path / "disk"
+    solid(d / "a.png", COLOURS["red"])
+    lib.index([d], workers=0)
+    d.rename(tmp_path / "unmounted")
+    s = lib.index(workers=0)
+    assert s.removed == 0 and "folder not found" in s.warnings[0]
+    assert len(rows(lib)) == 1
+
+
+def test_nested_roots_merge(lib, tmp_path):
+    solid(tmp_path / "top" / "inner" / "a.png", COLOURS["red"])
+    solid(tmp_path / "top" / "b.png", COLOURS["green"])
+    lib.index([tmp_path / "top" / "inner"], workers=0)
+    s = lib.index([tmp_path / "top"], workers=0)
+    assert (s.added, s.unchanged) == (1, 1)
+    assert lib.roots() == [str(tmp_path / "top")]
+    s = lib.index([tmp_path / "top" / "inner"], workers=0)  # inside a root: scans just that
+    assert (s.scanned, s.unchanged, s.removed) == (1, 1, 0)
+
+
+def test_faiss_file_rebuilt_when_missing_or_wrong(lib, lib_dir):
+    for name in ("red", "green", "blue"):
+        solid(lib_dir / f"{name}.png", COLOURS[name])
+    lib.index([lib_dir], workers=0)
+    want = ok_ids(lib)
+    lib.vector_path.unlink()
+    assert lib.sync_vectors()["action"] == "rebuilt"
+    assert faiss_ids(lib) == want
+    # a FAISS file with a wrong count (e.g. copied from elsewhere)
+    idx = V.read(lib.vector_path)
+    V.remove(idx, [want[0]])
+    V.write_atomic(idx, lib.vector_path)
+    assert lib.sync_vectors()["action"] == "rebuilt"
+    assert faiss_ids(lib) == want
+
+
+def test_pool_workers_match_in_process(home, lib_dir, tmp_path):
+    import mosaicdb
+
+    for i in range(12):
+        noise_jpeg(lib_dir / f"n{i:02d}.jpg", size=(400, 300), seed=i)
+    with mosaicdb.open(home) as a:
+        a.index([lib_dir], workers=2)
+        va = vectors(a)
+    with mosaicdb.open(tmp_path / "other") as b:
+        b.index([lib_dir], workers=0)
+        vb = vectors(b)
+    assert va.keys() == vb.keys() and len(va) == 12
+    for k in va:
+        np.testing.assert_array_equal(va[k][0], vb[k][0])
+
+
+def test_thumbnail_is_compact_jpeg(lib, lib_dir):
+    noise_jpeg(lib_dir / "n.jpg", size=(1200, 900))
+    lib.index([lib_dir], workers=0)
+    with lib.catalog.engine.connect() as c:
+        w, h, codec, data = c.execute(
+            select(
+                db.thumbnails.c.width,
+                db.thumbnails.c.height,
+                db.thumbnails.c.codec,
+                db.thumbnails.c.data,
+            )
+        ).one()
+    assert (w, h, codec) == (341, 256, "jpeg")
+    assert data[:2] == b"\xff\xd8"
+    im = pyvips.Image.new_from_buffer(data, "")
+    assert (im.width, im.height) == (341, 256)
+
+
+def test_indexed_at_recorded(lib, lib_dir):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    t = time.time()
+    lib.index([lib_dir], workers=0)
+    assert float(lib.catalog.get_meta("last_index_at")) >= t
