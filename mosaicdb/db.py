@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (
@@ -34,6 +33,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+
+from .records import PhotoResult, PhotoState
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
 SCHEMA_REVISION = "0001"
@@ -120,34 +121,6 @@ def _sqlite_pragmas(dbapi_conn, _record):
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
-
-
-@dataclass(frozen=True)
-class PhotoState:
-    id: int
-    size: int
-    mtime_ns: int
-    status: str
-
-
-@dataclass
-class PhotoResult:
-    """What a worker learned about one file; see scan.process_batch."""
-
-    path: bytes
-    size: int
-    mtime_ns: int
-    status: str  # "ok" | "error"
-    error: str | None = None
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
-    thumb: bytes | None = None
-    thumb_w: int | None = None
-    thumb_h: int | None = None
-    thumb_codec: str | None = None
-    vector: bytes | None = None
-    mean: tuple[float, float, float] | None = None
 
 
 def _prefix_range(col, prefix: bytes):
@@ -275,11 +248,15 @@ class Catalog:
                 ids.update({r.path: existing[r.path] for r in upd})
             new = [r for r in results if r.path not in existing]
             if new:
-                got = c.execute(
-                    insert(photos).returning(photos.c.id, sort_by_parameter_order=True),
+                # plain executemany then one SELECT: with RETURNING, SQLite's driver sent one
+                # statement per row
+                c.execute(
+                    insert(photos),
                     [{"path": r.path, "root_id": root_of[r.path], **row(r)} for r in new],
                 )
-                ids.update({r.path: pid for r, (pid,) in zip(new, got, strict=True)})
+                for chunk in _chunks([r.path for r in new], 500):
+                    q = select(photos.c.path, photos.c.id).where(photos.c.path.in_(chunk))
+                    ids.update({p: i for p, i in c.execute(q)})
 
             ok = [r for r in results if r.status == "ok"]
             if ok:

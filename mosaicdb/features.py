@@ -125,16 +125,43 @@ def lab_to_srgb8(lab: np.ndarray) -> np.ndarray:
     return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
 
 
+_LIN = None
+
+
+def _srgb_linear_lut() -> np.ndarray:
+    global _LIN
+    if _LIN is None:
+        c = np.arange(256, dtype=np.float64) / 255
+        _LIN = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    return _LIN
+
+
+# sRGB (linear) → XYZ, rows pre-divided by the D65 white so f() takes X/Xn, Y/Yn, Z/Zn
+_M = (
+    np.array(
+        [
+            [0.4124564, 0.3575761, 0.1804375],
+            [0.2126729, 0.7151522, 0.0721750],
+            [0.0193339, 0.1191920, 0.9503041],
+        ]
+    )
+    / np.array([[0.95047], [1.0], [1.08883]])
+).astype(np.float32)
+
+
 def srgb8_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """8-bit sRGB -> CIE Lab (D65)."""
-    c = np.asarray(rgb, dtype=np.float64) / 255
-    c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    X = (0.4124564 * c[..., 0] + 0.3575761 * c[..., 1] + 0.1804375 * c[..., 2]) / 0.95047
-    Y = 0.2126729 * c[..., 0] + 0.7151522 * c[..., 1] + 0.0721750 * c[..., 2]
-    Z = (0.0193339 * c[..., 0] + 0.1191920 * c[..., 1] + 0.9503041 * c[..., 2]) / 1.08883
-
-    def f(t):
-        return np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
-
-    fx, fy, fz = f(X), f(Y), f(Z)
-    return np.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], axis=-1)
+    """sRGB with 0–255 channels (uint8, or float from box averaging) → CIE Lab (D65), float32."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        lin = _srgb_linear_lut()[rgb]
+    else:
+        c = rgb.astype(np.float32) / 255
+        lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = lin @ _M.T
+    d = np.float32(6 / 29)
+    f = np.where(xyz > d**3, np.cbrt(np.maximum(xyz, 0)), xyz / (3 * d * d) + np.float32(4 / 29))
+    out = np.empty(f.shape, dtype=np.float32)
+    out[..., 0] = 116 * f[..., 1] - 16
+    out[..., 1] = 500 * (f[..., 0] - f[..., 1])
+    out[..., 2] = 200 * (f[..., 1] - f[..., 2])
+    return out

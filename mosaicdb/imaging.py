@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from . import features as F
+
 os.environ.setdefault("VIPS_WARNING", "0")  # libvips warnings would flood worker stderr
 
 import pyvips  # noqa: E402
@@ -58,8 +60,9 @@ def _to_srgb8(img):
 
 def load_photo(path: bytes, short_side: int, max_pixels: int):
     """Decode a photo once, shrunk so its short side is `short_side` (never enlarged),
-    upright (EXIF orientation) and in 8-bit sRGB. Returns (image, width, height, format) where
-    width/height are the original's, as displayed. Raises PhotoReadError."""
+    upright (EXIF orientation) and in 8-bit sRGB. Returns (pixels as a uint8 (h, w, 3) array,
+    width, height, format) where width/height are the original's, as displayed.
+    Raises PhotoReadError."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
@@ -87,8 +90,8 @@ def load_photo(path: bytes, short_side: int, max_pixels: int):
         thumb = pyvips.Image.thumbnail_source(
             src, tw, height=th, size="down", option_string="fail_on=truncated", **kw
         )
-        thumb = _to_srgb8(thumb).copy_memory()  # decode now, inside the error handling
-        return thumb, w, h, fmt
+        # decode now, inside the error handling, straight into the array features are made from
+        return _to_srgb8(thumb).numpy(), w, h, fmt
     except pyvips.Error as e:
         raise PhotoReadError(_vips_message(e)) from None
     finally:
@@ -112,45 +115,82 @@ def centre_crop(img, aspect: float):
     return img.crop(0, (h - ch) // 2, w, ch)
 
 
+# Before the Lab conversion an image is box-averaged by the largest integer factor that
+# leaves at least this many pixels per grid cell: 25× less work on a 256 px tile for < 0.25
+# mean ΔE2000 against the full-resolution mean (measured on the real-photo library).
+MIN_CELL_PX = 16
+_STRIP_PIXELS = 2_000_000
+
+
 def lab_grid(img, cols: int, rows: int, k: int) -> np.ndarray:
-    """Mean Lab of a k×k grid in each of cols×rows equal cells of `img` (8-bit sRGB).
+    """Mean Lab of a k×k grid in each of cols×rows equal cells of `img`: a pyvips image or a
+    uint8 (H, W, 3) array, 8-bit sRGB.
 
     Returns float32 (rows, cols, 3*k*k). Tiles (cols = rows = 1) and target cells both come
-    through here, so their features cannot drift apart. Means are exact pixel-area averages of
-    the Lab image (boundaries rounded to whole pixels), computed in horizontal strips so memory
-    stays bounded for any image size.
+    through here, so their features cannot drift apart. The image is box-averaged (see
+    MIN_CELL_PX), converted to Lab, and each grid cell's pixels are averaged with boundaries
+    rounded to whole pixels; a big pyvips image is read in strips so memory stays bounded.
     """
     nx, ny = cols * k, rows * k
-    if img.width < nx or img.height < ny:  # fewer pixels than grid cells: enlarge first
-        scale = max(nx / img.width, ny / img.height)
-        img = img.resize(scale, kernel="nearest")
-    W, H = img.width, img.height
-    xb = np.round(np.arange(nx + 1) * W / nx).astype(np.int64)
-    yb = np.round(np.arange(ny + 1) * H / ny).astype(np.int64)
-    lab = img.colourspace("lab")
+    is_array = isinstance(img, np.ndarray)
+    height, width = img.shape[:2] if is_array else (img.height, img.width)
+    if width < nx or height < ny:  # fewer pixels than grid cells: enlarge first
+        s = int(np.ceil(max(nx / width, ny / height)))
+        if is_array:
+            img = img.repeat(s, axis=0).repeat(s, axis=1)
+        else:
+            img = img.zoom(s, s)
+        width, height = width * s, height * s
+    f = max(1, min(width // nx, height // ny) // MIN_CELL_PX)
+    ws, hs = width // f, height // f
+    xb = np.round(np.arange(nx + 1) * ws / nx).astype(np.int64)
+    yb = np.round(np.arange(ny + 1) * hs / ny).astype(np.int64)
+    area = np.diff(yb)[:, None, None] * np.diff(xb)[None, :, None]
     out = np.empty((ny, nx, 3), dtype=np.float64)
-    area_x = np.diff(xb)
-    step = max(1, int(_STRIP_PIXELS // max(1, W * (H / ny))))
+    step = max(1, int(_STRIP_PIXELS // max(1, width * height / ny)))
     for i0 in range(0, ny, step):
         i1 = min(ny, i0 + step)
         y0, y1 = int(yb[i0]), int(yb[i1])
-        a = lab.crop(0, y0, W, y1 - y0).numpy().astype(np.float64)
-        a = np.add.reduceat(a, xb[:-1], axis=1)
-        a = np.add.reduceat(a, yb[i0:i1] - y0, axis=0)
-        out[i0:i1] = a / (np.diff(yb)[i0:i1, None, None] * area_x[None, :, None])
+        if is_array:
+            px = img[y0 * f : y1 * f, : ws * f]
+        else:
+            px = img.crop(0, y0 * f, ws * f, (y1 - y0) * f).numpy()
+        if f > 1:
+            px = _box_mean(px, f)
+        lab = F.srgb8_to_lab(px).astype(np.float64)
+        lab = np.add.reduceat(np.add.reduceat(lab, xb[:-1], axis=1), yb[i0:i1] - y0, axis=0)
+        out[i0:i1] = lab / area[i0:i1]
     out = out.reshape(rows, k, cols, k, 3).transpose(0, 2, 1, 3, 4)
     return np.ascontiguousarray(out.reshape(rows, cols, k * k * 3), dtype=np.float32)
 
 
-_STRIP_PIXELS = 1_000_000
+def _box_mean(px: np.ndarray, f: int) -> np.ndarray:
+    """Average f×f blocks (trailing partial blocks dropped); two 1-axis sums are ~4× faster
+    than one mean over two axes."""
+    h, w = px.shape[0] // f, px.shape[1] // f
+    s = px[: h * f, : w * f].reshape(h, f, w * f * 3).sum(axis=1, dtype=np.uint32)
+    s = s.reshape(h, w, f, 3).sum(axis=2)
+    return s.astype(np.float32) / np.float32(f * f)
+
+
+def centre_crop_array(a: np.ndarray, aspect: float) -> np.ndarray:
+    h, w = a.shape[:2]
+    if w / h > aspect:
+        cw = max(1, round(h * aspect))
+        return a[:, (w - cw) // 2 : (w - cw) // 2 + cw]
+    ch = max(1, round(w / aspect))
+    return a[(h - ch) // 2 : (h - ch) // 2 + ch]
 
 
 def tile_vector(img, k: int, aspect: float = 1.0) -> np.ndarray:
     """A tile's feature vector: the Lab grid of its centre crop at the cell aspect."""
-    return lab_grid(centre_crop(img, aspect), 1, 1, k)[0, 0]
+    a = img if isinstance(img, np.ndarray) else img.numpy()
+    return lab_grid(centre_crop_array(a, aspect), 1, 1, k)[0, 0]
 
 
-def encode_thumb(img) -> bytes:
+def encode_thumb(pixels: np.ndarray) -> bytes:
+    h, w, bands = pixels.shape
+    img = pyvips.Image.new_from_memory(np.ascontiguousarray(pixels).data, w, h, bands, "uchar")
     return img.write_to_buffer(".jpg", Q=THUMB_Q, keep="none")
 
 

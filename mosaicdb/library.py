@@ -129,7 +129,7 @@ class Library:
         batch_size: int = 200,
     ) -> IndexSummary:
         """Register `paths` as roots (none: all roots) and bring the catalog in line with disk."""
-        from .scan import BatchWriter, ScanOptions, WalkStats, plan_scan, run_batches
+        from .scan import BatchWriter, ScanOptions, WalkStats, plan_scan, run_batches, start_pool
 
         if workers is None:
             workers = os.cpu_count() or 1
@@ -154,8 +154,17 @@ class Library:
             workers=workers,
             batch_size=batch_size,
         )
-        with self.progress.task("Scanning folders", total=None) as t:
-            plan = plan_scan(self.catalog, scopes, opts, stats, on_file=t.advance)
+        pool = start_pool(workers)
+        try:
+            with self.progress.task("Scanning folders", total=None) as t:
+                plan = plan_scan(self.catalog, scopes, opts, stats, on_file=t.advance)
+        except BaseException:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+            raise
+        if not plan.todo and pool:
+            pool.shutdown(cancel_futures=True)
+            pool = None
         summary.scanned, summary.unchanged = plan.scanned, plan.unchanged
         summary.removed = self.catalog.delete_photos(plan.gone) if plan.gone else 0
 
@@ -164,7 +173,7 @@ class Library:
                 self.catalog, plan, self.spec.key, batch_size, on_commit=lambda b: t.advance(len(b))
             )
             try:
-                run_batches(plan.todo, opts, writer)
+                run_batches(plan.todo, opts, writer, warm=pool)
                 writer.flush()
             except KeyboardInterrupt:
                 try:

@@ -79,10 +79,26 @@ def ensure_schema(engine: Engine, lock_path: Path | None = None) -> str:
                 f"the catalog has schema revision {rev}, which this mosaicdb does not know "
                 "(it was written by a newer version); upgrade mosaicdb to use this store"
             )
-        from alembic import command
-
-        cfg = alembic_config()
         try:
+            if rev is None and not inspect(engine).get_table_names():
+                # A brand-new catalog: create the tables from the models and stamp the head
+                # revision (Alembic's documented recipe); a test checks the two are identical.
+                with engine.begin() as conn:
+                    db.metadata.create_all(conn)
+                    conn.execute(
+                        text(
+                            "CREATE TABLE alembic_version (version_num VARCHAR(32) "
+                            "NOT NULL, CONSTRAINT alembic_version_pkc "
+                            "PRIMARY KEY (version_num))"
+                        )
+                    )
+                    conn.execute(
+                        text("INSERT INTO alembic_version VALUES (:v)"), {"v": db.SCHEMA_REVISION}
+                    )
+                return db.SCHEMA_REVISION
+            from alembic import command
+
+            cfg = alembic_config()
             with engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")

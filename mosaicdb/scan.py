@@ -10,12 +10,18 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .db import Catalog, PhotoResult
+from .records import PhotoResult
+
+if TYPE_CHECKING:
+    from .db import Catalog
 
 IMAGE_EXTS = frozenset(
     b".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .gif .heic .heif .avif".split()
@@ -97,7 +103,10 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     from . import imaging
 
     out = []
+    crash_on = os.environ.get("MOSAICDB_TEST_CRASH_ON", "").encode()  # tests only
     for p in paths:
+        if crash_on and p.endswith(crash_on):
+            os._exit(70)  # simulate a decoder crash taking the worker process down
         try:
             st = os.stat(p)
             size, mtime = st.st_size, st.st_mtime_ns
@@ -129,8 +138,8 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
                 height=h,
                 format=fmt,
                 thumb=data,
-                thumb_w=thumb.width,
-                thumb_h=thumb.height,
+                thumb_w=thumb.shape[1],
+                thumb_h=thumb.shape[0],
                 thumb_codec=imaging.THUMB_CODEC,
                 vector=vec.tobytes(),
                 mean=(float(mean[0]), float(mean[1]), float(mean[2])),
@@ -198,10 +207,28 @@ def plan_scan(
     return ScanPlan(todo, existing, root_of, gone, scanned, unchanged)
 
 
+def start_pool(workers: int):
+    """Start worker processes now (they import libvips while the caller walks the folders);
+    pass the result to run_batches."""
+    if workers <= 0:
+        return None
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["mosaicdb.scan", "mosaicdb.imaging"])
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    # Starting the forkserver blocks while it imports numpy and libvips: do it beside the walk.
+    threading.Thread(
+        target=lambda: [pool.submit(os.getpid) for _ in range(workers)], daemon=True
+    ).start()
+    return pool
+
+
 def run_batches(
     todo: list[bytes],
     opts: ScanOptions,
     on_results: Callable[[list[PhotoResult]], None],
+    warm=None,
 ) -> None:
     """Process `todo` in chunks (in process, or in a pool) and hand results to `on_results`
     in the calling process, which is the single writer."""
@@ -216,25 +243,60 @@ def run_batches(
         return
     import multiprocessing
 
-    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold libvips threads
-    pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx, initializer=_worker_init)
+    # Never fork this process (it may hold libvips or SQLite state); a forkserver that has
+    # imported the worker modules once forks clean workers quickly.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["mosaicdb.scan", "mosaicdb.imaging"])
+
+    def new_pool(n):
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
+
+    queue = list(reversed(batches))
+    suspects: list[bytes] = []
+    while queue or suspects:
+        pool, warm = (warm, None) if warm is not None else (new_pool(opts.workers), None)
+        try:
+            pending: dict = {}
+            limit = opts.workers * 4  # bounded in flight: memory stays flat on any library size
+            while queue or pending:
+                while queue and len(pending) < limit:
+                    b = queue.pop()
+                    pending[pool.submit(process_batch, b, opts)] = b
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    b = pending.pop(f)
+                    try:
+                        res = f.result()
+                    except BrokenProcessPool:
+                        # a decoder crashed the worker: find the file(s) one at a time below
+                        suspects.extend(b)
+                        suspects.extend(p for bb in pending.values() for p in bb)
+                        pending.clear()
+                        break
+                    on_results(res)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if suspects:
+            _isolate(suspects, opts, on_results, new_pool)
+            suspects = []
+
+
+def _isolate(paths: list[bytes], opts: ScanOptions, on_results, new_pool) -> None:
+    """Run files one per task; a file that kills its worker becomes an error row."""
+    pool = new_pool(1)
     try:
-        pending = set()
-        it = iter(batches)
-        limit = opts.workers * 4  # bounded in flight: memory stays flat on any library size
-        while True:
-            while len(pending) < limit:
-                b = next(it, None)
-                if b is None:
-                    break
-                pending.add(pool.submit(process_batch, b, opts))
-            if not pending:
-                break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                on_results(f.result())
+        for p in paths:
+            try:
+                res = pool.submit(process_batch, [p], opts).result()
+            except BrokenProcessPool:
+                pool.shutdown(wait=True)
+                pool = new_pool(1)
+                res = [
+                    PhotoResult(p, -1, -1, "error", error="the image decoder crashed on this file")
+                ]
+            on_results(res)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
 
 
 class BatchWriter:

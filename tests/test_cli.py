@@ -160,3 +160,23 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, lib_dir):
     with mosaicdb.open(home) as lib:
         ids = V.ids_of(V.read(lib.vector_path))
         assert len(ids) == n_good and len(set(ids.tolist())) == n_good
+
+
+def test_decoder_crash_costs_one_file(tmp_path, lib_dir):
+    for i in range(6):
+        solid(lib_dir / f"ok{i}.png", COLOURS["red"])
+    solid(lib_dir / "boom.png", COLOURS["green"])
+    env = {**os.environ, "MOSAICDB_HOME": str(tmp_path / "s"), "MOSAICDB_TEST_CRASH_ON": "boom.png"}
+    p = subprocess.run(
+        [sys.executable, "-m", "mosaicdb", "index", str(lib_dir), "--workers", "2", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert (s["added"], s["failed"], s["vectors"]) == (7, 1, 6)
+    p = _run(["errors", "--json"], tmp_path / "s")
+    assert json.loads(p.stdout) == [
+        {"path": str(lib_dir / "boom.png"), "error": "the image decoder crashed on this file"}
+    ]

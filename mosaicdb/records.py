@@ -1,0 +1,34 @@
+"""Plain records passed between the index stages (worker → writer). No heavy imports: worker
+processes import this, not the database layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PhotoState:
+    id: int
+    size: int
+    mtime_ns: int
+    status: str
+
+
+@dataclass
+class PhotoResult:
+    """What a worker learned about one file; see scan.process_batch."""
+
+    path: bytes
+    size: int
+    mtime_ns: int
+    status: str  # "ok" | "error"
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    thumb: bytes | None = None
+    thumb_w: int | None = None
+    thumb_h: int | None = None
+    thumb_codec: str | None = None
+    vector: bytes | None = None
+    mean: tuple[float, float, float] | None = None
