@@ -30,7 +30,10 @@ demo: $(VENV)/.demo
 	$(PY) examples/sample_library.py demo-out/photos -n 400 --target demo-out/target.jpg
 	$(MOSAIC) index demo-out/photos
 	$(MOSAIC) index demo-out/photos
-	@echo "store: demo-out/store"
+	$(MOSAIC) render demo-out/target.jpg -o demo-out/mosaic.jpg --tiles-across 80 --tile-size 48
+	$(MOSAIC) render demo-out/target.jpg -o demo-out/mosaic-varied.jpg --tiles-across 80 --tile-size 48 --max-uses 12 --min-distance 2
+	$(MOSAIC) renders
+	@echo "mosaics: demo-out/mosaic.jpg demo-out/mosaic-varied.jpg   store: demo-out/store"
 
 bench: install
 	bash bench/run_all.sh

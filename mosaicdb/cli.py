@@ -178,6 +178,100 @@ def roots(json_out: JsonOpt = False):
         typer.echo(r)
 
 
+@app.command()
+@_command
+def render(
+    target: Annotated[
+        str | None, typer.Argument(help="Target image (not needed with --plan).")
+    ] = None,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output: .jpg .png .webp .tif .dz (Deep Zoom).")
+    ] = "",
+    tiles_across: Annotated[
+        int | None, typer.Option("--tiles-across", help="Cells across.", show_default="100")
+    ] = None,
+    tile_count: Annotated[
+        int | None, typer.Option("--tile-count", help="About this many cells in all.")
+    ] = None,
+    tile_size: Annotated[int, typer.Option("--tile-size", help="Output px per tile (width).")] = 64,
+    aspect: Annotated[str, typer.Option("--aspect", help="Tile aspect W:H.")] = "1:1",
+    max_uses: Annotated[
+        int, typer.Option("--max-uses", help="A photo fills at most N cells (0: no limit).")
+    ] = 0,
+    min_distance: Annotated[
+        int, typer.Option("--min-distance", help="Same photo never within R cells (0: off).")
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for placement ties.")] = 0,
+    blend: Annotated[
+        float, typer.Option("--blend", help="0–1: shift tile colours toward the target.")
+    ] = 0.0,
+    candidates: Annotated[
+        int, typer.Option("--candidates", help="Nearest tiles considered per cell.")
+    ] = 16,
+    plan: Annotated[
+        int | None, typer.Option("--plan", help="Re-render saved render ID without matching.")
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Render a photomosaic of TARGET from the index (never reads the photo folders)."""
+    if not output:
+        raise typer.BadParameter("is required", param_hint="'--output' / '-o'")
+    with _open(quiet or json_out and not sys.stderr.isatty()) as lib:
+        r = lib.render(
+            target,
+            output,
+            plan=plan,
+            tiles_across=tiles_across,
+            tile_count=tile_count,
+            tile_size=tile_size,
+            aspect=aspect,
+            max_uses=max_uses,
+            min_distance=min_distance,
+            seed=seed,
+            blend=blend,
+            candidates=candidates,
+        )
+    if json_out:
+        _print_json(r.to_dict())
+        return
+    for w in r.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    de = "n/a" if r.mean_delta_e is None else f"{r.mean_delta_e:.2f}"
+    typer.echo(
+        f"render {r.render_id}: {r.output} {r.width}×{r.height} px, {r.cols}×{r.rows} = "
+        f"{r.cells:,} cells, {r.distinct_tiles:,} distinct photos (most used ×{r.max_reuse}), "
+        f"mean ΔE2000 {de}, {r.seconds:.1f} s"
+    )
+    if r.mean_delta_e_best is not None and r.mean_delta_e is not None:
+        typer.echo(
+            f"the repetition rules cost {r.mean_delta_e - r.mean_delta_e_best:+.2f} ΔE "
+            f"(best matches alone: {r.mean_delta_e_best:.2f})"
+        )
+
+
+@app.command()
+@_command
+def renders(json_out: JsonOpt = False):
+    """List saved renders (their plans can be re-rendered with `render --plan ID`)."""
+    with _open() as lib:
+        rows = lib.renders()
+    if json_out:
+        _print_json(rows)
+        return
+    import datetime as dt
+
+    for r in rows:
+        when = dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M")
+        de = "" if r["mean_delta_e"] is None else f" ΔE {r['mean_delta_e']:.2f}"
+        typer.echo(
+            f"{r['id']:>4}  {when}  {r['cols']}×{r['rows']} cells  {r['tile_w']}×"
+            f"{r['tile_h']} px{de}  {r['target']} → {r['output'] or '(not written)'}"
+        )
+    if not rows:
+        typer.echo("no renders yet", err=True)
+
+
 def main() -> None:
     app()
 

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from .records import PhotoResult, PhotoState
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 metadata = MetaData()
 
@@ -93,6 +93,38 @@ features = Table(
     Index("ix_features_spec_seq", "spec", "seq"),
 )
 
+renders = Table(
+    "renders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("options", Text, nullable=False),  # JSON: everything needed to redo the render
+    Column("spec", String(16), nullable=False),
+    Column("cols", Integer, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("tile_w", Integer, nullable=False),
+    Column("tile_h", Integer, nullable=False),
+    Column("output", Text),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("distinct_tiles", Integer),
+    Column("mean_delta_e", Float),
+    Column("seconds", Float),
+    sqlite_autoincrement=True,
+)
+
+# The plan: which photo fills which cell (row-major). No foreign key to photos on purpose: a
+# plan outlives the photos it names, and `render --plan` reports the cells whose photo is gone.
+placements = Table(
+    "placements",
+    metadata,
+    Column("render_id", Integer, ForeignKey("renders.id", ondelete="CASCADE"), primary_key=True),
+    Column("cell", Integer, primary_key=True),
+    Column("photo_id", Integer, nullable=False),
+    Index("ix_placements_photo_id", "photo_id"),
+)
+
 meta = Table(
     "meta",
     metadata,
@@ -129,7 +161,111 @@ def _prefix_range(col, prefix: bytes):
     return (col > p + b"/") & (col < p + b"0")  # b"0" is the byte after b"/"
 
 
-class Catalog:
+class RenderCatalog:
+    """Reads and writes of saved renders and plans (mixed into Catalog)."""
+
+    engine: Engine
+
+    def save_render(self, fields: dict, photo_ids) -> int:
+        with self.engine.begin() as c:
+            rid = c.execute(
+                insert(renders).values(created_at=time.time(), **fields).returning(renders.c.id)
+            ).scalar_one()
+            ids = [int(x) for x in photo_ids]
+            for i in range(0, len(ids), 20_000):
+                c.execute(
+                    insert(placements),
+                    [
+                        {"render_id": rid, "cell": i + j, "photo_id": p}
+                        for j, p in enumerate(ids[i : i + 20_000])
+                    ],
+                )
+        return rid
+
+    def update_render(self, render_id: int, **fields) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(renders).where(renders.c.id == render_id).values(**fields))
+
+    def get_render(self, render_id: int) -> dict | None:
+        with self.engine.connect() as c:
+            r = c.execute(select(renders).where(renders.c.id == render_id)).mappings().first()
+            return dict(r) if r else None
+
+    def list_renders(self) -> list[dict]:
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(select(renders).order_by(renders.c.id)).mappings()]
+
+    def plan(self, render_id: int) -> list[int]:
+        with self.engine.connect() as c:
+            q = (
+                select(placements.c.photo_id)
+                .where(placements.c.render_id == render_id)
+                .order_by(placements.c.cell)
+            )
+            return [r[0] for r in c.execute(q)]
+
+    def ok_photo_ids(self, ids) -> set[int]:
+        out: set[int] = set()
+        with self.engine.connect() as c:
+            for chunk in _chunks(sorted(set(int(i) for i in ids)), 500):
+                q = select(thumbnails.c.photo_id).where(thumbnails.c.photo_id.in_(chunk))
+                out.update(r[0] for r in c.execute(q))
+        return out
+
+    def thumbnails(self, ids) -> dict[int, tuple[str, bytes]]:
+        out = {}
+        with self.engine.connect() as c:
+            for chunk in _chunks([int(i) for i in ids], 500):
+                q = select(thumbnails.c.photo_id, thumbnails.c.codec, thumbnails.c.data).where(
+                    thumbnails.c.photo_id.in_(chunk)
+                )
+                out.update({r[0]: (r[1], r[2]) for r in c.execute(q)})
+        return out
+
+    def iter_thumbnails_missing(self, spec: str, chunk: int = 500):
+        """Thumbnails of photos with no vector for `spec` yet: chunks of (id, codec, data)."""
+        have = select(features.c.photo_id).where(features.c.spec == spec)
+        q = (
+            select(thumbnails.c.photo_id, thumbnails.c.codec, thumbnails.c.data)
+            .where(thumbnails.c.photo_id.not_in(have))
+            .order_by(thumbnails.c.photo_id)
+        )
+        with self.engine.connect() as c:
+            res = c.execution_options(stream_results=True, yield_per=chunk).execute(q)
+            for part in res.partitions(chunk):
+                yield [tuple(r) for r in part]
+
+    def count_missing_features(self, spec: str) -> int:
+        have = select(features.c.photo_id).where(features.c.spec == spec)
+        with self.engine.connect() as c:
+            return c.execute(
+                select(func.count())
+                .select_from(thumbnails)
+                .where(thumbnails.c.photo_id.not_in(have))
+            ).scalar_one()
+
+    def write_features(self, spec: str, rows: list[tuple[int, bytes, tuple]]) -> None:
+        """Add derived vectors: rows of (photo_id, vector bytes, (mean L, a, b))."""
+        with self.engine.begin() as c:
+            seq = self.next_seq(c)
+            c.execute(
+                insert(features),
+                [
+                    {
+                        "photo_id": pid,
+                        "spec": spec,
+                        "vector": v,
+                        "mean_l": m[0],
+                        "mean_a": m[1],
+                        "mean_b": m[2],
+                        "seq": seq,
+                    }
+                    for pid, v, m in rows
+                ],
+            )
+
+
+class Catalog(RenderCatalog):
     """All reads and writes of the catalog."""
 
     def __init__(self, engine: Engine):

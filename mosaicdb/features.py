@@ -22,8 +22,14 @@ DEFAULT_GRID = 3
 
 @dataclass(frozen=True)
 class FeatureSpec:
+    """Which vectors: a k×k Lab grid, over the centre crop of aspect aw:ah, computed by code
+    version `version`. The 1:1 spec is made at index time; other aspects are derived from the
+    stored thumbnails when a render first needs them, and cached in the catalog."""
+
     grid: int = DEFAULT_GRID
     version: int = FEATURE_VERSION
+    aw: int = 1
+    ah: int = 1
 
     def __post_init__(self):
         if not 1 <= self.grid <= 16:
@@ -31,18 +37,30 @@ class FeatureSpec:
 
     @property
     def key(self) -> str:
-        return f"lab{self.grid}v{self.version}"
+        base = f"lab{self.grid}v{self.version}"
+        return base if (self.aw, self.ah) == (1, 1) else f"{base}a{self.aw}x{self.ah}"
 
     @property
     def dim(self) -> int:
         return 3 * self.grid * self.grid
 
+    @property
+    def aspect(self) -> float:
+        return self.aw / self.ah
+
+    def with_aspect(self, aw: int, ah: int) -> FeatureSpec:
+        from math import gcd
+
+        g = gcd(aw, ah)
+        return FeatureSpec(self.grid, self.version, aw // g, ah // g)
+
     @classmethod
     def parse(cls, key: str) -> FeatureSpec:
-        m = re.fullmatch(r"lab(\d+)v(\d+)", key)
+        m = re.fullmatch(r"lab(\d+)v(\d+)(?:a(\d+)x(\d+))?", key)
         if not m:
             raise ValueError(f"not a feature spec: {key!r}")
-        return cls(int(m.group(1)), int(m.group(2)))
+        aw, ah = (int(m.group(3)), int(m.group(4))) if m.group(3) else (1, 1)
+        return cls(int(m.group(1)), int(m.group(2)), aw, ah)
 
 
 def mean_lab(vectors: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from . import features as F
+from .errors import ImageError
 
 os.environ.setdefault("VIPS_WARNING", "0")  # libvips warnings would flood worker stderr
 
@@ -123,6 +124,15 @@ _STRIP_PIXELS = 2_000_000
 
 
 def lab_grid(img, cols: int, rows: int, k: int) -> np.ndarray:
+    return _grid_means(img, cols, rows, k, lab=True)
+
+
+def rgb_grid(img, cols: int, rows: int, k: int) -> np.ndarray:
+    """Like lab_grid, but mean sRGB (0–255 floats) per grid cell: for blending and reports."""
+    return _grid_means(img, cols, rows, k, lab=False)
+
+
+def _grid_means(img, cols: int, rows: int, k: int, lab: bool) -> np.ndarray:
     """Mean Lab of a k×k grid in each of cols×rows equal cells of `img`: a pyvips image or a
     uint8 (H, W, 3) array, 8-bit sRGB.
 
@@ -157,9 +167,9 @@ def lab_grid(img, cols: int, rows: int, k: int) -> np.ndarray:
             px = img.crop(0, y0 * f, ws * f, (y1 - y0) * f).numpy()
         if f > 1:
             px = _box_mean(px, f)
-        lab = F.srgb8_to_lab(px).astype(np.float64)
-        lab = np.add.reduceat(np.add.reduceat(lab, xb[:-1], axis=1), yb[i0:i1] - y0, axis=0)
-        out[i0:i1] = lab / area[i0:i1]
+        v = (F.srgb8_to_lab(px) if lab else px).astype(np.float64)
+        v = np.add.reduceat(np.add.reduceat(v, xb[:-1], axis=1), yb[i0:i1] - y0, axis=0)
+        out[i0:i1] = v / area[i0:i1]
     out = out.reshape(rows, k, cols, k, 3).transpose(0, 2, 1, 3, 4)
     return np.ascontiguousarray(out.reshape(rows, cols, k * k * 3), dtype=np.float32)
 
@@ -199,3 +209,120 @@ def decode_thumb(data: bytes, codec: str = THUMB_CODEC, shrink: int = 1):
     if codec == "jpeg" and shrink > 1:
         return pyvips.Image.new_from_buffer(data, "", shrink=shrink)
     return pyvips.Image.new_from_buffer(data, "")
+
+
+# ---------------------------------------------------------------------------------------
+# Render side
+
+
+def load_target(path: str, max_width: int):
+    """The target image, upright, 8-bit sRGB, in memory, at most `max_width` wide (more
+    pixels than the features can use are not decoded)."""
+    import pathlib
+
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise ImageError(f"target {path} does not exist")
+    if not p.is_file():
+        raise ImageError(f"target {path} is not a file")
+    try:
+        head = pyvips.Image.new_from_file(str(p))
+        w = (
+            head.height
+            if head.get_typeof("orientation") and head.get("orientation") in (5, 6, 7, 8)
+            else head.width
+        )
+        kw = {"output_profile": "srgb"} if head.get_typeof("icc-profile-data") else {}
+        img = pyvips.Image.thumbnail(
+            str(p), min(w, max_width), height=10_000_000, size="down", fail_on="truncated", **kw
+        )
+        return _to_srgb8(img).copy_memory()
+    except pyvips.Error as e:
+        raise ImageError(f"cannot read target {path}: {_vips_message(e)}") from None
+
+
+def target_region(img, cols: int, rows: int, aspect: float):
+    """The centred part of the target that the cols×rows grid of cells of `aspect` covers."""
+    return centre_crop(img, cols * aspect / rows)
+
+
+def decode_tile(codec: str, data: bytes, tw: int, th: int) -> np.ndarray:
+    """A stored thumbnail as a tw×th tile: centre-cropped to the cell aspect, never squashed;
+    JPEG shrink-on-load when the thumbnail is much bigger than the tile."""
+    img = pyvips.Image.thumbnail_buffer(data, tw, height=th, crop="centre", size="both")
+    if img.width != tw or img.height != th:
+        img = img.gravity("centre", tw, th, extend="copy")
+    return _to_srgb8(img).numpy()
+
+
+FORMATS = {
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".png": "png",
+    ".webp": "webp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".dz": "dz",
+    ".dzi": "dz",
+}
+MAX_SIDE = {"jpeg": 65_500, "webp": 16_383}
+
+
+def save_raw(
+    raw_path: str, width: int, height: int, out_path: str, fmt: str, on_progress=None
+) -> None:
+    """Encode the raw RGB file (written strip by strip) into `out_path` as `fmt`.
+
+    libvips reads the raw file through small mmap windows and the encoders stream, so memory
+    stays flat whatever the size."""
+    img = pyvips.Image.rawload(raw_path, width, height, 3).copy(interpretation="srgb")
+    if on_progress is not None:
+        img.set_progress(True)
+        img.signal_connect("eval", lambda _im, prog: on_progress(prog.percent))
+    try:
+        if fmt == "jpeg":
+            img.jpegsave(out_path, Q=90, keep="none")
+        elif fmt == "png":
+            img.pngsave(out_path, compression=3, keep="none")
+        elif fmt == "webp":
+            img.webpsave(out_path, Q=90, keep="none")
+        elif fmt == "tiff":
+            img.tiffsave(
+                out_path,
+                tile=True,
+                tile_width=256,
+                tile_height=256,
+                compression="jpeg",
+                Q=90,
+                bigtiff=width * height * 3 > 3_500_000_000,
+                keep="none",
+            )
+        elif fmt == "dz":
+            img.dzsave(out_path, suffix=".jpg[Q=90]", overlap=0, tile_size=256, keep="none")
+        else:
+            raise ValueError(fmt)
+    except pyvips.Error as e:
+        raise ImageError(f"cannot write {out_path}: {_vips_message(e)}") from None
+
+
+def image_size_or_error(path: str) -> tuple[int, int]:
+    """Displayed (upright) size of an image file, or an ImageError naming it."""
+    import pathlib
+
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise ImageError(
+            f"target {path} does not exist" if not p.exists() else f"target {path} is not a file"
+        )
+    try:
+        h = pyvips.Image.new_from_file(str(p))
+    except pyvips.Error as e:
+        raise ImageError(f"cannot read target {path}: {_vips_message(e)}") from None
+    if h.get_typeof("orientation") and h.get("orientation") in (5, 6, 7, 8):
+        return h.height, h.width
+    return h.width, h.height
+
+
+def image_size(path: str) -> tuple[int, int]:
+    h = pyvips.Image.new_from_file(path)
+    return h.width, h.height

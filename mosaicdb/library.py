@@ -106,9 +106,8 @@ class Library:
 
         return FeatureSpec.parse(self.catalog.get_meta("feature_spec"))
 
-    @property
-    def vector_path(self) -> Path:
-        return self.home / f"vectors-{self.spec.key}.faiss"
+    def vector_path(self, spec=None) -> Path:
+        return self.home / f"vectors-{(spec or self.spec).key}.faiss"
 
     def roots(self) -> list[str]:
         return [_show(p) for _, p in self.catalog.roots()]
@@ -230,13 +229,13 @@ class Library:
         return scopes
 
     # -- vectors -------------------------------------------------------------------------
-    def sync_vectors(self, rebuild: bool = False) -> dict:
+    def sync_vectors(self, spec=None, rebuild: bool = False) -> dict:
         """Bring the FAISS file in line with the catalog: unchanged, updated in place from the
         catalog's change counter, or rebuilt when it is missing or disagrees."""
         import numpy as np
 
-        spec = self.spec
-        path = self.vector_path
+        spec = spec or self.spec
+        path = self.vector_path(spec)
         n, idsum, maxseq = self.catalog.feature_state(spec.key)
         key = f"vectors.{spec.key}"
         raw = self.catalog.get_meta(key)
@@ -288,9 +287,62 @@ class Library:
         )
         return {"action": action, "count": n}
 
-    def vector_index(self):
-        """The FAISS index, checked against the catalog (rebuilt if stale)."""
+    def vector_index(self, spec=None):
+        """The exact FAISS index of `spec`, checked against the catalog (rebuilt if stale)."""
         from . import vecindex as V
 
-        self.sync_vectors()
-        return V.read(self.vector_path)
+        self.sync_vectors(spec)
+        return V.read(self.vector_path(spec))
+
+    def search_index(self, spec, exact):
+        """What render searches: the exact index for small stores, an HNSW graph (cached on
+        disk next to the exact file, rebuilt when the catalog changed) above
+        vecindex.HNSW_MIN_TILES tiles."""
+        from . import vecindex as V
+
+        if exact.ntotal < V.HNSW_MIN_TILES:
+            return exact
+        path = self.home / f"vectors-{spec.key}.hnsw.faiss"
+        key = f"hnsw.{spec.key}"
+        want = self.catalog.get_meta(f"vectors.{spec.key}")
+        if path.exists() and self.catalog.get_meta(key) == want:
+            index = V.read(path)
+        else:
+            with self.progress.task("Building HNSW graph", total=None):
+                index = V.new_hnsw(exact.d)
+                V.add(index, V.ids_of(exact), exact.index.reconstruct_n(0, exact.ntotal))
+            V.write_atomic(index, path)
+            self.catalog.set_meta({key: want})
+        V.set_ef_search(index, 64)
+        return index
+
+    # -- render ----------------------------------------------------------------------------
+    def render(self, target=None, output: str = "", *, plan: int | None = None, **options):
+        """Render `target` into `output` (format from the extension); see RenderOptions for
+        the options. `plan=ID` re-renders a saved plan without matching again."""
+        from .render import RenderOptions, run
+
+        if not output:
+            raise OptionError("--output", "is required")
+        if target is None and plan is None:
+            raise OptionError("TARGET", "give a target image or --plan ID")
+        return run(
+            self,
+            str(target) if target else None,
+            str(output),
+            RenderOptions(**options),
+            plan_id=plan,
+        )
+
+    def renders(self) -> list[dict]:
+        out = []
+        for r in self.catalog.list_renders():
+            o = json.loads(r.pop("options"))
+            r["tile_size"], r["aspect"] = o.get("tile_size"), o.get("aspect")
+            r["max_uses"], r["min_distance"], r["blend"] = (
+                o.get("max_uses"),
+                o.get("min_distance"),
+                o.get("blend"),
+            )
+            out.append(r)
+        return out

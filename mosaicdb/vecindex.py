@@ -60,3 +60,27 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def set_threads(n: int) -> None:
     faiss.omp_set_num_threads(n)
+
+
+# Above this many tiles, render searches an HNSW graph instead of the exact index: measured in
+# bench/bench_placement.py (exact search time grows with tiles × cells).
+HNSW_MIN_TILES = 100_000
+
+
+def new_hnsw(dim: int, m: int = 32, ef_construction: int = 40):
+    index = faiss.IndexHNSWFlat(dim, m)
+    index.hnsw.efConstruction = ef_construction
+    return faiss.IndexIDMap2(index)
+
+
+def set_ef_search(index, ef: int) -> None:
+    faiss.downcast_index(index.index).hnsw.efSearch = ef
+
+
+def reconstruct(index, ids) -> np.ndarray:
+    """Stored vectors of `ids` (IndexIDMap2 keeps the id → row map)."""
+    return (
+        np.vstack([index.reconstruct(int(i)) for i in ids])
+        if len(ids)
+        else np.empty((0, index.d), np.float32)
+    )

@@ -158,7 +158,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, lib_dir):
     from mosaicdb import vecindex as V
 
     with mosaicdb.open(home) as lib:
-        ids = V.ids_of(V.read(lib.vector_path))
+        ids = V.ids_of(V.read(lib.vector_path()))
         assert len(ids) == n_good and len(set(ids.tolist())) == n_good
 
 

@@ -38,7 +38,7 @@ def vectors(lib):
 
 
 def faiss_ids(lib):
-    return sorted(V.ids_of(V.read(lib.vector_path)).tolist())
+    return sorted(V.ids_of(V.read(lib.vector_path())).tolist())
 
 
 def ok_ids(lib):
@@ -138,7 +138,7 @@ def test_incremental_add_change_delete(lib, lib_dir):
     assert (s.updated, s.added, s.unchanged) == (1, 0, 2)
     assert rows(lib)[str(a)][2] == old_id
     np.testing.assert_allclose(vectors(lib)["a.png"][1], lab_of(COLOURS["yellow"]), atol=0.5)
-    index = V.read(lib.vector_path)
+    index = V.read(lib.vector_path())
     _, ids = V.search(
         index,
         lab_of(COLOURS["yellow"]).astype(np.float32).reshape(1, 3).repeat(9, 0).reshape(1, 27),
@@ -267,13 +267,13 @@ def test_faiss_file_rebuilt_when_missing_or_wrong(lib, lib_dir):
         solid(lib_dir / f"{name}.png", COLOURS[name])
     lib.index([lib_dir], workers=0)
     want = ok_ids(lib)
-    lib.vector_path.unlink()
+    lib.vector_path().unlink()
     assert lib.sync_vectors()["action"] == "rebuilt"
     assert faiss_ids(lib) == want
     # a FAISS file with a wrong count (e.g. copied from elsewhere)
-    idx = V.read(lib.vector_path)
+    idx = V.read(lib.vector_path())
     V.remove(idx, [want[0]])
-    V.write_atomic(idx, lib.vector_path)
+    V.write_atomic(idx, lib.vector_path())
     assert lib.sync_vectors()["action"] == "rebuilt"
     assert faiss_ids(lib) == want
 

@@ -1,0 +1,92 @@
+"""Placement: choose one photo per cell from its nearest candidates under the repetition rules.
+
+Rules: `max_uses` (a photo fills at most N cells; 0 = no limit) and `min_distance` R (the same
+photo never twice within a (2R+1)×(2R+1) square; 0 = off). Cells are served best-match first
+(ties broken by a seeded shuffle), each taking its nearest candidate that the rules allow;
+when every candidate is taken the search for that cell is widened. Same inputs and seed give
+the same plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .errors import RenderError
+
+
+def check_feasible(
+    n_cells: int, n_photos: int, rows: int, cols: int, max_uses: int, min_distance: int
+) -> None:
+    """Refuse, before any work, rules that no placement can satisfy."""
+    if n_photos == 0:
+        raise RenderError("the store has no indexed photos: run `mosaicdb index PATH` first")
+    if max_uses and max_uses * n_photos < n_cells:
+        raise RenderError(
+            f"--max-uses {max_uses} with {n_photos:,} photos fills at most "
+            f"{max_uses * n_photos:,} cells, but the grid has {n_cells:,}: raise --max-uses "
+            f"to {-(-n_cells // n_photos)}, use fewer tiles, or index more photos"
+        )
+    if min_distance:
+        block = min(rows, min_distance + 1) * min(cols, min_distance + 1)
+        if block > n_photos:
+            raise RenderError(
+                f"--min-distance {min_distance} needs at least {block:,} different photos "
+                f"(every {min(rows, min_distance + 1)}×{min(cols, min_distance + 1)} block of "
+                f"cells holds distinct photos), the store has {n_photos:,}"
+            )
+
+
+def place(
+    cand_ids: np.ndarray,
+    cand_dist: np.ndarray,
+    rows: int,
+    cols: int,
+    *,
+    max_uses: int = 0,
+    min_distance: int = 0,
+    seed: int = 0,
+    widen: Callable[[int, int], np.ndarray] | None = None,
+    n_photos: int | None = None,
+) -> np.ndarray:
+    """Return the chosen photo id per cell (row-major), shape (rows*cols,).
+
+    cand_ids/cand_dist: (cells, K) nearest candidates, best first (id -1 = empty slot).
+    widen(cell, k): ids of the k nearest photos of that cell, best first.
+    """
+    n = rows * cols
+    if not max_uses and not min_distance:
+        return cand_ids[:, 0].copy()
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(n), cand_dist[:, 0]))
+    grid = np.full((rows, cols), -1, dtype=np.int64)
+    uses: dict[int, int] = {}
+    R = min_distance
+    K = cand_ids.shape[1]
+
+    def pick(cands: np.ndarray, r: int, c: int) -> int:
+        ok = cands >= 0
+        if max_uses:
+            ok &= np.fromiter((uses.get(int(x), 0) < max_uses for x in cands), bool, len(cands))
+        if R:
+            win = grid[max(0, r - R) : r + R + 1, max(0, c - R) : c + R + 1]
+            ok &= ~np.isin(cands, win)
+        hit = np.flatnonzero(ok)
+        return int(cands[hit[0]]) if len(hit) else -1
+
+    for cell in order:
+        r, c = divmod(int(cell), cols)
+        choice = pick(cand_ids[cell], r, c)
+        k = K
+        while choice < 0 and widen is not None and (n_photos is None or k < n_photos):
+            k = k * 8 if n_photos is None else min(k * 8, n_photos)
+            choice = pick(widen(int(cell), k), r, c)
+        if choice < 0:
+            raise RenderError(
+                "the repetition rules cannot be met for this grid; loosen "
+                "--max-uses / --min-distance"
+            )
+        grid[r, c] = choice
+        uses[choice] = uses.get(choice, 0) + 1
+    return grid.reshape(-1)

@@ -1,0 +1,405 @@
+"""The render stage: target → grid of cells → Lab features per cell → FAISS candidates →
+placement under the repetition rules → plan saved in the catalog → assembly from the stored
+thumbnails into the output, in bounded memory → report.
+
+Never reads the photo folders: everything comes from the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import NotFoundError, OptionError, RenderError
+
+if TYPE_CHECKING:
+    from .library import Library
+
+# Decoded tiles kept for reuse across rows (LRU). Memory of a render is about this plus two
+# strips of the output, whatever the output size.
+TILE_CACHE_BYTES = 256 * 2**20
+
+
+@dataclass
+class RenderOptions:
+    tiles_across: int | None = None
+    tile_count: int | None = None
+    tile_size: int = 64
+    aspect: str = "1:1"
+    max_uses: int = 0
+    min_distance: int = 0
+    seed: int = 0
+    blend: float = 0.0
+    candidates: int = 16
+
+    def validate(self) -> None:
+        if self.tiles_across is not None and self.tile_count is not None:
+            raise OptionError("--tiles-across", "give --tiles-across or --tile-count, not both")
+        if self.tiles_across is not None and not 1 <= self.tiles_across <= 100_000:
+            raise OptionError(
+                "--tiles-across", f"must be between 1 and 100000, got {self.tiles_across}"
+            )
+        if self.tile_count is not None and not 1 <= self.tile_count <= 10**9:
+            raise OptionError("--tile-count", f"must be positive, got {self.tile_count}")
+        if not 4 <= self.tile_size <= 4096:
+            raise OptionError("--tile-size", f"must be between 4 and 4096, got {self.tile_size}")
+        if self.max_uses < 0:
+            raise OptionError("--max-uses", f"must be 0 (no limit) or more, got {self.max_uses}")
+        if self.min_distance < 0:
+            raise OptionError("--min-distance", f"must be 0 or more, got {self.min_distance}")
+        if not 0.0 <= self.blend <= 1.0:
+            raise OptionError("--blend", f"must be between 0 and 1, got {self.blend}")
+        if not 1 <= self.candidates <= 4096:
+            raise OptionError("--candidates", f"must be between 1 and 4096, got {self.candidates}")
+        parse_aspect(self.aspect)
+
+
+@dataclass
+class RenderReport:
+    render_id: int
+    output: str
+    width: int
+    height: int
+    cols: int
+    rows: int
+    cells: int
+    distinct_tiles: int
+    max_reuse: int
+    mean_delta_e: float | None
+    seconds: float
+    mean_delta_e_best: float | None = None  # with no repetition rules, for comparison
+    timings: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["seconds"] = round(self.seconds, 3)
+        d["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        for k in ("mean_delta_e", "mean_delta_e_best"):
+            if d[k] is not None:
+                d[k] = round(d[k], 3)
+        return d
+
+
+def parse_aspect(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.split(":"))
+        if w <= 0 or h <= 0 or w > 100 or h > 100:
+            raise ValueError
+    except ValueError:
+        raise OptionError(
+            "--aspect", f"must look like W:H with whole numbers 1–100, got {text!r}"
+        ) from None
+    return w, h
+
+
+def output_format(path: str) -> str:
+    from .imaging import FORMATS
+
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise OptionError(
+            "--output",
+            f"unknown image format {ext or '(none)'!r}; use one of " + ", ".join(sorted(FORMATS)),
+        )
+    return FORMATS[ext]
+
+
+def grid_size(tw: int, th: int, aspect: float, across: int | None, count: int | None):
+    """cols × rows of cells of `aspect` (w/h) that cover a tw×th target."""
+    if count is not None:
+        across = max(1, round((count * tw / th / aspect) ** 0.5))
+    across = across or 100
+    rows = max(1, round(th / (tw / across / aspect)))
+    return across, rows
+
+
+def _ensure_spec_vectors(lib: Library, spec) -> None:
+    """Vectors for a non-square cell aspect, derived once from the stored thumbnails."""
+    n = lib.catalog.count_missing_features(spec.key)
+    if not n:
+        return
+    from . import imaging
+
+    with lib.progress.task(f"Deriving {spec.aw}:{spec.ah} features", total=n) as t:
+        for chunk in lib.catalog.iter_thumbnails_missing(spec.key):
+            rows = []
+            for pid, _codec, data in chunk:
+                px = imaging.decode_thumb(data).numpy()
+                v = imaging.tile_vector(px, spec.grid, spec.aspect)
+                m = v.reshape(-1, 3).mean(axis=0)
+                rows.append((pid, v.tobytes(), (float(m[0]), float(m[1]), float(m[2]))))
+            lib.catalog.write_features(spec.key, rows)
+            t.advance(len(chunk))
+
+
+def run(
+    lib: Library, target: str | None, output: str, opts: RenderOptions, plan_id: int | None = None
+) -> RenderReport:
+    import numpy as np
+
+    from . import features as F
+    from . import imaging
+    from . import vecindex as V
+    from .placement import check_feasible, place
+
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    opts.validate()
+    fmt = output_format(output)
+    output = str(Path(output).expanduser().resolve())
+    if fmt == "dz" and output.lower().endswith(".dz"):
+        output = output[:-3] + ".dzi"
+    out_dir = Path(output).parent
+    if not out_dir.is_dir():
+        raise OptionError("--output", f"folder {out_dir} does not exist")
+
+    if plan_id is not None:
+        saved = lib.catalog.get_render(plan_id)
+        if saved is None:
+            raise NotFoundError(f"no render with id {plan_id}; see `mosaicdb renders`")
+        sopts = json.loads(saved["options"])
+        aw, ah = parse_aspect(sopts["aspect"])
+        opts.aspect, opts.seed = sopts["aspect"], sopts["seed"]
+        opts.max_uses, opts.min_distance = sopts["max_uses"], sopts["min_distance"]
+        cols, rows = saved["cols"], saved["rows"]
+        target = target or saved["target"]
+        spec = F.FeatureSpec.parse(saved["spec"])
+    else:
+        aw, ah = parse_aspect(opts.aspect)
+        spec = lib.spec.with_aspect(aw, ah)
+    tile_w = opts.tile_size
+    tile_h = max(1, round(opts.tile_size * ah / aw))
+    aspect = aw / ah
+
+    # -- target and grid ------------------------------------------------------------------
+    region = None
+    if plan_id is None or (target and Path(target).exists()):
+        if plan_id is None:
+            head_w, head_h = imaging.image_size_or_error(target)
+            cols, rows = grid_size(head_w, head_h, aspect, opts.tiles_across, opts.tile_count)
+        img = imaging.load_target(target, max_width=cols * spec.grid * imaging.MIN_CELL_PX * 2)
+        region = imaging.target_region(img, cols, rows, aspect)
+    elif opts.blend:
+        raise RenderError(f"the target {target} of render {plan_id} is gone; --blend needs it")
+    else:
+        warnings.append(f"target {target} is gone: no ΔE report")
+    n = cols * rows
+    W, H = cols * tile_w, rows * tile_h
+    limit = imaging.MAX_SIDE.get(fmt)
+    if limit and max(W, H) > limit:
+        raise RenderError(
+            f"{W}×{H} px is too big for {fmt.upper()} (at most {limit:,} px a side); "
+            "write .tif (tiled BigTIFF), .dz (Deep Zoom) or .png instead"
+        )
+    if tile_w > 256 or tile_h > 256:
+        warnings.append(
+            f"tiles of {tile_w}×{tile_h} px are enlarged from the stored thumbnails; "
+            "re-index with a larger --thumb-size for sharper tiles"
+        )
+    timings["target"] = time.monotonic() - t0
+
+    # -- matching and placement -------------------------------------------------------------
+    cells = None
+    if region is not None:
+        cells = imaging.lab_grid(region, cols, rows, spec.grid).reshape(n, spec.dim)
+    if plan_id is None:
+        t1 = time.monotonic()
+        if (aw, ah) != (1, 1):
+            _ensure_spec_vectors(lib, spec)
+        index = lib.vector_index(spec)
+        check_feasible(n, index.ntotal, rows, cols, opts.max_uses, opts.min_distance)
+        search_index = lib.search_index(spec, index)
+        with lib.progress.task("Matching cells", total=n) as t:
+            k = min(opts.candidates, index.ntotal)
+            cand_dist, cand_ids = V.search(search_index, cells, k)
+            t.advance(n)
+
+        def widen(cell: int, kk: int):
+            return V.search(index, cells[cell : cell + 1], min(kk, index.ntotal))[1][0]
+
+        plan = place(
+            cand_ids,
+            cand_dist,
+            rows,
+            cols,
+            max_uses=opts.max_uses,
+            min_distance=opts.min_distance,
+            seed=opts.seed,
+            widen=widen,
+            n_photos=index.ntotal,
+        )
+        timings["match"] = time.monotonic() - t1
+        options = {**asdict(opts), "output": output}
+        render_id = lib.catalog.save_render(
+            {
+                "target": str(Path(target).resolve()),
+                "options": json.dumps(options),
+                "spec": spec.key,
+                "cols": cols,
+                "rows": rows,
+                "tile_w": tile_w,
+                "tile_h": tile_h,
+            },
+            plan,
+        )
+    else:
+        render_id = plan_id
+        plan = np.asarray(lib.catalog.plan(plan_id), dtype=np.int64)
+        index = None
+        have = lib.catalog.ok_photo_ids(plan)
+        gone = np.flatnonzero(~np.isin(plan, np.fromiter(have, np.int64, len(have))))
+        if len(gone):
+            where = ", ".join(f"row {c // cols} col {c % cols}" for c in gone[:10])
+            more = f" and {len(gone) - 10} more" if len(gone) > 10 else ""
+            raise RenderError(
+                f"{len(gone)} of {n} cells of plan {plan_id} use photos no longer in the store "
+                f"({where}{more}); render the target again to make a new plan"
+            )
+
+    # -- assembly ----------------------------------------------------------------------------
+    t2 = time.monotonic()
+    cell_rgb = None
+    if opts.blend and region is not None:
+        cell_rgb = imaging.rgb_grid(region, cols, rows, 1).reshape(rows, cols, 3)
+    mosaic_lab = _assemble(
+        lib, plan.reshape(rows, cols), tile_w, tile_h, output, fmt, opts.blend, cell_rgb, spec.grid
+    )
+    timings["assemble"] = time.monotonic() - t2
+
+    # -- report ------------------------------------------------------------------------------
+    mean_de = best_de = None
+    if cells is not None:
+        if index is None:
+            index = lib.vector_index(spec)
+        if mosaic_lab is None:  # no blend: the placed tiles' own feature grids
+            mosaic_lab = V.reconstruct(index, plan)
+        if plan_id is None and (opts.max_uses or opts.min_distance):
+            best = V.reconstruct(index, cand_ids[:, 0])
+            best_de = float(F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).mean())
+        mean_de = float(F.ciede2000(cells.reshape(-1, 3), mosaic_lab.reshape(-1, 3)).mean())
+    uniq, counts = np.unique(plan, return_counts=True)
+    seconds = time.monotonic() - t0
+    lib.catalog.update_render(
+        render_id,
+        output=output,
+        width=W,
+        height=H,
+        distinct_tiles=len(uniq),
+        mean_delta_e=mean_de,
+        seconds=seconds,
+    )
+    return RenderReport(
+        render_id,
+        output,
+        W,
+        H,
+        cols,
+        rows,
+        n,
+        len(uniq),
+        int(counts.max()),
+        mean_de,
+        seconds,
+        best_de,
+        timings,
+        warnings,
+    )
+
+
+def _assemble(
+    lib: Library,
+    plan,
+    tile_w: int,
+    tile_h: int,
+    output: str,
+    fmt: str,
+    blend: float,
+    cell_rgb,
+    k: int,
+):
+    """Write the mosaic strip by strip into a raw file, then encode it; returns the Lab grid of
+    the output cells when blending (measured on the pixels), else None."""
+    import numpy as np
+
+    from . import imaging
+
+    rows, cols = plan.shape
+    W, H = cols * tile_w, rows * tile_h
+    out = Path(output)
+    tag = f".{out.name}.{os.getpid()}"
+    raw = out.with_name(tag + ".raw")
+    if fmt == "dz":
+        tmp_out = out.with_name(tag + ".tmp.dzi")
+        tmp_files = out.with_name(tag + ".tmp_files")
+    else:
+        tmp_out = out.with_name(tag + ".tmp" + out.suffix)
+        tmp_files = None
+    cache: OrderedDict[int, np.ndarray] = OrderedDict()
+    per_tile = tile_w * tile_h * 3
+    max_tiles = max(cols * 2, TILE_CACHE_BYTES // per_tile)
+    mosaic_lab = np.empty((rows, cols, 3 * k * k), np.float32) if blend else None
+
+    def decode_row(r):
+        need = [int(p) for p in dict.fromkeys(plan[r].tolist()) if p not in cache]
+        blobs = lib.catalog.thumbnails(need)
+        return need, list(pool.map(lambda p: imaging.decode_tile(*blobs[p], tile_w, tile_h), need))
+
+    try:
+        with (
+            open(raw, "wb") as f,
+            ThreadPoolExecutor(2) as pool,
+            lib.progress.task("Placing tiles", total=rows) as t,
+        ):
+            nxt = pool.submit(decode_row, 0)
+            for r in range(rows):
+                need, arrays = nxt.result()
+                for p, a in zip(need, arrays, strict=True):
+                    cache[p] = a
+                # evict least recently used, never a tile of this row
+                while len(cache) > max_tiles:
+                    cache.popitem(last=False)
+                if r + 1 < rows:
+                    nxt = pool.submit(decode_row, r + 1)
+                strip = np.empty((tile_h, W, 3), np.uint8)
+                for c, p in enumerate(plan[r].tolist()):
+                    tile = cache[p]
+                    cache.move_to_end(p)
+                    if blend:
+                        off = blend * (cell_rgb[r, c] - tile.reshape(-1, 3).mean(axis=0))
+                        tile = np.clip(tile + off.astype(np.float32), 0, 255).astype(np.uint8)
+                    strip[:, c * tile_w : (c + 1) * tile_w] = tile
+                if blend:
+                    mosaic_lab[r] = imaging.lab_grid(strip, cols, 1, k)[0]
+                f.write(strip.data)
+                t.advance(1)
+        with lib.progress.task("Writing " + out.name, total=100) as t:
+            # dzsave takes a base name and adds .dzi and _files itself
+            target_name = str(tmp_out)[: -len(".dzi")] if fmt == "dz" else str(tmp_out)
+            imaging.save_raw(
+                str(raw), W, H, target_name, fmt, on_progress=lambda pct: t.update(completed=pct)
+            )
+        if fmt == "dz":
+            final_files = out.with_name(out.stem + "_files")
+            if final_files.exists():
+                import shutil
+
+                shutil.rmtree(final_files)
+            os.replace(tmp_files, final_files)
+        os.replace(tmp_out, out)
+    finally:
+        for p in (raw, tmp_out):
+            if p.exists():
+                p.unlink()
+        if tmp_files is not None and tmp_files.exists():
+            import shutil
+
+            shutil.rmtree(tmp_files)
+    return mosaic_lab

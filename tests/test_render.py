@@ -1,0 +1,315 @@
+"""`render`: known colours land in the right cells, rules hold, plans are saved and replayed,
+every format is written atomically, and the photo folders are never needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import pyvips
+from conftest import COLOURS, solid
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mosaicdb.errors import OptionError, RenderError
+from mosaicdb.placement import place
+
+LAYOUT = [["red", "green", "blue", "yellow"], ["black", "white", "purple", "grey"]]
+
+
+def blocks_target(path, layout=LAYOUT, cell=40):
+    """A target made of solid blocks of the named colours."""
+    rows = [
+        pyvips.Image.arrayjoin(
+            [
+                pyvips.Image.black(cell, cell, bands=3)
+                .new_from_image(list(COLOURS[n]))
+                .cast("uchar")
+                for n in row
+            ],
+            across=len(row),
+        )
+        for row in layout
+    ]
+    img = pyvips.Image.arrayjoin(rows, across=1).copy(interpretation="srgb")
+    img.write_to_file(str(path))
+    return path
+
+
+@pytest.fixture
+def work(tmp_path):
+    d = tmp_path / "work"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def colour_lib(lib, lib_dir):
+    for name, rgb in COLOURS.items():
+        solid(lib_dir / f"{name}.jpg", rgb, size=(300, 200), Q=95)
+    lib.index([lib_dir], workers=0)
+    return lib
+
+
+def plan_names(lib, render_id):
+    from sqlalchemy import select
+
+    from mosaicdb import db
+
+    ids = lib.catalog.plan(render_id)
+    with lib.catalog.engine.connect() as c:
+        names = {
+            i: os.path.basename(os.fsdecode(p)).split(".")[0]
+            for i, p in c.execute(select(db.photos.c.id, db.photos.c.path))
+        }
+    return [names[i] for i in ids]
+
+
+def test_known_colours_go_to_their_cells(colour_lib, work):
+    t = blocks_target(work / "target.png")
+    r = colour_lib.render(t, work / "out.png", tiles_across=4, tile_size=16)
+    assert (r.cols, r.rows, r.width, r.height) == (4, 2, 64, 32)
+    assert plan_names(colour_lib, r.render_id) == [n for row in LAYOUT for n in row]
+    assert r.mean_delta_e < 1.5
+    assert r.distinct_tiles == 8 and r.max_reuse == 1
+    out = pyvips.Image.new_from_file(str(work / "out.png"))
+    # the top-left tile is the red photo
+    assert np.abs(out.crop(0, 0, 16, 16).numpy().mean(axis=(0, 1)) - COLOURS["red"]).max() < 4
+
+
+def test_render_never_reads_the_photo_folder(colour_lib, lib_dir, work):
+    t = blocks_target(work / "target.png")
+    shutil.rmtree(lib_dir)
+    r = colour_lib.render(t, work / "out.jpg", tiles_across=4, tile_size=32)
+    assert plan_names(colour_lib, r.render_id)[0] == "red"
+    assert pyvips.Image.new_from_file(str(work / "out.jpg")).width == 128
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp", ".tif"])
+def test_formats_open_with_expected_size(colour_lib, work, ext):
+    t = blocks_target(work / "target.png")
+    r = colour_lib.render(t, work / f"out{ext}", tiles_across=8, tile_size=24, aspect="3:2")
+    assert (r.width, r.height) == (8 * 24, r.rows * 16)
+    im = pyvips.Image.new_from_file(str(work / f"out{ext}"))
+    assert (im.width, im.height) == (r.width, r.height)
+    assert sorted(os.listdir(work)) == sorted(["target.png", f"out{ext}"])  # no temp files
+
+
+def test_deep_zoom_output(colour_lib, work):
+    t = blocks_target(work / "target.png")
+    r = colour_lib.render(t, work / "zoom.dz", tiles_across=8, tile_size=64)
+    assert r.output == str(work / "zoom.dzi")
+    dzi = (work / "zoom.dzi").read_text()
+    assert f'Width="{r.width}"' in dzi and f'Height="{r.height}"' in dzi
+    assert (work / "zoom_files").is_dir()
+    assert sorted(os.listdir(work)) == ["target.png", "zoom.dzi", "zoom_files"]
+
+
+def test_same_seed_same_plan_and_saved_plan_replays(colour_lib, work):
+    t = blocks_target(work / "target.png")
+    kw = dict(tiles_across=12, tile_size=8, max_uses=10, min_distance=1, seed=7)
+    a = colour_lib.render(t, work / "a.png", **kw)
+    b = colour_lib.render(t, work / "b.png", **kw)
+    assert colour_lib.catalog.plan(a.render_id) == colour_lib.catalog.plan(b.render_id)
+    assert a.mean_delta_e_best is not None and a.mean_delta_e >= a.mean_delta_e_best
+    c = colour_lib.render(None, work / "c.tif", plan=a.render_id, tile_size=20)
+    assert c.render_id == a.render_id
+    assert (c.width, c.height) == (a.cols * 20, a.rows * 20)
+    assert c.distinct_tiles == a.distinct_tiles
+    renders = colour_lib.renders()
+    assert [r["id"] for r in renders] == [a.render_id, b.render_id]
+
+
+def test_plan_with_removed_photo_names_the_cells(colour_lib, lib_dir, work):
+    t = blocks_target(work / "target.png")
+    r = colour_lib.render(t, work / "a.png", tiles_across=4, tile_size=8)
+    (lib_dir / "red.jpg").unlink()
+    colour_lib.index(workers=0)
+    with pytest.raises(
+        RenderError,
+        match=r"1 of 8 cells of plan 1 use photos no longer in the "
+        r"store \(row 0 col 0\)",
+    ):
+        colour_lib.render(None, work / "b.png", plan=r.render_id)
+    assert not (work / "b.png").exists()
+
+
+def test_rules_that_cannot_be_met_fail_before_work(colour_lib, work):
+    t = blocks_target(work / "target.png")
+    with pytest.raises(
+        RenderError,
+        match=r"--max-uses 2 with 8 photos fills at most 16 cells, "
+        r"but the grid has 128",
+    ):
+        colour_lib.render(t, work / "a.png", tiles_across=16, max_uses=2)
+    with pytest.raises(RenderError, match="--min-distance 3 needs at least 16 different photos"):
+        colour_lib.render(t, work / "a.png", tiles_across=16, min_distance=3)
+    assert os.listdir(work) == ["target.png"]
+
+
+def test_failed_write_leaves_nothing(colour_lib, work, monkeypatch):
+    from mosaicdb import imaging
+    from mosaicdb.errors import ImageError
+
+    t = blocks_target(work / "target.png")
+    (work / "out.jpg").write_bytes(b"previous")
+
+    def fail(*a, **k):
+        raise ImageError("disk full")
+
+    monkeypatch.setattr(imaging, "save_raw", fail)
+    with pytest.raises(ImageError):
+        colour_lib.render(t, work / "out.jpg", tiles_across=4, tile_size=8)
+    assert sorted(os.listdir(work)) == ["out.jpg", "target.png"]
+    assert (work / "out.jpg").read_bytes() == b"previous"
+
+
+def test_jpeg_too_big_names_formats_that_work(colour_lib, work):
+    t = blocks_target(work / "target.png")
+    with pytest.raises(RenderError, match=r"too big for JPEG .* write \.tif .*\.dz"):
+        colour_lib.render(t, work / "a.jpg", tiles_across=1100, tile_size=64)
+
+
+def test_blend_moves_colours_toward_target(lib, lib_dir, work):
+    solid(lib_dir / "grey.jpg", COLOURS["grey"], Q=95)
+    lib.index([lib_dir], workers=0)
+    t = blocks_target(work / "target.png")
+    r0 = lib.render(t, work / "a.png", tiles_across=4, tile_size=16)
+    r1 = lib.render(t, work / "b.png", tiles_across=4, tile_size=16, blend=1.0)
+    assert r1.mean_delta_e < r0.mean_delta_e / 3
+    out = pyvips.Image.new_from_file(str(work / "b.png"))
+    assert np.abs(out.crop(0, 0, 16, 16).numpy().mean(axis=(0, 1)) - COLOURS["red"]).max() < 6
+
+
+def test_non_square_features_are_derived_once(colour_lib, work):
+    from mosaicdb.features import FeatureSpec
+
+    t = blocks_target(work / "target.png")
+    colour_lib.render(t, work / "a.png", tiles_across=4, tile_size=12, aspect="4:3")
+    key = FeatureSpec().with_aspect(4, 3).key
+    assert colour_lib.catalog.feature_state(key)[0] == len(COLOURS)
+    assert colour_lib.catalog.count_missing_features(key) == 0
+
+
+def test_bad_options_name_the_option(colour_lib, work):
+    t = blocks_target(work / "target.png")
+    for kw, opt in [
+        ({"aspect": "3x2"}, "--aspect"),
+        ({"blend": 2.0}, "--blend"),
+        ({"tile_size": 0}, "--tile-size"),
+        ({"max_uses": -1}, "--max-uses"),
+    ]:
+        with pytest.raises(OptionError, match=f"^{opt}: "):
+            colour_lib.render(t, work / "a.png", **kw)
+    with pytest.raises(OptionError, match="^--output: unknown image format '.bmp'"):
+        colour_lib.render(t, work / "a.bmp")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 12),
+    n_photos=st.integers(1, 60),
+    max_uses=st.integers(0, 5),
+    min_distance=st.integers(0, 2),
+    seed=st.integers(0, 3),
+)
+def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed):
+    from mosaicdb.placement import check_feasible
+
+    n = rows * cols
+    try:
+        check_feasible(n, n_photos, rows, cols, max_uses, min_distance)
+    except RenderError:
+        return
+    if max_uses and min_distance and max_uses * n_photos < n * 2:
+        return  # tight combinations of both rules may have no greedy solution
+    rng = np.random.default_rng(seed)
+    dist = rng.random((n, n_photos))
+    order = np.argsort(dist, axis=1)
+    k = min(4, n_photos)
+    cand = order[:, :k] + 100
+    d = np.take_along_axis(dist, order, 1)[:, :k]
+    try:
+        plan = place(
+            cand,
+            d,
+            rows,
+            cols,
+            max_uses=max_uses,
+            min_distance=min_distance,
+            seed=seed,
+            widen=lambda cell, kk: order[cell, :kk] + 100,
+            n_photos=n_photos,
+        )
+    except RenderError:
+        assert min_distance and max_uses  # only combined rules may dead-end greedily
+        return
+    grid = plan.reshape(rows, cols)
+    if max_uses:
+        assert np.bincount(plan - 100).max() <= max_uses
+    for r in range(rows):
+        for c in range(cols):
+            win = grid[
+                max(0, r - min_distance) : r + min_distance + 1,
+                max(0, c - min_distance) : c + min_distance + 1,
+            ]
+            assert (win == grid[r, c]).sum() == 1 or min_distance == 0
+    again = place(
+        cand,
+        d,
+        rows,
+        cols,
+        max_uses=max_uses,
+        min_distance=min_distance,
+        seed=seed,
+        widen=lambda cell, kk: order[cell, :kk] + 100,
+        n_photos=n_photos,
+    )
+    assert np.array_equal(plan, again)
+
+
+def test_cli_render_contract(cli, lib_dir, tmp_path):
+    for name in ("red", "green", "blue", "yellow", "black", "white", "purple", "grey"):
+        solid(lib_dir / f"{name}.jpg", COLOURS[name], Q=95)
+    t = blocks_target(tmp_path / "target.png")
+    r = cli("render", t, "-o", tmp_path / "x.jpg", "--tiles-across", "4", "--json")
+    assert r.exit_code == 1
+    assert r.output == "Error: the store has no indexed photos: run `mosaicdb index PATH` first\n"
+    assert not (tmp_path / "x.jpg").exists()
+    assert cli("index", lib_dir, "-j", "0", "-q").exit_code == 0
+    r = cli("render", t, "-o", tmp_path / "x.jpg", "--tiles-across", "4", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert {
+        "render_id",
+        "output",
+        "width",
+        "height",
+        "cols",
+        "rows",
+        "cells",
+        "distinct_tiles",
+        "mean_delta_e",
+        "seconds",
+    } <= d.keys()
+    assert (d["cols"], d["rows"], d["cells"]) == (4, 2, 8)
+    r = cli("render", tmp_path / "missing.jpg", "-o", tmp_path / "y.jpg")
+    assert (r.exit_code, r.output) == (
+        1,
+        f"Error: target {tmp_path / 'missing.jpg'} does not exist\n",
+    )
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    r = cli("render", tmp_path / "corrupt.jpg", "-o", tmp_path / "y.jpg")
+    assert r.exit_code == 1 and r.output.startswith(
+        f"Error: cannot read target {tmp_path / 'corrupt.jpg'}"
+    )
+    assert r.output.count("\n") == 1
+    assert not (tmp_path / "y.jpg").exists()
+    r = cli("render", "--plan", "99", "-o", tmp_path / "y.jpg")
+    assert (r.exit_code, r.output) == (1, "Error: no render with id 99; see `mosaicdb renders`\n")
+    r = cli("renders", "--json")
+    assert [x["id"] for x in json.loads(r.stdout)] == [d["render_id"]]
