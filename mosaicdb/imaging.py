@@ -268,14 +268,63 @@ FORMATS = {
 MAX_SIDE = {"jpeg": 65_500, "webp": 16_383}
 
 
-def save_raw(
-    raw_path: str, width: int, height: int, out_path: str, fmt: str, on_progress=None
-) -> None:
-    """Encode the raw RGB file (written strip by strip) into `out_path` as `fmt`.
+class StripTiff:
+    """An uncompressed BigTIFF written one horizontal strip at a time.
 
-    libvips reads the raw file through small mmap windows and the encoders stream, so memory
-    stays flat whatever the size."""
-    img = pyvips.Image.rawload(raw_path, width, height, 3).copy(interpretation="srgb")
+    The render writes its rows of cells here, then libvips reads the file back sequentially
+    (plain reads through libtiff, no mmap) and streams it into the encoder, so memory stays at
+    a strip or two whatever the output size. BigTIFF, so outputs past 4 GB of pixels work.
+    """
+
+    def __init__(self, path: str, width: int, height: int, rows_per_strip: int):
+        import struct
+
+        self._struct = struct
+        self.path, self.width, self.height, self.rps = path, width, height, rows_per_strip
+        self.f = open(path, "wb")
+        self.f.write(b"II" + struct.pack("<HHHQ", 43, 8, 0, 0))  # IFD offset patched at close
+        self.offsets: list[int] = []
+        self.counts: list[int] = []
+
+    def write(self, strip: np.ndarray) -> None:
+        self.offsets.append(self.f.tell())
+        self.f.write(np.ascontiguousarray(strip, dtype=np.uint8).data)
+        self.counts.append(strip.nbytes)
+
+    def close(self) -> None:
+        pack = self._struct.pack
+        f = self.f
+        arrays = {}
+        for tag, values in ((273, self.offsets), (279, self.counts)):
+            if len(values) > 1:
+                arrays[tag] = f.tell()
+                f.write(pack(f"<{len(values)}Q", *values))
+        entries = [
+            (256, 4, 1, pack("<I", self.width)),
+            (257, 4, 1, pack("<I", self.height)),
+            (258, 3, 3, pack("<HHH", 8, 8, 8)),
+            (259, 3, 1, pack("<H", 1)),
+            (262, 3, 1, pack("<H", 2)),
+            (273, 16, len(self.offsets), pack("<Q", arrays.get(273, self.offsets[0]))),
+            (277, 3, 1, pack("<H", 3)),
+            (278, 4, 1, pack("<I", self.rps)),
+            (279, 16, len(self.counts), pack("<Q", arrays.get(279, self.counts[0]))),
+            (284, 3, 1, pack("<H", 1)),
+        ]
+        ifd = f.tell()
+        f.write(pack("<Q", len(entries)))
+        for tag, typ, count, value in entries:
+            f.write(pack("<HHQ", tag, typ, count) + value.ljust(8, b"\0"))
+        f.write(pack("<Q", 0))
+        f.seek(8)
+        f.write(pack("<Q", ifd))
+        f.close()
+
+
+def save_strips(strip_path: str, out_path: str, fmt: str, on_progress=None) -> None:
+    """Encode the strip file into `out_path` as `fmt`, streaming."""
+    img = pyvips.Image.new_from_file(strip_path, access="sequential")
+    width, height = img.width, img.height
     if on_progress is not None:
         img.set_progress(True)
         img.signal_connect("eval", lambda _im, prog: on_progress(prog.percent))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -248,7 +247,7 @@ def run(
                 "tile_w": tile_w,
                 "tile_h": tile_h,
             },
-            plan,
+            np.ascontiguousarray(plan, dtype="<i8").tobytes(),
         )
     else:
         render_id = plan_id
@@ -280,9 +279,9 @@ def run(
         if index is None:
             index = lib.vector_index(spec)
         if mosaic_lab is None:  # no blend: the placed tiles' own feature grids
-            mosaic_lab = V.reconstruct(index, plan)
+            mosaic_lab = _vectors_of(index, plan)
         if plan_id is None and (opts.max_uses or opts.min_distance):
-            best = V.reconstruct(index, cand_ids[:, 0])
+            best = _vectors_of(index, cand_ids[:, 0])
             best_de = float(F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).mean())
         mean_de = float(F.ciede2000(cells.reshape(-1, 3), mosaic_lab.reshape(-1, 3)).mean())
     uniq, counts = np.unique(plan, return_counts=True)
@@ -314,6 +313,16 @@ def run(
     )
 
 
+def _vectors_of(index, ids):
+    """Stored vectors for ids (with repeats), reconstructing each distinct id once."""
+    import numpy as np
+
+    from . import vecindex as V
+
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    return V.reconstruct(index, uniq)[inverse]
+
+
 def _assemble(
     lib: Library,
     plan,
@@ -325,8 +334,9 @@ def _assemble(
     cell_rgb,
     k: int,
 ):
-    """Write the mosaic strip by strip into a raw file, then encode it; returns the Lab grid of
-    the output cells when blending (measured on the pixels), else None."""
+    """Write the mosaic strip by strip into an uncompressed strip file, then stream it into the
+    encoder; returns the Lab grid of the output cells when blending (measured on the pixels),
+    else None."""
     import numpy as np
 
     from . import imaging
@@ -335,56 +345,66 @@ def _assemble(
     W, H = cols * tile_w, rows * tile_h
     out = Path(output)
     tag = f".{out.name}.{os.getpid()}"
-    raw = out.with_name(tag + ".raw")
+    raw = out.with_name(tag + ".strips.tif")
     if fmt == "dz":
         tmp_out = out.with_name(tag + ".tmp.dzi")
         tmp_files = out.with_name(tag + ".tmp_files")
     else:
         tmp_out = out.with_name(tag + ".tmp" + out.suffix)
         tmp_files = None
-    cache: OrderedDict[int, np.ndarray] = OrderedDict()
-    per_tile = tile_w * tile_h * 3
-    max_tiles = max(cols * 2, TILE_CACHE_BYTES // per_tile)
+    # The plan says when each tile is needed again, so the cache keeps exactly the tiles that
+    # will be reused (farthest next use evicted first when over budget): every distinct tile
+    # is decoded once as long as the reused ones fit in TILE_CACHE_BYTES.
+    uses: dict[int, list[int]] = {}
+    for r in range(rows - 1, -1, -1):
+        for p in dict.fromkeys(plan[r].tolist()):
+            uses.setdefault(p, []).append(r)  # descending: the next use is at the end
+    cache: dict[int, np.ndarray] = {}
+    max_tiles = max(cols * 2, TILE_CACHE_BYTES // (tile_w * tile_h * 3))
     mosaic_lab = np.empty((rows, cols, 3 * k * k), np.float32) if blend else None
 
     def decode_row(r):
-        need = [int(p) for p in dict.fromkeys(plan[r].tolist()) if p not in cache]
+        need = [p for p in dict.fromkeys(plan[r].tolist()) if p not in cache]
         blobs = lib.catalog.thumbnails(need)
         return need, list(pool.map(lambda p: imaging.decode_tile(*blobs[p], tile_w, tile_h), need))
 
+    f = None
     try:
-        with (
-            open(raw, "wb") as f,
-            ThreadPoolExecutor(2) as pool,
-            lib.progress.task("Placing tiles", total=rows) as t,
-        ):
+        f = imaging.StripTiff(str(raw), W, H, tile_h)
+        with ThreadPoolExecutor(2) as pool, lib.progress.task("Placing tiles", total=rows) as t:
             nxt = pool.submit(decode_row, 0)
             for r in range(rows):
                 need, arrays = nxt.result()
-                for p, a in zip(need, arrays, strict=True):
-                    cache[p] = a
-                # evict least recently used, never a tile of this row
-                while len(cache) > max_tiles:
-                    cache.popitem(last=False)
+                cache.update(zip(need, arrays, strict=True))
                 if r + 1 < rows:
+                    # safe beside the evictions below: a tile needed by row r+1 has the
+                    # nearest next use, so it is never evicted (max_tiles ≥ 2 rows)
                     nxt = pool.submit(decode_row, r + 1)
+                row_ids = plan[r].tolist()
                 strip = np.empty((tile_h, W, 3), np.uint8)
-                for c, p in enumerate(plan[r].tolist()):
+                for c, p in enumerate(row_ids):
                     tile = cache[p]
-                    cache.move_to_end(p)
                     if blend:
                         off = blend * (cell_rgb[r, c] - tile.reshape(-1, 3).mean(axis=0))
                         tile = np.clip(tile + off.astype(np.float32), 0, 255).astype(np.uint8)
                     strip[:, c * tile_w : (c + 1) * tile_w] = tile
+                for p in dict.fromkeys(row_ids):
+                    uses[p].pop()
+                    if not uses[p]:
+                        del cache[p]  # never needed again
+                if len(cache) > max_tiles:
+                    for p in sorted(cache, key=lambda q: uses[q][-1])[max_tiles:]:
+                        del cache[p]
                 if blend:
                     mosaic_lab[r] = imaging.lab_grid(strip, cols, 1, k)[0]
-                f.write(strip.data)
+                f.write(strip)
                 t.advance(1)
+        f.close()
         with lib.progress.task("Writing " + out.name, total=100) as t:
             # dzsave takes a base name and adds .dzi and _files itself
             target_name = str(tmp_out)[: -len(".dzi")] if fmt == "dz" else str(tmp_out)
-            imaging.save_raw(
-                str(raw), W, H, target_name, fmt, on_progress=lambda pct: t.update(completed=pct)
+            imaging.save_strips(
+                str(raw), target_name, fmt, on_progress=lambda pct: t.update(completed=pct)
             )
         if fmt == "dz":
             final_files = out.with_name(out.stem + "_files")
@@ -395,6 +415,8 @@ def _assemble(
             os.replace(tmp_files, final_files)
         os.replace(tmp_out, out)
     finally:
+        if f is not None and not f.f.closed:
+            f.f.close()
         for p in (raw, tmp_out):
             if p.exists():
                 p.unlink()

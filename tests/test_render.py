@@ -160,7 +160,7 @@ def test_failed_write_leaves_nothing(colour_lib, work, monkeypatch):
     def fail(*a, **k):
         raise ImageError("disk full")
 
-    monkeypatch.setattr(imaging, "save_raw", fail)
+    monkeypatch.setattr(imaging, "save_strips", fail)
     with pytest.raises(ImageError):
         colour_lib.render(t, work / "out.jpg", tiles_across=4, tile_size=8)
     assert sorted(os.listdir(work)) == ["out.jpg", "target.png"]
