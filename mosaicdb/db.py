@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from .records import PhotoResult, PhotoState
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = MetaData()
 

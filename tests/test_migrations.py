@@ -86,3 +86,25 @@ def test_old_catalog_is_upgraded(tmp_path):
     with mosaicdb.open(tmp_path / "s"):
         pass
     assert migrate.current_revision(engine) == db.SCHEMA_REVISION
+
+
+def test_0003_carries_plans_over(tmp_path):
+    """A catalog with a per-cell plan (revision 0002) is upgraded to one BLOB per render."""
+    from alembic import command
+
+    engine = db.make_engine(db.sqlite_url(tmp_path / "c.sqlite"))
+    cfg = migrate.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        conn.execute(
+            text(
+                "INSERT INTO renders (id, created_at, target, options, spec, cols, rows, tile_w, "
+                "tile_h) VALUES (1, 0, 't.jpg', '{}', 'lab3v1', 2, 1, 8, 8)"
+            )
+        )
+        conn.execute(text("INSERT INTO placements VALUES (1, 1, 42), (1, 0, 7)"))
+    assert migrate.ensure_schema(engine) == db.SCHEMA_REVISION
+    assert db.Catalog(engine).plan(1) == [7, 42]
+    with engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), db.metadata) == []

@@ -1,4 +1,4 @@
-"""saved renders and their plans (photo id per cell, one BLOB per render)
+"""saved renders and their plans
 
 Revision ID: 0002
 Revises: 0001
@@ -32,10 +32,22 @@ def upgrade() -> None:
         sa.Column("distinct_tiles", sa.Integer),
         sa.Column("mean_delta_e", sa.Float),
         sa.Column("seconds", sa.Float),
-        sa.Column("plan", sa.LargeBinary, nullable=False),
         sqlite_autoincrement=True,
     )
+    op.create_table(
+        "placements",
+        sa.Column(
+            "render_id",
+            sa.Integer,
+            sa.ForeignKey("renders.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("cell", sa.Integer, primary_key=True),
+        sa.Column("photo_id", sa.Integer, nullable=False),
+    )
+    op.create_index("ix_placements_photo_id", "placements", ["photo_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("placements")
     op.drop_table("renders")
