@@ -247,12 +247,31 @@ def target_region(img, cols: int, rows: int, aspect: float):
 
 
 def decode_tile(codec: str, data: bytes, tw: int, th: int) -> np.ndarray:
-    """A stored thumbnail as a tw×th tile: centre-cropped to the cell aspect, never squashed;
-    JPEG shrink-on-load when the thumbnail is much bigger than the tile."""
-    img = pyvips.Image.thumbnail_buffer(data, tw, height=th, crop="centre", size="both")
-    if img.width != tw or img.height != th:
-        img = img.gravity("centre", tw, th, extend="copy")
+    """A stored thumbnail as a tw×th uint8 tile: the centred crop at the cell aspect (never
+    squashed), JPEG shrink-on-load when the thumbnail is at least twice the tile."""
+    img = pyvips.Image.new_from_buffer(data, "", access="sequential")
+    aspect = tw / th
+    shrink = 1
+    if codec == "jpeg":
+        cw, ch = _crop_size(img.width, img.height, aspect)
+        while shrink < 8 and cw // (shrink * 2) >= tw and ch // (shrink * 2) >= th:
+            shrink *= 2
+        if shrink > 1:
+            img = pyvips.Image.new_from_buffer(data, "", access="sequential", shrink=shrink)
+    w, h = img.width, img.height
+    cw, ch = _crop_size(w, h, aspect)
+    img = img.crop((w - cw) // 2, (h - ch) // 2, cw, ch)
+    if (cw, ch) != (tw, th):
+        img = img.resize(tw / cw, vscale=th / ch)
+        if img.width != tw or img.height != th:
+            img = img.gravity("centre", tw, th, extend="copy")
     return _to_srgb8(img).numpy()
+
+
+def _crop_size(w: int, h: int, aspect: float) -> tuple[int, int]:
+    if w / h > aspect:
+        return max(1, round(h * aspect)), h
+    return w, max(1, round(w / aspect))
 
 
 FORMATS = {

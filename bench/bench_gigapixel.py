@@ -1,0 +1,149 @@
+"""Gigapixel render benchmark (issue 5, item 3).
+
+A ≥ 1 Gpix JPEG with ≥ 20,000 distinct tiles from the 20,000-photo real library, against the
+floor measured in the same run: (a) decoding every distinct stored thumbnail of the plan once
+(2 threads, like render) plus (b) pyvips encoding an equal-size image to the same format.
+Goal: wall ≤ 1.3 × floor, peak RSS ≤ 1 GB.
+
+    python bench/bench_gigapixel.py [--store data/store20k] [--across 320] [--tile 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import DATA, ROOT, VENV_BIN, ensure_lib2k, machine, mb, run_measured  # noqa: E402
+
+
+def ensure_store20k(store: Path) -> None:
+    lib = DATA / "lib20k"
+    if not (store / "catalog.sqlite").exists():
+        ensure_lib2k()  # the photos the 20k library is cut from
+        if not lib.exists():
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT.parent / "shared/bench/make_dataset.py"),
+                    str(DATA / "photos"),
+                    str(lib),
+                    "-n",
+                    "20000",
+                ],
+                check=True,
+            )
+        subprocess.run(
+            [
+                str(VENV_BIN / "mosaicdb"),
+                "--home",
+                str(store),
+                "index",
+                str(lib),
+                "--workers",
+                "2",
+                "--quiet",
+            ],
+            check=True,
+        )
+
+
+def floor(store: Path, render_id: int, width: int, height: int) -> tuple[float, float, int]:
+    import numpy as np
+    import pyvips
+
+    import mosaicdb
+
+    with mosaicdb.open(store) as lib:
+        ids = sorted(set(lib.catalog.plan(render_id)))
+        blobs = lib.catalog.thumbnails(ids)
+    pyvips.cache_set_max(0)
+    t = time.perf_counter()
+    with ThreadPoolExecutor(2) as ex:
+        list(ex.map(lambda i: pyvips.Image.new_from_buffer(blobs[i][1], "").numpy().shape, ids))
+    t_decode = time.perf_counter() - t
+    # an equal-size image with real photo content: the thumbnails of the plan, repeated
+    tiles = [
+        pyvips.Image.new_from_buffer(blobs[i][1], "").thumbnail_image(
+            128, height=128, crop="centre"
+        )
+        for i in ids[:400]
+    ]
+    across = width // 128
+    down = height // 128
+    cells = [tiles[(x * 7919) % len(tiles)] for x in range(across * down)]
+    img = pyvips.Image.arrayjoin(cells, across=across)
+    img = img.tilecache(tile_width=128, tile_height=128, max_tiles=4 * across, threaded=True)
+    out = Path(tempfile.mkdtemp(dir=DATA)) / "floor.jpg"
+    t = time.perf_counter()
+    img.jpegsave(str(out), Q=90, keep="none")
+    t_encode = time.perf_counter() - t
+    out.unlink()
+    out.parent.rmdir()
+    del np
+    return t_decode, t_encode, len(ids)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", type=Path, default=DATA / "store20k")
+    ap.add_argument("--across", type=int, default=320)
+    ap.add_argument("--tile", type=int, default=128)
+    ap.add_argument("--max-uses", type=int, default=3)
+    a = ap.parse_args()
+    print(machine())
+    ensure_store20k(a.store)
+    _, targets = ensure_lib2k()
+    outdir = Path(tempfile.mkdtemp(prefix="giga-", dir=DATA))
+    out = outdir / "giga.jpg"
+    cmd = [
+        str(VENV_BIN / "mosaicdb"),
+        "--home",
+        str(a.store),
+        "render",
+        str(targets / "t1_eveningglow.jpg"),
+        "-o",
+        str(out),
+        "--tiles-across",
+        str(a.across),
+        "--tile-size",
+        str(a.tile),
+        "--max-uses",
+        str(a.max_uses),
+        "--json",
+    ]
+    try:
+        wall, rss, stdout = run_measured(cmd)
+        r = json.loads(stdout)
+        size = os.path.getsize(out)
+    finally:
+        for p in outdir.iterdir():
+            p.unlink()
+        outdir.rmdir()
+    t_dec, t_enc, n = floor(a.store, r["render_id"], r["width"], r["height"])
+    fl = t_dec + t_enc
+    mpix = r["width"] * r["height"] / 1e6
+    print(
+        f"render: {r['width']}×{r['height']} = {mpix:,.0f} Mpix JPEG ({size / 2**20:,.0f} MB), "
+        f"{r['cells']:,} cells, {r['distinct_tiles']:,} distinct tiles, --max-uses {a.max_uses}"
+    )
+    print(
+        f"  wall {wall:.1f} s (render's own timings: {r['timings']}), peak RSS {mb(rss)} "
+        f"(goal ≤ 1 GB)"
+    )
+    print(
+        f"floor: decode {n:,} distinct thumbnails once {t_dec:.1f} s + encode an equal-size "
+        f"JPEG {t_enc:.1f} s = {fl:.1f} s"
+    )
+    print(f"ratio wall / floor = {wall / fl:.2f} (goal ≤ 1.3)")
+
+
+if __name__ == "__main__":
+    main()
