@@ -202,14 +202,16 @@ class RenderCatalog:
                 out.update(r[0] for r in c.execute(q))
         return out
 
-    def thumbnails(self, ids) -> dict[int, tuple[str, bytes]]:
+    def thumbnails(self, ids) -> dict[int, tuple[str, bytes, int, int]]:
+        """photo id → (codec, data, width, height) of its stored thumbnail."""
         out = {}
+        t = thumbnails.c
         with self.engine.connect() as c:
             for chunk in _chunks([int(i) for i in ids], 500):
-                q = select(thumbnails.c.photo_id, thumbnails.c.codec, thumbnails.c.data).where(
-                    thumbnails.c.photo_id.in_(chunk)
+                q = select(t.photo_id, t.codec, t.data, t.width, t.height).where(
+                    t.photo_id.in_(chunk)
                 )
-                out.update({r[0]: (r[1], r[2]) for r in c.execute(q)})
+                out.update({r[0]: tuple(r[1:]) for r in c.execute(q)})
         return out
 
     def iter_thumbnails_missing(self, spec: str, chunk: int = 500):

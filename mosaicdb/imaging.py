@@ -246,20 +246,26 @@ def target_region(img, cols: int, rows: int, aspect: float):
     return centre_crop(img, cols * aspect / rows)
 
 
-def decode_tile(codec: str, data: bytes, tw: int, th: int) -> np.ndarray:
-    """A stored thumbnail as a tw×th uint8 tile: the centred crop at the cell aspect (never
-    squashed), JPEG shrink-on-load when the thumbnail is at least twice the tile."""
-    img = pyvips.Image.new_from_buffer(data, "", access="sequential")
+def decode_tile(codec: str, data: bytes, width: int, height: int, tw: int, th: int) -> np.ndarray:
+    """A stored thumbnail (width×height) as a tw×th uint8 tile: the centred crop at the cell
+    aspect, never squashed. JPEG shrink-on-load takes the largest power-of-two reduction that
+    keeps the crop at least tile-sized; when that lands exactly on the tile size (tile sizes
+    of 256/2^n from the default 256 px thumbnails) the crop is a numpy slice, no resampling."""
     aspect = tw / th
+    cw, ch = _crop_size(width, height, aspect)
     shrink = 1
     if codec == "jpeg":
-        cw, ch = _crop_size(img.width, img.height, aspect)
         while shrink < 8 and cw // (shrink * 2) >= tw and ch // (shrink * 2) >= th:
             shrink *= 2
-        if shrink > 1:
-            img = pyvips.Image.new_from_buffer(data, "", access="sequential", shrink=shrink)
+        img = pyvips.Image.jpegload_buffer(data, shrink=shrink, access="sequential")
+    else:
+        img = pyvips.Image.new_from_buffer(data, "", access="sequential")
     w, h = img.width, img.height
     cw, ch = _crop_size(w, h, aspect)
+    if (cw, ch) == (tw, th) and img.bands == 3 and img.format == "uchar":
+        a = img.numpy()
+        y, x = (h - ch) // 2, (w - cw) // 2
+        return np.ascontiguousarray(a[y : y + th, x : x + tw])
     img = img.crop((w - cw) // 2, (h - ch) // 2, cw, ch)
     if (cw, ch) != (tw, th):
         img = img.resize(tw / cw, vscale=th / ch)
@@ -288,61 +294,123 @@ MAX_SIDE = {"jpeg": 65_500, "webp": 16_383}
 
 
 class StripTiff:
-    """An uncompressed BigTIFF written one horizontal strip at a time.
+    """An uncompressed BigTIFF written one horizontal strip at a time, and read by libvips
+    while it is still being written.
 
-    The render writes its rows of cells here, then libvips reads the file back sequentially
-    (plain reads through libtiff, no mmap) and streams it into the encoder, so memory stays at
-    a strip or two whatever the output size. BigTIFF, so outputs past 4 GB of pixels work.
+    All strips have the same size, so the layout is known up front: header, IFD and strip
+    tables first, then the strips. `encode()` starts libvips on a custom source that serves
+    bytes from the file (os.pread, no mmap) and blocks on a strip until `write()` has finished
+    it: the encoder runs beside the tile placement, and memory stays at a few strips whatever
+    the output size. BigTIFF, so outputs past 4 GB of pixels work.
     """
+
+    _HEADER = 16
+    _N_TAGS = 10
 
     def __init__(self, path: str, width: int, height: int, rows_per_strip: int):
         import struct
+        import threading
 
-        self._struct = struct
         self.path, self.width, self.height, self.rps = path, width, height, rows_per_strip
-        self.f = open(path, "wb")
-        self.f.write(b"II" + struct.pack("<HHHQ", 43, 8, 0, 0))  # IFD offset patched at close
-        self.offsets: list[int] = []
-        self.counts: list[int] = []
-
-    def write(self, strip: np.ndarray) -> None:
-        self.offsets.append(self.f.tell())
-        self.f.write(np.ascontiguousarray(strip, dtype=np.uint8).data)
-        self.counts.append(strip.nbytes)
-
-    def close(self) -> None:
-        pack = self._struct.pack
-        f = self.f
-        arrays = {}
-        for tag, values in ((273, self.offsets), (279, self.counts)):
-            if len(values) > 1:
-                arrays[tag] = f.tell()
-                f.write(pack(f"<{len(values)}Q", *values))
+        self.n = -(-height // rows_per_strip)
+        self.strip_bytes = width * rows_per_strip * 3
+        ifd = self._HEADER
+        tables = ifd + 8 + 20 * self._N_TAGS + 8
+        self.data_start = tables + 16 * self.n
+        offsets = [self.data_start + i * self.strip_bytes for i in range(self.n)]
+        counts = [self.strip_bytes] * self.n
+        counts[-1] = width * (height - rows_per_strip * (self.n - 1)) * 3
+        self.size = offsets[-1] + counts[-1]
+        pack = struct.pack
         entries = [
-            (256, 4, 1, pack("<I", self.width)),
-            (257, 4, 1, pack("<I", self.height)),
+            (256, 4, 1, pack("<I", width)),
+            (257, 4, 1, pack("<I", height)),
             (258, 3, 3, pack("<HHH", 8, 8, 8)),
-            (259, 3, 1, pack("<H", 1)),
-            (262, 3, 1, pack("<H", 2)),
-            (273, 16, len(self.offsets), pack("<Q", arrays.get(273, self.offsets[0]))),
+            (259, 3, 1, pack("<H", 1)),  # no compression
+            (262, 3, 1, pack("<H", 2)),  # RGB
+            (273, 16, self.n, pack("<Q", tables if self.n > 1 else offsets[0])),
             (277, 3, 1, pack("<H", 3)),
-            (278, 4, 1, pack("<I", self.rps)),
-            (279, 16, len(self.counts), pack("<Q", arrays.get(279, self.counts[0]))),
+            (278, 4, 1, pack("<I", rows_per_strip)),
+            (279, 16, self.n, pack("<Q", tables + 8 * self.n if self.n > 1 else counts[0])),
             (284, 3, 1, pack("<H", 1)),
         ]
-        ifd = f.tell()
-        f.write(pack("<Q", len(entries)))
+        head = b"II" + pack("<HHHQ", 43, 8, 0, ifd) + pack("<Q", len(entries))
         for tag, typ, count, value in entries:
-            f.write(pack("<HHQ", tag, typ, count) + value.ljust(8, b"\0"))
-        f.write(pack("<Q", 0))
-        f.seek(8)
-        f.write(pack("<Q", ifd))
-        f.close()
+            head += pack("<HHQ", tag, typ, count) + value.ljust(8, b"\0")
+        head += pack("<Q", 0)
+        if self.n > 1:
+            head += pack(f"<{self.n}Q", *offsets) + pack(f"<{self.n}Q", *counts)
+        self.f = open(path, "wb+")
+        self.f.write(head.ljust(self.data_start, b"\0"))
+        self.f.flush()
+        self.done = 0
+        self.failed = False
+        self.cond = threading.Condition()
+
+    def write(self, strip: np.ndarray) -> None:
+        self.f.write(np.ascontiguousarray(strip, dtype=np.uint8).data)
+        self.f.flush()
+        with self.cond:
+            self.done += 1
+            self.cond.notify_all()
+
+    def abort(self) -> None:
+        """Make a waiting reader see the end of the file (the encode then fails)."""
+        with self.cond:
+            self.failed = True
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+
+    def _available(self, pos: int) -> int:
+        """Bytes readable at `pos` now, waiting for the strip that holds it."""
+        if pos < self.data_start:
+            return self.data_start - pos
+        if pos >= self.size:
+            return 0
+        need = (pos - self.data_start) // self.strip_bytes + 1
+        with self.cond:
+            while self.done < need and not self.failed:
+                self.cond.wait()
+            if self.done < need:
+                return 0
+            end = self.data_start + self.done * self.strip_bytes
+        return min(end, self.size) - pos
+
+    def source(self):
+        fd = os.open(self.path, os.O_RDONLY)
+        pos = 0
+
+        def on_read(size: int) -> bytes:
+            nonlocal pos
+            n = min(size, self._available(pos))
+            data = os.pread(fd, n, pos) if n > 0 else b""
+            pos += len(data)
+            return data
+
+        def on_seek(offset: int, whence: int) -> int:
+            nonlocal pos
+            pos = {0: offset, 1: pos + offset, 2: self.size + offset}[whence]
+            return pos
+
+        src = pyvips.SourceCustom()
+        src.on_read(on_read)
+        src.on_seek(on_seek)
+        src._mosaicdb_fd = fd  # closed by close_source
+        return src
 
 
-def save_strips(strip_path: str, out_path: str, fmt: str, on_progress=None) -> None:
-    """Encode the strip file into `out_path` as `fmt`, streaming."""
-    img = pyvips.Image.new_from_file(strip_path, access="sequential")
+def close_source(src) -> None:
+    fd = getattr(src, "_mosaicdb_fd", None)
+    if fd is not None:
+        os.close(fd)
+
+
+def save_strips(source, out_path: str, fmt: str, on_progress=None) -> None:
+    """Encode the strip file (a StripTiff source) into `out_path` as `fmt`, streaming."""
+    img = pyvips.Image.new_from_source(source, "", access="sequential")
     width, height = img.width, img.height
     if on_progress is not None:
         img.set_progress(True)

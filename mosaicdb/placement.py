@@ -29,12 +29,15 @@ def check_feasible(
             f"to {-(-n_cells // n_photos)}, use fewer tiles, or index more photos"
         )
     if min_distance:
-        block = min(rows, min_distance + 1) * min(cols, min_distance + 1)
+        # With this many photos a cell always finds one that is not in its (2R+1)² window, so
+        # the greedy placement can never dead-end (fewer can work, but not reliably).
+        side_r, side_c = min(rows, 2 * min_distance + 1), min(cols, 2 * min_distance + 1)
+        block = side_r * side_c
         if block > n_photos:
             raise RenderError(
                 f"--min-distance {min_distance} needs at least {block:,} different photos "
-                f"(every {min(rows, min_distance + 1)}×{min(cols, min_distance + 1)} block of "
-                f"cells holds distinct photos), the store has {n_photos:,}"
+                f"(a {side_r}×{side_c} window around a cell holds distinct photos), "
+                f"the store has {n_photos:,}"
             )
 
 

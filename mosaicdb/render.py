@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -377,15 +379,32 @@ def _assemble(
         blobs = lib.catalog.thumbnails(need)
         return need, list(pool.map(lambda p: imaging.decode_tile(*blobs[p], tile_w, tile_h), need))
 
-    # Tiles are small: libvips' own threads cost more than they give, two Python threads
-    # decoding whole tiles use both cores better.
+    # Tiles are small: libvips' own threads cost more than they give; two Python threads
+    # decoding whole tiles, and the encoder in a third, use both cores better.
+    conc = imaging.pyvips.concurrency_get()
     imaging.pyvips.concurrency_set(1)
-    f = None
+    f = src = None
+    encode_error: list[BaseException] = []
+    # dzsave takes a base name and adds .dzi and _files itself
+    target_name = str(tmp_out)[: -len(".dzi")] if fmt == "dz" else str(tmp_out)
+
+    def encode():
+        try:
+            imaging.save_strips(src, target_name, fmt)
+        except BaseException as e:  # reported by the main thread
+            encode_error.append(e)
+            f.abort()
+
     try:
         f = imaging.StripTiff(str(raw), W, H, tile_h)
-        with ThreadPoolExecutor(2) as pool, lib.progress.task("Placing tiles", total=rows) as t:
+        src = f.source()
+        encoder = threading.Thread(target=encode, name="mosaicdb-encode", daemon=True)
+        encoder.start()
+        with ThreadPoolExecutor(2) as pool, lib.progress.task("Rendering", total=rows) as t:
             nxt = pool.submit(decode_row, 0)
             for r in range(rows):
+                if encode_error:
+                    break
                 need, arrays = nxt.result()
                 cache.update(zip(need, arrays, strict=True))
                 if r + 1 < rows:
@@ -411,33 +430,32 @@ def _assemble(
                     mosaic_lab[r] = imaging.lab_grid(strip, cols, 1, k)[0]
                 f.write(strip)
                 t.advance(1)
-        f.close()
-        t1 = time.monotonic()
-        timings["tiles"] = t1 - t0
-        imaging.pyvips.concurrency_set(os.cpu_count() or 1)
-        with lib.progress.task("Writing " + out.name, total=100) as t:
-            # dzsave takes a base name and adds .dzi and _files itself
-            target_name = str(tmp_out)[: -len(".dzi")] if fmt == "dz" else str(tmp_out)
-            imaging.save_strips(
-                str(raw), target_name, fmt, on_progress=lambda pct: t.update(completed=pct)
-            )
+        timings["tiles"] = time.monotonic() - t0
+        encoder.join()
+        if encode_error:
+            raise encode_error[0]
         if fmt == "dz":
             final_files = out.with_name(out.stem + "_files")
             if final_files.exists():
-                import shutil
-
                 shutil.rmtree(final_files)
             os.replace(tmp_files, final_files)
         os.replace(tmp_out, out)
-        timings["encode"] = time.monotonic() - t1
+        timings["tiles+encode"] = time.monotonic() - t0
+    except BaseException:
+        if f is not None:
+            f.abort()
+            if src is not None and encoder.is_alive():
+                encoder.join()
+        raise
     finally:
-        if f is not None and not f.f.closed:
-            f.f.close()
+        imaging.pyvips.concurrency_set(conc)
+        if f is not None:
+            f.close()
+        if src is not None:
+            imaging.close_source(src)
         for p in (raw, tmp_out):
             if p.exists():
                 p.unlink()
         if tmp_files is not None and tmp_files.exists():
-            import shutil
-
             shutil.rmtree(tmp_files)
     return mosaic_lab
