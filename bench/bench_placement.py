@@ -90,7 +90,7 @@ def main():
     for mu, md in ((0, 0), (3, 0), (0, 2), (3, 2)):
         t = time.perf_counter()
         plan = place(
-            hi, hd, rows, cols, max_uses=mu, min_distance=md, seed=0, widen=widen, n_photos=a.tiles
+            hi, hd, rows, cols, max_uses=mu, min_distance=md, seed=0, widen=widen, all_ids=ids
         )
         dt = time.perf_counter() - t
         top1 = float((plan == hi[:, 0]).mean())

@@ -51,12 +51,13 @@ def place(
     min_distance: int = 0,
     seed: int = 0,
     widen: Callable[[int, int], np.ndarray] | None = None,
-    n_photos: int | None = None,
+    all_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the chosen photo id per cell (row-major), shape (rows*cols,).
 
     cand_ids/cand_dist: (cells, K) nearest candidates, best first (id -1 = empty slot).
     widen(cell, k): ids of the k nearest photos of that cell, best first.
+    all_ids: every photo id that can appear (needed to count uses).
     """
     n = rows * cols
     if not max_uses and not min_distance:
@@ -64,14 +65,19 @@ def place(
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(n), cand_dist[:, 0]))
     grid = np.full((rows, cols), -1, dtype=np.int64)
-    uses: dict[int, int] = {}
+    if all_ids is None:
+        all_ids = np.unique(cand_ids[cand_ids >= 0])
+    all_ids = np.sort(np.asarray(all_ids, dtype=np.int64))
+    n_photos = len(all_ids)
+    uses = np.zeros(n_photos, dtype=np.int32)
     R = min_distance
     K = cand_ids.shape[1]
 
     def pick(cands: np.ndarray, r: int, c: int) -> int:
         ok = cands >= 0
         if max_uses:
-            ok &= np.fromiter((uses.get(int(x), 0) < max_uses for x in cands), bool, len(cands))
+            pos = np.minimum(np.searchsorted(all_ids, cands), n_photos - 1)
+            ok &= uses[pos] < max_uses
         if R:
             win = grid[max(0, r - R) : r + R + 1, max(0, c - R) : c + R + 1]
             ok &= ~np.isin(cands, win)
@@ -82,8 +88,8 @@ def place(
         r, c = divmod(int(cell), cols)
         choice = pick(cand_ids[cell], r, c)
         k = K
-        while choice < 0 and widen is not None and (n_photos is None or k < n_photos):
-            k = k * 8 if n_photos is None else min(k * 8, n_photos)
+        while choice < 0 and widen is not None and k < n_photos:
+            k = min(k * 8, n_photos)
             choice = pick(widen(int(cell), k), r, c)
         if choice < 0:
             raise RenderError(
@@ -91,5 +97,6 @@ def place(
                 "--max-uses / --min-distance"
             )
         grid[r, c] = choice
-        uses[choice] = uses.get(choice, 0) + 1
+        if max_uses:
+            uses[np.searchsorted(all_ids, choice)] += 1
     return grid.reshape(-1)

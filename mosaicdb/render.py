@@ -235,7 +235,7 @@ def run(
             min_distance=opts.min_distance,
             seed=opts.seed,
             widen=widen,
-            n_photos=index.ntotal,
+            all_ids=V.ids_of(index),
         )
         timings["match"] = time.monotonic() - t1
         options = {**asdict(opts), "output": output}

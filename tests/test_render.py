@@ -243,7 +243,7 @@ def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed
             min_distance=min_distance,
             seed=seed,
             widen=lambda cell, kk: order[cell, :kk] + 100,
-            n_photos=n_photos,
+            all_ids=np.arange(100, 100 + n_photos),
         )
     except RenderError:
         assert min_distance and max_uses  # alone, a feasible rule never dead-ends
@@ -267,7 +267,7 @@ def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed
         min_distance=min_distance,
         seed=seed,
         widen=lambda cell, kk: order[cell, :kk] + 100,
-        n_photos=n_photos,
+        all_ids=np.arange(100, 100 + n_photos),
     )
     assert np.array_equal(plan, again)
 
