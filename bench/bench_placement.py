@@ -84,8 +84,8 @@ def main():
 
     print(f"\nplacement of {rows}×{cols} = {n:,} cells on the HNSW candidates of {a.tiles:,} tiles")
 
-    def widen(cell, kk):
-        return V.search(h, cells[cell : cell + 1], kk)[1][0]
+    def widen(which, kk):
+        return V.search(h, cells[which], kk)[1]
 
     for mu, md in ((0, 0), (3, 0), (0, 2), (3, 2)):
         t = time.perf_counter()

@@ -50,13 +50,14 @@ def place(
     max_uses: int = 0,
     min_distance: int = 0,
     seed: int = 0,
-    widen: Callable[[int, int], np.ndarray] | None = None,
+    widen: Callable[[np.ndarray, int], np.ndarray] | None = None,
     all_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the chosen photo id per cell (row-major), shape (rows*cols,).
 
     cand_ids/cand_dist: (cells, K) nearest candidates, best first (id -1 = empty slot).
-    widen(cell, k): ids of the k nearest photos of that cell, best first.
+    widen(cells, k): (len(cells), k) ids of the k nearest photos of those cells, best first;
+    cells whose candidates are all taken wait for one batched, 8× wider search per round.
     all_ids: every photo id that can appear (needed to count uses).
     """
     n = rows * cols
@@ -84,19 +85,35 @@ def place(
         hit = np.flatnonzero(ok)
         return int(cands[hit[0]]) if len(hit) else -1
 
+    def assign(cell: int, choice: int) -> None:
+        grid.flat[cell] = choice
+        if max_uses:
+            uses[np.searchsorted(all_ids, choice)] += 1
+
+    waiting = []
     for cell in order:
         r, c = divmod(int(cell), cols)
         choice = pick(cand_ids[cell], r, c)
-        k = K
-        while choice < 0 and widen is not None and k < n_photos:
-            k = min(k * 8, n_photos)
-            choice = pick(widen(int(cell), k), r, c)
         if choice < 0:
-            raise RenderError(
-                "the repetition rules cannot be met for this grid; loosen "
-                "--max-uses / --min-distance"
-            )
-        grid[r, c] = choice
-        if max_uses:
-            uses[np.searchsorted(all_ids, choice)] += 1
+            waiting.append(int(cell))
+        else:
+            assign(int(cell), choice)
+    k = K
+    while waiting and widen is not None and k < n_photos:
+        k = min(k * 8, n_photos)
+        still = []
+        step = max(1, 2_000_000 // k)  # bounded memory for the widened candidate lists
+        for i in range(0, len(waiting), step):
+            part = waiting[i : i + step]
+            for cell, cands in zip(part, widen(np.asarray(part), k), strict=True):
+                choice = pick(cands, *divmod(cell, cols))
+                if choice < 0:
+                    still.append(cell)
+                else:
+                    assign(cell, choice)
+        waiting = still
+    if waiting:
+        raise RenderError(
+            "the repetition rules cannot be met for this grid; loosen --max-uses / --min-distance"
+        )
     return grid.reshape(-1)

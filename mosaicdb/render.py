@@ -223,8 +223,8 @@ def run(
             cand_dist, cand_ids = V.search(search_index, cells, k)
             t.advance(n)
 
-        def widen(cell: int, kk: int):
-            return V.search(index, cells[cell : cell + 1], min(kk, index.ntotal))[1][0]
+        def widen(which, kk: int):
+            return V.search(index, cells[which], min(kk, index.ntotal))[1]
 
         plan = place(
             cand_ids,

@@ -242,7 +242,7 @@ def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed
             max_uses=max_uses,
             min_distance=min_distance,
             seed=seed,
-            widen=lambda cell, kk: order[cell, :kk] + 100,
+            widen=lambda which, kk: order[which, :kk] + 100,
             all_ids=np.arange(100, 100 + n_photos),
         )
     except RenderError:
@@ -266,7 +266,7 @@ def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed
         max_uses=max_uses,
         min_distance=min_distance,
         seed=seed,
-        widen=lambda cell, kk: order[cell, :kk] + 100,
+        widen=lambda which, kk: order[which, :kk] + 100,
         all_ids=np.arange(100, 100 + n_photos),
     )
     assert np.array_equal(plan, again)
