@@ -96,7 +96,7 @@ def main():
     ap.add_argument("--store", type=Path, default=DATA / "store20k")
     ap.add_argument("--across", type=int, default=320)
     ap.add_argument("--tile", type=int, default=128)
-    ap.add_argument("--max-uses", type=int, default=4)
+    ap.add_argument("--max-uses", type=int, default=3)
     a = ap.parse_args()
     print(machine())
     ensure_store20k(a.store)

@@ -84,8 +84,12 @@ def main():
 
     print(f"\nplacement of {rows}×{cols} = {n:,} cells on the HNSW candidates of {a.tiles:,} tiles")
 
-    def widen(which, kk):
-        return V.search(h, cells[which], kk)[1]
+    def widen(which, allowed, kk):
+        if allowed.all():
+            return V.search(h, cells[which], kk)[1]
+        sub = V.new_index(a.dim)
+        V.add(sub, ids[allowed], tiles[allowed])
+        return V.search(sub, cells[which], kk)[1]
 
     for mu, md in ((0, 0), (3, 0), (0, 2), (3, 2)):
         t = time.perf_counter()

@@ -50,14 +50,16 @@ def place(
     max_uses: int = 0,
     min_distance: int = 0,
     seed: int = 0,
-    widen: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    widen: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
     all_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the chosen photo id per cell (row-major), shape (rows*cols,).
 
     cand_ids/cand_dist: (cells, K) nearest candidates, best first (id -1 = empty slot).
-    widen(cells, k): (len(cells), k) ids of the k nearest photos of those cells, best first;
-    cells whose candidates are all taken wait for one batched, 8× wider search per round.
+    widen(cells, allowed, k): (len(cells), k) ids of the k nearest photos of those cells among
+    all_ids[allowed], best first. Cells whose candidates are all taken wait; each round searches
+    them again among the photos still below max_uses (widening k while no cell progresses), so
+    a nearly exhausted library costs a few small searches, not a search of everything.
     all_ids: every photo id that can appear (needed to count uses).
     """
     n = rows * cols
@@ -99,18 +101,26 @@ def place(
         else:
             assign(int(cell), choice)
     k = K
-    while waiting and widen is not None and k < n_photos:
-        k = min(k * 8, n_photos)
+    while waiting and widen is not None:
+        allowed = uses < max_uses if max_uses else np.ones(n_photos, bool)
+        n_allowed = int(allowed.sum())
+        if n_allowed == 0:
+            break
+        k = min(k, n_allowed)
         still = []
-        step = max(1, 2_000_000 // k)  # bounded memory for the widened candidate lists
+        step = max(1, 2_000_000 // k)  # bounded memory for the candidate lists
         for i in range(0, len(waiting), step):
             part = waiting[i : i + step]
-            for cell, cands in zip(part, widen(np.asarray(part), k), strict=True):
+            for cell, cands in zip(part, widen(np.asarray(part), allowed, k), strict=True):
                 choice = pick(cands, *divmod(cell, cols))
                 if choice < 0:
                     still.append(cell)
                 else:
                     assign(cell, choice)
+        if len(still) == len(waiting):  # no progress: look further
+            if k >= n_allowed:
+                break
+            k = min(k * 8, n_allowed)
         waiting = still
     if waiting:
         raise RenderError(

@@ -223,8 +223,17 @@ def run(
             cand_dist, cand_ids = V.search(search_index, cells, k)
             t.advance(n)
 
-        def widen(which, kk: int):
-            return V.search(index, cells[which], min(kk, index.ntotal))[1]
+        ids_internal = V.ids_of(index)
+        by_id = np.argsort(ids_internal)
+        all_ids = ids_internal[by_id]
+
+        def widen(which, allowed, kk: int):
+            if allowed.all():
+                return V.search(index, cells[which], kk)[1]
+            sub = V.new_index(spec.dim)
+            rows_ = by_id[allowed]
+            V.add(sub, ids_internal[rows_], index.index.reconstruct_batch(rows_))
+            return V.search(sub, cells[which], kk)[1]
 
         plan = place(
             cand_ids,
@@ -235,7 +244,7 @@ def run(
             min_distance=opts.min_distance,
             seed=opts.seed,
             widen=widen,
-            all_ids=V.ids_of(index),
+            all_ids=all_ids,
         )
         timings["match"] = time.monotonic() - t1
         options = {**asdict(opts), "output": output}

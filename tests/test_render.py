@@ -233,6 +233,15 @@ def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed
     k = min(4, n_photos)
     cand = order[:, :k] + 100
     d = np.take_along_axis(dist, order, 1)[:, :k]
+
+    def widen(which, allowed, kk):
+        ok_ids = np.flatnonzero(allowed)  # photo index i has id i + 100
+        out = np.empty((len(which), kk), np.int64)
+        for j, cell in enumerate(which):
+            ranked = order[cell][np.isin(order[cell], ok_ids)]
+            out[j] = ranked[:kk] + 100
+        return out
+
     try:
         plan = place(
             cand,
@@ -242,7 +251,7 @@ def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed
             max_uses=max_uses,
             min_distance=min_distance,
             seed=seed,
-            widen=lambda which, kk: order[which, :kk] + 100,
+            widen=widen,
             all_ids=np.arange(100, 100 + n_photos),
         )
     except RenderError:
@@ -266,7 +275,7 @@ def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed
         max_uses=max_uses,
         min_distance=min_distance,
         seed=seed,
-        widen=lambda which, kk: order[which, :kk] + 100,
+        widen=widen,
         all_ids=np.arange(100, 100 + n_photos),
     )
     assert np.array_equal(plan, again)
