@@ -106,12 +106,22 @@ def place(
         n_allowed = int(allowed.sum())
         if n_allowed == 0:
             break
-        k = min(k, n_allowed)
+        # waiting cells compete for few photos: offer each enough of them that most find one
+        k = min(max(k, 4 * max_uses * -(-len(waiting) // n_allowed)), n_allowed)
         still = []
         step = max(1, 2_000_000 // k)  # bounded memory for the candidate lists
         for i in range(0, len(waiting), step):
             part = waiting[i : i + step]
-            for cell, cands in zip(part, widen(np.asarray(part), allowed, k), strict=True):
+            wider = widen(np.asarray(part), allowed, k)
+            if not R:
+                got = _capacity_round(wider, all_ids, max_uses - uses)
+                for cell, choice in zip(part, got, strict=True):
+                    if choice < 0:
+                        still.append(cell)
+                    else:
+                        assign(cell, int(choice))
+                continue
+            for cell, cands in zip(part, wider, strict=True):
                 choice = pick(cands, *divmod(cell, cols))
                 if choice < 0:
                     still.append(cell)
@@ -127,3 +137,48 @@ def place(
             "the repetition rules cannot be met for this grid; loosen --max-uses / --min-distance"
         )
     return grid.reshape(-1)
+
+
+def _capacity_round(cands: np.ndarray, all_ids: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Vectorised greedy assignment of cells waiting under --max-uses alone.
+
+    cands (W, k): each waiting cell's candidates, best first, in the cells' priority order.
+    Repeatedly: pairs are taken best rank first (earlier cells first on ties), each photo
+    accepts up to its free uses, a cell keeps its best accepted pair; until no cell gains.
+    Returns the chosen id per cell, -1 where its candidates are full (it waits for a new
+    search). `free` is not modified.
+    """
+    W, k = cands.shape
+    free = free.copy()
+    flat = cands.ravel()
+    pos = np.minimum(np.searchsorted(all_ids, flat), len(all_ids) - 1)
+    valid = (flat >= 0) & (all_ids[pos] == flat)
+    cell = np.repeat(np.arange(W), k)[valid]
+    rank = np.tile(np.arange(k), W)[valid]
+    pos = pos[valid]
+    prio = np.lexsort((cell, rank))  # best rank first, then cell priority
+    cell, rank, pos = cell[prio], rank[prio], pos[prio]
+    out = np.full(W, -1, np.int64)
+    while len(cell):
+        live = free[pos] > 0
+        cell, rank, pos = cell[live], rank[live], pos[live]
+        if not len(cell):
+            break
+        by_photo = np.argsort(pos, kind="stable")
+        p_sorted = pos[by_photo]
+        nth = np.empty(len(pos), np.int64)
+        nth[by_photo] = np.arange(len(pos)) - np.searchsorted(p_sorted, p_sorted)
+        ok = nth < free[pos]
+        c, r, p = cell[ok], rank[ok], pos[ok]
+        best = np.lexsort((r, c))
+        c, p = c[best], p[best]
+        keep = np.ones(len(c), bool)
+        keep[1:] = c[1:] != c[:-1]
+        c, p = c[keep], p[keep]
+        if not len(c):
+            break
+        out[c] = all_ids[p]
+        np.subtract.at(free, p, 1)
+        pending = out[cell] < 0
+        cell, rank, pos = cell[pending], rank[pending], pos[pending]
+    return out
