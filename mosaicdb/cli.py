@@ -272,6 +272,127 @@ def renders(json_out: JsonOpt = False):
         typer.echo("no renders yet", err=True)
 
 
+@app.command()
+@_command
+def stats(json_out: JsonOpt = False):
+    """What is in the store: photos by status and format, roots, sizes, colour coverage."""
+    with _open() as lib:
+        s = lib.stats()
+    if json_out:
+        _print_json(s)
+        return
+    from rich.console import Console
+
+    con = Console()
+    st = s["store"]
+    con.print(
+        f"[bold]{s['photos']:,} photos[/]: {s['by_status']['ok']:,} ok, "
+        f"{s['by_status']['error']:,} errors; formats: "
+        + ", ".join(f"{k} {v:,}" for k, v in s["by_format"].items())
+    )
+    for r in s["roots"]:
+        con.print(f"  root {r['path']}: {r['photos']:,} photos")
+    vec = sum(st["vector_files"].values())
+    con.print(
+        f"store {st['home']}: catalog {st['catalog_bytes'] / 2**20:,.1f} MB (thumbnails "
+        f"{st['thumbnail_bytes'] / 2**20:,.1f} MB), vectors {vec / 2**20:,.1f} MB; "
+        f"features {s['feature_spec']}"
+    )
+    cov = s["coverage"]
+    import numpy as np
+
+    from .features import lab_to_srgb8
+
+    def short(n: int) -> str:
+        return f"{n}" if n < 1000 else f"{n / 1000:.0f}k" if n < 10**6 else f"{n / 10**6:.0f}M"
+
+    con.print("colour coverage: photos per lightness band × hue (swatch = the bin's colour)")
+    con.print("L       grey " + " ".join(f"{h[:4]:>4}" for h in cov["hues"]))
+    for i, band in enumerate(cov["lightness_bands"]):
+        lo, hi = (int(x) for x in band.split("-"))
+        line = f"{band:<7}"
+        for j, n in enumerate([cov["greys"][i], *cov["counts"][i]]):
+            ang = np.radians(30 * (j - 1) + 15)
+            chroma = 0 if j == 0 else 30
+            lab = np.array([(lo + hi) / 2, chroma * np.cos(ang), chroma * np.sin(ang)])
+            r, g, b = (int(x) for x in lab_to_srgb8(lab))
+            fg = "black" if (lo + hi) / 2 > 55 else "white"
+            cell = f"{short(n):>4}"
+            line += f" [{fg} on #{r:02x}{g:02x}{b:02x}]{cell}[/]" if n else "    ·"
+        con.print(line)
+
+
+@app.command("ls")
+@_command
+def ls_(
+    status: Annotated[str | None, typer.Option("--status", help="ok or error.")] = None,
+    root: Annotated[str | None, typer.Option("--root", help="Only this registered folder.")] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Glob on the full path.")] = None,
+    near: Annotated[
+        str | None, typer.Option("--near", help="Closest to a colour: '#1e3a5f' or 'lab:30,5,-30'.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N rows.")] = None,
+    sort: Annotated[str, typer.Option("--sort", help="id, path, size, lightness, indexed.")] = "id",
+    json_out: JsonOpt = False,
+):
+    """List photos with their mean colour (hex and Lab), size and status."""
+    with _open() as lib:
+        rows = lib.ls(status=status, root=root, path=path, near=near, limit=limit, sort=sort)
+    if json_out:
+        _print_json(rows)
+        return
+    for r in rows:
+        lab = "" if r["lab"] is None else "Lab {:6.1f} {:6.1f} {:6.1f}".format(*r["lab"])
+        extra = f"  ΔE {r['delta_e']:.1f}" if "delta_e" in r else ""
+        what = r["hex"] or "error  "
+        tail = f"  {r['error']}" if r["status"] == "error" else ""
+        typer.echo(f"{what}  {lab:24}{extra}  {r['size']:>10,}  {r['path']}{tail}")
+
+
+@app.command()
+@_command
+def check(
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Rebuild vectors, drop orphans and rows of deleted files."),
+    ] = False,
+    json_out: JsonOpt = False,
+):
+    """Check catalog ↔ vector file ↔ disk and every thumbnail. Exit 0 when clean, 1 if not."""
+    with _open() as lib:
+        r = lib.check(repair=repair)
+    if json_out:
+        _print_json(r)
+    else:
+        for p in r["problems"]:
+            typer.echo(f"problem: {p}")
+        for x in r["repaired"]:
+            typer.echo(f"repaired: {x}")
+        for p in r.get("remaining", []):
+            typer.echo(f"still wrong: {p}")
+        typer.echo("store is consistent" if r["ok"] else "problems remain", err=True)
+    if not r["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_command
+def forget(
+    root: Annotated[str, typer.Argument(help="A registered folder (see `mosaicdb roots`).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    json_out: JsonOpt = False,
+):
+    """Remove a registered folder and its photos from the store (files on disk are untouched)."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Remove {root} and its photos from the store?", abort=True)
+    with _open() as lib:
+        r = lib.forget(root)
+    if json_out:
+        _print_json(r)
+    else:
+        typer.echo(f"forgot {r['root']}: {r['photos_removed']:,} photos removed from the store")
+
+
 def main() -> None:
     app()
 

@@ -422,6 +422,144 @@ class Catalog(RenderCatalog):
             rows = c.execute(select(photos.c.status, func.count()).group_by(photos.c.status))
             return {s: n for s, n in rows}
 
+    def status_format_counts(self) -> list[tuple[str, str | None, int]]:
+        with self.engine.connect() as c:
+            q = select(photos.c.status, photos.c.format, func.count()).group_by(
+                photos.c.status, photos.c.format
+            )
+            return [tuple(r) for r in c.execute(q)]
+
+    def root_counts(self) -> list[tuple[int, bytes, int]]:
+        with self.engine.connect() as c:
+            q = (
+                select(roots.c.id, roots.c.path, func.count(photos.c.id))
+                .select_from(roots.outerjoin(photos))
+                .group_by(roots.c.id, roots.c.path)
+                .order_by(roots.c.id)
+            )
+            return [tuple(r) for r in c.execute(q)]
+
+    def thumbnail_bytes(self) -> int:
+        with self.engine.connect() as c:
+            q = select(func.coalesce(func.sum(func.length(thumbnails.c.data)), 0))
+            return int(c.execute(q).scalar_one())
+
+    def iter_means(self, spec: str, chunk: int = 100_000):
+        """(photo ids, [[L, a, b], ...]) of every vector of `spec`, in chunks."""
+        f = features.c
+        q = select(f.photo_id, f.mean_l, f.mean_a, f.mean_b).where(f.spec == spec)
+        with self.engine.connect() as c:
+            res = c.execution_options(stream_results=True, yield_per=chunk).execute(q)
+            for part in res.partitions(chunk):
+                yield [r[0] for r in part], [r[1:] for r in part]
+
+    def photo_rows(
+        self,
+        spec: str,
+        *,
+        status: str | None = None,
+        root_id: int | None = None,
+        ids: Sequence[int] | None = None,
+        order: str = "id",
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Photos with their mean colour (NULL for failures), filtered and sorted."""
+        p, f = photos.c, features.c
+        q = select(
+            p.id,
+            p.path,
+            p.status,
+            p.error,
+            p.size,
+            p.width,
+            p.height,
+            p.format,
+            f.mean_l,
+            f.mean_a,
+            f.mean_b,
+        ).select_from(photos.outerjoin(features, (features.c.photo_id == p.id) & (f.spec == spec)))
+        if status:
+            q = q.where(p.status == status)
+        if root_id is not None:
+            q = q.where(p.root_id == root_id)
+        if ids is not None:
+            q = q.where(p.id.in_(list(ids)))
+        key = {
+            "id": p.id,
+            "path": p.path,
+            "size": p.size.desc(),
+            "lightness": f.mean_l,
+            "indexed": p.indexed_at.desc(),
+        }[order]
+        q = q.order_by(key, p.id)
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def file_states(self, root_id: int) -> list[tuple[int, bytes, int, int, str]]:
+        with self.engine.connect() as c:
+            q = select(
+                photos.c.id, photos.c.path, photos.c.size, photos.c.mtime_ns, photos.c.status
+            ).where(photos.c.root_id == root_id)
+            return [tuple(r) for r in c.execute(q)]
+
+    def iter_thumbnail_data(self, chunk: int = 1000):
+        t = thumbnails.c
+        q = select(t.photo_id, t.codec, t.data).order_by(t.photo_id)
+        with self.engine.connect() as c:
+            res = c.execution_options(stream_results=True, yield_per=chunk).execute(q)
+            for part in res.partitions(chunk):
+                yield [tuple(r) for r in part]
+
+    def orphans(self) -> dict[str, int]:
+        """Rows whose photo is gone (only possible if foreign keys were ever off)."""
+        out = {}
+        with self.engine.connect() as c:
+            for name, t in (("thumbnails", thumbnails), ("features", features)):
+                q = (
+                    select(func.count())
+                    .select_from(t)
+                    .where(t.c.photo_id.not_in(select(photos.c.id)))
+                )
+                out[name] = int(c.execute(q).scalar_one())
+            q = (
+                select(func.count())
+                .select_from(photos)
+                .where(photos.c.root_id.not_in(select(roots.c.id)))
+            )
+            out["photos"] = int(c.execute(q).scalar_one())
+        return out
+
+    def drop_orphans(self) -> None:
+        with self.engine.begin() as c:
+            for t in (thumbnails, features):
+                c.execute(delete(t).where(t.c.photo_id.not_in(select(photos.c.id))))
+
+    def mark_unreadable(self, ids: Sequence[int]) -> None:
+        """Photos whose stored thumbnail is broken become errors (so `index --retry-errors`
+        reads them again); their thumbnail and vectors go."""
+        with self.engine.begin() as c:
+            for chunk in _chunks(list(ids), 500):
+                c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(chunk)))
+                c.execute(delete(features).where(features.c.photo_id.in_(chunk)))
+                c.execute(
+                    update(photos)
+                    .where(photos.c.id.in_(chunk))
+                    .values(status="error", error="stored thumbnail does not decode")
+                )
+            self.next_seq(c)
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's own check (other databases check themselves): [] when fine."""
+        if self.engine.dialect.name != "sqlite":
+            return []
+        from sqlalchemy import text
+
+        with self.engine.connect() as c:
+            rows = [r[0] for r in c.execute(text("PRAGMA integrity_check"))]
+        return [] if rows == ["ok"] else rows
+
     def errors(self) -> list[tuple[bytes, str]]:
         with self.engine.connect() as c:
             q = select(photos.c.path, photos.c.error).where(photos.c.status == "error")

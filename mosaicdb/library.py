@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import config, db, migrate
-from .errors import MosaicdbError, OptionError, StoreError
+from .errors import MosaicdbError, NotFoundError, OptionError, StoreError
 from .progress import Progress
 
 
@@ -111,6 +111,35 @@ class Library:
 
     def roots(self) -> list[str]:
         return [_show(p) for _, p in self.catalog.roots()]
+
+    # -- asking the store ------------------------------------------------------------------
+    def stats(self) -> dict:
+        from .queries import stats
+
+        return stats(self)
+
+    def ls(self, **filters) -> list[dict]:
+        """Photos with their mean colour; filters: status, root, path (glob), near (colour),
+        limit, sort."""
+        from .queries import listing
+
+        return listing(self, **filters)
+
+    def check(self, repair: bool = False) -> dict:
+        from .queries import check
+
+        return check(self, repair=repair)
+
+    def forget(self, root: str) -> dict:
+        """Remove a registered folder and its photos from the store (not from disk)."""
+        want = os.path.realpath(_fs(os.path.expanduser(os.fsdecode(_fs(root)))))
+        for rid, path in self.catalog.roots():
+            if path == want:
+                n = self.catalog.remove_root(rid)
+                self.catalog.set_meta({"seq": str(int(self.catalog.get_meta("seq", "0")) + 1)})
+                vs = self.sync_vectors()
+                return {"root": _show(path), "photos_removed": n, "vectors": vs["count"]}
+        raise NotFoundError(f"{root} is not a registered folder; see `mosaicdb roots`")
 
     def errors(self) -> list[dict]:
         return [{"path": _show(p), "error": e} for p, e in self.catalog.errors()]

@@ -1,0 +1,281 @@
+"""Asking the store: statistics, colour coverage, listings, nearest colours, and `check`.
+
+Reads only the catalog and the vector file, except `check`, which is about the files on disk.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from typing import TYPE_CHECKING
+
+from .errors import NotFoundError, OptionError
+
+if TYPE_CHECKING:
+    from .library import Library
+
+# Colour coverage bins: lightness bands × hue sectors, plus near-greys per band.
+L_BANDS = [(0, 20), (20, 40), (40, 60), (60, 80), (80, 101)]
+# 30° sectors of Lab hue angle from 0°, named after the colours that fall in them
+HUES = "pink red orange yellow green spring teal cyan azure blue violet magenta".split()
+GREY_CHROMA = 8.0
+
+
+def _show(p: bytes) -> str:
+    return os.fsdecode(p).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def parse_colour(text: str):
+    """'#1e3a5f', '1e3a5f' or 'lab:30,5,-30' → Lab (numpy array of 3)."""
+    import numpy as np
+
+    from . import features as F
+
+    t = text.strip().lower()
+    m = re.fullmatch(r"#?([0-9a-f]{6})", t)
+    if m:
+        rgb = [int(m.group(1)[i : i + 2], 16) for i in (0, 2, 4)]
+        return F.srgb8_to_lab(np.array(rgb, dtype=np.uint8)).astype(np.float64)
+    m = re.fullmatch(r"lab:\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)", t)
+    if m:
+        return np.array([float(x) for x in m.groups()])
+    raise OptionError("--near", f"not a colour: {text!r} (use #rrggbb or lab:L,a,b)")
+
+
+def hex_of(lab) -> str:
+    import numpy as np
+
+    from . import features as F
+
+    r, g, b = F.lab_to_srgb8(np.asarray(lab, dtype=np.float64))
+    return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
+
+
+def coverage(lib: Library) -> dict:
+    """How the photos spread over Lab space: counts per lightness band × hue sector, and
+    near-greys (chroma < GREY_CHROMA) per band."""
+    import numpy as np
+
+    counts = np.zeros((len(L_BANDS), len(HUES)), np.int64)
+    greys = np.zeros(len(L_BANDS), np.int64)
+    for _ids, means in lib.catalog.iter_means(lib.spec.key):
+        m = np.asarray(means, dtype=np.float64)
+        band = np.clip(
+            np.searchsorted([b[1] for b in L_BANDS], m[:, 0], side="right"), 0, len(L_BANDS) - 1
+        )
+        chroma = np.hypot(m[:, 1], m[:, 2])
+        hue = np.degrees(np.arctan2(m[:, 2], m[:, 1])) % 360 // 30
+        grey = chroma < GREY_CHROMA
+        np.add.at(greys, band[grey], 1)
+        np.add.at(counts, (band[~grey], hue[~grey].astype(int)), 1)
+    return {
+        "lightness_bands": [f"{lo}-{min(hi, 100)}" for lo, hi in L_BANDS],
+        "hues": HUES,
+        "counts": counts.tolist(),
+        "greys": greys.tolist(),
+    }
+
+
+def stats(lib: Library) -> dict:
+    by_status: dict[str, int] = {}
+    by_format: dict[str, int] = {}
+    for status, fmt, n in lib.catalog.status_format_counts():
+        by_status[status] = by_status.get(status, 0) + n
+        if status == "ok":
+            by_format[fmt or "unknown"] = by_format.get(fmt or "unknown", 0) + n
+    catalog = sum(p.stat().st_size for p in lib.home.glob("catalog.sqlite*") if p.is_file())
+    vectors = {p.name: p.stat().st_size for p in sorted(lib.home.glob("vectors-*.faiss"))}
+    last = lib.catalog.get_meta("last_index_at")
+    return {
+        "photos": sum(by_status.values()),
+        "by_status": {"ok": by_status.get("ok", 0), "error": by_status.get("error", 0)},
+        "by_format": dict(sorted(by_format.items(), key=lambda kv: -kv[1])),
+        "roots": [{"path": _show(p), "photos": n} for _i, p, n in lib.catalog.root_counts()],
+        "store": {
+            "home": str(lib.home),
+            "catalog_bytes": catalog,
+            "thumbnail_bytes": lib.catalog.thumbnail_bytes(),
+            "vector_files": vectors,
+        },
+        "feature_spec": lib.spec.key,
+        "last_index_at": float(last) if last else None,
+        "coverage": coverage(lib),
+    }
+
+
+def listing(
+    lib: Library, *, status=None, root=None, path=None, near=None, limit=None, sort="id"
+) -> list[dict]:
+    import numpy as np
+
+    if status not in (None, "ok", "error"):
+        raise OptionError("--status", f"must be ok or error, got {status!r}")
+    if sort not in ("id", "path", "size", "lightness", "indexed"):
+        raise OptionError("--sort", "must be one of id, path, size, lightness, indexed")
+    if limit is not None and limit < 1:
+        raise OptionError("--limit", f"must be positive, got {limit}")
+    root_id = None
+    if root is not None:
+        want = os.path.realpath(os.fsencode(os.path.expanduser(root)))
+        match = [i for i, p in lib.catalog.roots() if p == want]
+        if not match:
+            raise NotFoundError(f"{root} is not a registered folder; see `mosaicdb roots`")
+        root_id = match[0]
+    order_ids = None
+    if near is not None:
+        from . import vecindex as V
+
+        lab = parse_colour(near)
+        index = lib.vector_index()
+        k = lib.spec.grid**2
+        query = np.tile(lab.astype(np.float32), k).reshape(1, -1)
+        # enough neighbours that filters still leave `limit` rows
+        want = min(index.ntotal, max(10 * (limit or 20), 200))
+        _, ids = V.search(index, query, want)
+        order_ids = [int(i) for i in ids[0] if i >= 0]
+        status = status or "ok"
+    rows = lib.catalog.photo_rows(
+        lib.spec.key,
+        status=status,
+        root_id=root_id,
+        ids=order_ids,
+        order=sort,
+        limit=None if (path or order_ids) else limit,
+    )
+    if path:
+        rows = [r for r in rows if fnmatch.fnmatch(_show(r["path"]), path)]
+    if order_ids is not None:
+        rank = {pid: i for i, pid in enumerate(order_ids)}
+        rows.sort(key=lambda r: rank[r["id"]])
+    if limit:
+        rows = rows[:limit]
+    out = []
+    for r in rows:
+        lab = None if r["mean_l"] is None else [r["mean_l"], r["mean_a"], r["mean_b"]]
+        d = {
+            "id": r["id"],
+            "path": _show(r["path"]),
+            "status": r["status"],
+            "size": r["size"],
+            "width": r["width"],
+            "height": r["height"],
+            "format": r["format"],
+            "lab": None if lab is None else [round(x, 2) for x in lab],
+            "hex": None if lab is None else hex_of(lab),
+        }
+        if r["status"] == "error":
+            d["error"] = r["error"]
+        if near is not None and lab is not None:
+            from . import features as F
+
+            d["delta_e"] = round(float(F.ciede2000(parse_colour(near), np.array(lab))), 2)
+        out.append(d)
+    return out
+
+
+def check(lib: Library, *, repair: bool = False, files: bool = True) -> dict:
+    """Compare catalog ↔ vector file ↔ disk, decode every thumbnail, run the database's own
+    integrity check; with `repair`, rebuild the vector file, drop orphans and drop the rows of
+    files gone from disk (never a row whose file exists; never under a missing root folder)."""
+    from . import imaging
+    from . import vecindex as V
+
+    problems: list[str] = []
+    report: dict = {"problems": problems}
+    spec = lib.spec
+    integrity = lib.catalog.integrity_check()
+    if integrity:
+        problems.append("database integrity: " + "; ".join(integrity[:5]))
+
+    n, idsum, _seq = lib.catalog.feature_state(spec.key)
+    path = lib.vector_path(spec)
+    vec = {"file": str(path), "catalog_vectors": n}
+    if not path.exists():
+        problems.append(f"vector file {path.name} is missing")
+    else:
+        try:
+            index = V.read(path)
+            ids = V.ids_of(index)
+            vec["file_vectors"] = int(index.ntotal)
+            if index.d != spec.dim:
+                problems.append(
+                    f"vector file has dimension {index.d}, spec {spec.key} needs {spec.dim}"
+                )
+            elif index.ntotal != n or int(ids.sum()) != idsum:
+                problems.append(
+                    f"vector file holds {index.ntotal:,} vectors, the catalog "
+                    f"{n:,} (or different photos)"
+                )
+        except Exception as e:
+            problems.append(f"vector file {path.name} cannot be read: {e}")
+    report["vectors"] = vec
+
+    orphans = lib.catalog.orphans()
+    if any(orphans.values()):
+        problems.append("orphan rows: " + ", ".join(f"{v} {k}" for k, v in orphans.items() if v))
+    report["orphans"] = orphans
+
+    bad_thumbs = []
+    for chunk in lib.catalog.iter_thumbnail_data():
+        for pid, codec, data in chunk:
+            try:
+                imaging.decode_thumb(data, codec).avg()
+            except Exception:
+                bad_thumbs.append(pid)
+    if bad_thumbs:
+        problems.append(
+            f"{len(bad_thumbs)} thumbnails do not decode (photo ids "
+            f"{', '.join(map(str, bad_thumbs[:10]))}); re-index with --retry-errors "
+            "after `check --repair`"
+        )
+    report["bad_thumbnails"] = bad_thumbs
+
+    missing, changed, skipped_roots = [], [], []
+    if files:
+        for rid, rpath in lib.catalog.roots():
+            if not os.path.isdir(rpath):
+                skipped_roots.append(_show(rpath))
+                continue
+            for pid, p, size, mtime, _status in lib.catalog.file_states(rid):
+                try:
+                    st = os.stat(p)
+                except FileNotFoundError:
+                    missing.append((pid, p))
+                    continue
+                except OSError:
+                    continue
+                if st.st_size != size or st.st_mtime_ns != mtime:
+                    changed.append((pid, p))
+        if missing:
+            problems.append(f"{len(missing)} indexed files are gone from disk")
+        if changed:
+            problems.append(
+                f"{len(changed)} files changed since indexing "
+                "(run `mosaicdb index` to re-read them)"
+            )
+    report["files"] = {
+        "missing": [_show(p) for _, p in missing],
+        "changed": [_show(p) for _, p in changed],
+        "roots_not_found": skipped_roots,
+    }
+
+    repaired: list[str] = []
+    if repair:
+        if any(orphans.values()):
+            lib.catalog.drop_orphans()
+            repaired.append("dropped orphan rows")
+        if bad_thumbs:
+            lib.catalog.mark_unreadable(bad_thumbs)
+            repaired.append(f"marked {len(bad_thumbs)} photos with broken thumbnails as errors")
+        if missing:
+            lib.catalog.delete_photos([pid for pid, _ in missing])
+            repaired.append(f"dropped {len(missing)} rows of files gone from disk")
+        lib.sync_vectors(rebuild=True)
+        repaired.append("rebuilt the vector file from the catalog")
+        # what is left after repairing
+        after = check(lib, repair=False, files=files)
+        report["remaining"] = after["problems"]
+    report["repaired"] = repaired
+    report["ok"] = not (report.get("remaining") if repair else problems)
+    return report

@@ -1,0 +1,150 @@
+"""stats, ls (--near), check (--repair), forget: exact answers on generated photos."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import COLOURS, solid
+from sqlalchemy import update
+
+from mosaicdb import db
+from mosaicdb import vecindex as V
+from mosaicdb.errors import NotFoundError, OptionError
+
+
+@pytest.fixture
+def store(lib, lib_dir):
+    for name, rgb in COLOURS.items():
+        solid(lib_dir / f"{name}.png", rgb)
+    (lib_dir / "broken.jpg").write_bytes(b"nope")
+    lib.index([lib_dir], workers=0)
+    return lib
+
+
+def test_stats_counts_and_coverage(store, lib_dir):
+    s = store.stats()
+    assert s["photos"] == 9
+    assert s["by_status"] == {"ok": 8, "error": 1}
+    assert s["by_format"] == {"png": 8}
+    assert s["roots"] == [{"path": str(lib_dir), "photos": 9}]
+    assert s["feature_spec"] == "lab3v1"
+    assert s["store"]["thumbnail_bytes"] > 0 and s["store"]["vector_files"]
+    cov = s["coverage"]
+    # grey (128) is L 53.6: the 40-60 band's near-greys; black in 0-20, white in 80-100
+    assert cov["greys"] == [1, 0, 1, 0, 1]
+    assert sum(map(sum, cov["counts"])) == 5, cov
+    assert cov["counts"][2][cov["hues"].index("red")] == 1, cov  # (230, 30, 30): L 49, hue 37°
+
+
+def test_ls_filters_and_near(store, lib_dir):
+    rows = store.ls(near="#e01e1e", limit=2)
+    assert rows[0]["path"].rsplit("/", 1)[1] == "red.png"
+    assert rows[0]["delta_e"] < 2 and rows[0]["hex"].startswith("#e")
+    rows = store.ls(near="lab:97,0,0", limit=1)
+    assert rows[0]["path"].endswith("white.png")
+    errs = store.ls(status="error")
+    assert [r["path"] for r in errs] == [str(lib_dir / "broken.jpg")]
+    assert errs[0]["hex"] is None and "known format" in errs[0]["error"]
+    assert len(store.ls(path="*/g*.png")) == 2  # green, grey
+    assert [r["path"].rsplit("/", 1)[1] for r in store.ls(sort="lightness", status="ok")][0] == (
+        "black.png"
+    )
+    with pytest.raises(OptionError, match="^--near: not a colour"):
+        store.ls(near="bluish")
+    with pytest.raises(OptionError, match="^--status:"):
+        store.ls(status="fine")
+    with pytest.raises(NotFoundError, match="is not a registered folder"):
+        store.ls(root="/nowhere")
+
+
+def test_check_clean_then_each_fault_detected_and_repaired(store, lib_dir):
+    r = store.check()
+    assert r["ok"] and r["problems"] == []
+
+    store.vector_path().unlink()
+    r = store.check()
+    assert not r["ok"] and any("is missing" in p for p in r["problems"])
+    r = store.check(repair=True)
+    assert r["ok"] and "rebuilt the vector file from the catalog" in r["repaired"]
+
+    idx = V.read(store.vector_path())
+    V.remove(idx, V.ids_of(idx)[:1])
+    V.write_atomic(idx, store.vector_path())
+    assert any("holds 7 vectors, the catalog 8" in p for p in store.check()["problems"])
+    assert store.check(repair=True)["ok"]
+
+    (lib_dir / "blue.png").unlink()
+    r = store.check()
+    assert r["files"]["missing"] == [str(lib_dir / "blue.png")]
+    assert store.check(repair=True)["ok"]
+    assert store.stats()["by_status"]["ok"] == 7
+
+    with store.catalog.engine.begin() as c:
+        c.execute(
+            update(db.thumbnails)
+            .where(db.thumbnails.c.photo_id == 1)
+            .values(data=b"\xff\xd8 broken")
+        )
+    r = store.check()
+    assert r["bad_thumbnails"] == [1] and not r["ok"]
+    r = store.check(repair=True)
+    assert r["ok"], r
+    assert store.stats()["by_status"]["error"] == 2
+    # the file still exists: its row is kept, and a retry reads it again
+    assert store.index(workers=0, retry_errors=True).updated == 2
+    assert store.check()["ok"]
+
+
+def test_cli_check_exit_codes_and_json(cli, lib_dir):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    cli("index", lib_dir, "-j", "0", "-q")
+    r = cli("check", "--json")
+    assert r.exit_code == 0
+    d = json.loads(r.stdout)
+    assert {
+        "ok",
+        "problems",
+        "vectors",
+        "orphans",
+        "bad_thumbnails",
+        "files",
+        "repaired",
+    } <= d.keys()
+    (lib_dir / "a.png").unlink()
+    r = cli("check")
+    assert r.exit_code == 1 and "problem: 1 indexed files are gone from disk" in r.output
+    r = cli("check", "--repair")
+    assert r.exit_code == 0 and "repaired: dropped 1 rows of files gone from disk" in r.output
+
+
+def test_stats_and_ls_json(cli, lib_dir):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    cli("index", lib_dir, "-j", "0", "-q")
+    s = json.loads(cli("stats", "--json").stdout)
+    assert {
+        "photos",
+        "by_status",
+        "by_format",
+        "roots",
+        "store",
+        "feature_spec",
+        "last_index_at",
+        "coverage",
+    } <= s.keys()
+    rows = json.loads(cli("ls", "--json").stdout)
+    assert rows[0].keys() >= {"id", "path", "status", "size", "lab", "hex"}
+    assert json.loads(cli("ls", "--status", "error", "--json").stdout) == []
+
+
+def test_forget(cli, lib_dir, tmp_path):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    solid(tmp_path / "other" / "b.png", COLOURS["blue"])
+    cli("index", lib_dir, tmp_path / "other", "-j", "0", "-q")
+    r = cli("forget", lib_dir, "--yes", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"root": str(lib_dir), "photos_removed": 1, "vectors": 1}
+    assert json.loads(cli("roots", "--json").stdout) == [str(tmp_path / "other")]
+    assert (lib_dir / "a.png").exists()
+    r = cli("forget", lib_dir, "--yes")
+    assert r.exit_code == 1 and "is not a registered folder" in r.output
