@@ -356,11 +356,17 @@ def check(
         bool,
         typer.Option("--repair", help="Rebuild vectors, drop orphans and rows of deleted files."),
     ] = False,
+    decode: Annotated[
+        bool, typer.Option("--decode", help="Decode every thumbnail (slow on big stores).")
+    ] = False,
+    no_files: Annotated[
+        bool, typer.Option("--no-files", help="Skip comparing with the files on disk.")
+    ] = False,
     json_out: JsonOpt = False,
 ):
     """Check catalog ↔ vector file ↔ disk and every thumbnail. Exit 0 when clean, 1 if not."""
     with _open() as lib:
-        r = lib.check(repair=repair)
+        r = lib.check(repair=repair, files=not no_files, decode=decode)
     if json_out:
         _print_json(r)
     else:

@@ -504,6 +504,18 @@ class Catalog(RenderCatalog):
             ).where(photos.c.root_id == root_id)
             return [tuple(r) for r in c.execute(q)]
 
+    def bad_thumbnail_markers(self) -> list[int]:
+        """Ids of JPEG thumbnails that do not start with SOI and end with EOI: a cheap test
+        for truncated or overwritten blobs, done in the database."""
+        t = thumbnails.c
+        tail = func.substr(t.data, func.length(t.data) - 1, 2)
+        q = select(t.photo_id).where(
+            (t.codec == "jpeg")
+            & ((func.substr(t.data, 1, 2) != b"\xff\xd8") | (tail != b"\xff\xd9"))
+        )
+        with self.engine.connect() as c:
+            return [r[0] for r in c.execute(q.order_by(t.photo_id))]
+
     def iter_thumbnail_data(self, chunk: int = 1000):
         t = thumbnails.c
         q = select(t.photo_id, t.codec, t.data).order_by(t.photo_id)

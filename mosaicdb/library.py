@@ -125,10 +125,10 @@ class Library:
 
         return listing(self, **filters)
 
-    def check(self, repair: bool = False) -> dict:
+    def check(self, repair: bool = False, files: bool = True, decode: bool = False) -> dict:
         from .queries import check
 
-        return check(self, repair=repair)
+        return check(self, repair=repair, files=files, decode=decode)
 
     def forget(self, root: str) -> dict:
         """Remove a registered folder and its photos from the store (not from disk)."""
@@ -342,7 +342,7 @@ class Library:
                 V.add(index, V.ids_of(exact), exact.index.reconstruct_n(0, exact.ntotal))
             V.write_atomic(index, path)
             self.catalog.set_meta({key: want})
-        V.set_ef_search(index, 64)
+        V.set_ef_search(index, V.HNSW_EF_SEARCH)
         return index
 
     # -- render ----------------------------------------------------------------------------

@@ -76,21 +76,23 @@ def place(
     R = min_distance
     K = cand_ids.shape[1]
 
+    pos_of = {int(x): i for i, x in enumerate(all_ids.tolist())} if max_uses else {}
+
     def pick(cands: np.ndarray, r: int, c: int) -> int:
-        ok = cands >= 0
-        if max_uses:
-            pos = np.minimum(np.searchsorted(all_ids, cands), n_photos - 1)
-            ok &= uses[pos] < max_uses
-        if R:
-            win = grid[max(0, r - R) : r + R + 1, max(0, c - R) : c + R + 1]
-            ok &= ~np.isin(cands, win)
-        hit = np.flatnonzero(ok)
-        return int(cands[hit[0]]) if len(hit) else -1
+        # plain Python: for 16 candidates and a small window it is ~10x faster than numpy
+        win = set(grid[max(0, r - R) : r + R + 1, max(0, c - R) : c + R + 1].flat) if R else ()
+        for x in cands.tolist():
+            if x < 0 or (R and x in win):
+                continue
+            if max_uses and uses[pos_of.get(x, 0)] >= max_uses:
+                continue
+            return x
+        return -1
 
     def assign(cell: int, choice: int) -> None:
         grid.flat[cell] = choice
         if max_uses:
-            uses[np.searchsorted(all_ids, choice)] += 1
+            uses[pos_of[choice]] += 1
 
     waiting = []
     for cell in order:

@@ -174,10 +174,11 @@ def listing(
     return out
 
 
-def check(lib: Library, *, repair: bool = False, files: bool = True) -> dict:
-    """Compare catalog ↔ vector file ↔ disk, decode every thumbnail, run the database's own
-    integrity check; with `repair`, rebuild the vector file, drop orphans and drop the rows of
-    files gone from disk (never a row whose file exists; never under a missing root folder)."""
+def check(lib: Library, *, repair: bool = False, files: bool = True, decode: bool = False) -> dict:
+    """Compare catalog ↔ vector file ↔ disk, test every thumbnail (JPEG markers in the
+    database; `decode` decodes each one), run the database's own integrity check; with
+    `repair`, rebuild the vector file, drop orphans and drop the rows of files gone from disk
+    (never a row whose file exists; never under a missing root folder)."""
     from . import imaging
     from . import vecindex as V
 
@@ -216,13 +217,17 @@ def check(lib: Library, *, repair: bool = False, files: bool = True) -> dict:
         problems.append("orphan rows: " + ", ".join(f"{v} {k}" for k, v in orphans.items() if v))
     report["orphans"] = orphans
 
-    bad_thumbs = []
-    for chunk in lib.catalog.iter_thumbnail_data():
-        for pid, codec, data in chunk:
-            try:
-                imaging.decode_thumb(data, codec).avg()
-            except Exception:
-                bad_thumbs.append(pid)
+    bad_thumbs = lib.catalog.bad_thumbnail_markers()
+    if decode:
+        known = set(bad_thumbs)
+        for chunk in lib.catalog.iter_thumbnail_data():
+            for pid, codec, data in chunk:
+                if pid in known:
+                    continue
+                try:
+                    imaging.decode_thumb(data, codec).avg()
+                except Exception:
+                    bad_thumbs.append(pid)
     if bad_thumbs:
         problems.append(
             f"{len(bad_thumbs)} thumbnails do not decode (photo ids "
@@ -274,7 +279,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True) -> dict:
         lib.sync_vectors(rebuild=True)
         repaired.append("rebuilt the vector file from the catalog")
         # what is left after repairing
-        after = check(lib, repair=False, files=files)
+        after = check(lib, repair=False, files=files, decode=decode)
         report["remaining"] = after["problems"]
     report["repaired"] = repaired
     report["ok"] = not (report.get("remaining") if repair else problems)

@@ -1,0 +1,108 @@
+"""Query benchmark (issue 6): `stats`, `ls --near` and `check` on a store of 1,000,000 photos.
+
+The store is synthetic (rows written through the same Catalog.write_results the indexer
+uses, a tiny real JPEG as every thumbnail, Lab-like random vectors; the files do not exist, so
+`check` runs with --no-files: comparing a million files on disk is the one part exempt from the
+goal). Goal: each command ≤ 2 s, wall of the whole CLI process.
+
+    python bench/bench_queries.py [--photos 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import DATA, VENV_BIN, machine, mb, run_measured  # noqa: E402
+
+
+def build(home: Path, n: int) -> None:
+    import numpy as np
+    import pyvips
+
+    import mosaicdb
+    from mosaicdb.records import PhotoResult
+
+    thumb = pyvips.Image.black(16, 16, bands=3).copy(interpretation="srgb").jpegsave_buffer()
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    with mosaicdb.open(home) as lib:
+        root = b"/synthetic/photos"
+        rid = lib.catalog.add_root(root)
+        batch = 20_000
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            base = np.column_stack(
+                [rng.uniform(0, 100, m), rng.uniform(-60, 60, m), rng.uniform(-60, 60, m)]
+            )
+            vecs = (np.repeat(base[:, None, :], 9, 1) + rng.normal(0, 5, (m, 9, 3))).astype(
+                np.float32
+            )
+            results, root_of = [], {}
+            for i in range(m):
+                p = b"%s/d%04d/p%07d.jpg" % (root, (start + i) // 1000, start + i)
+                root_of[p] = rid
+                v = vecs[i]
+                mean = v.mean(axis=0)
+                results.append(
+                    PhotoResult(
+                        p,
+                        1000 + i,
+                        1,
+                        "ok",
+                        width=640,
+                        height=480,
+                        format="jpeg",
+                        thumb=thumb,
+                        thumb_w=16,
+                        thumb_h=16,
+                        thumb_codec="jpeg",
+                        vector=v.tobytes(),
+                        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+                    )
+                )
+            lib.catalog.write_results(results, root_of, {}, lib.spec.key)
+        lib.sync_vectors()
+    print(
+        f"built a {n:,}-photo store in {time.perf_counter() - t:.0f} s "
+        f"({sum(f.stat().st_size for f in home.iterdir()) / 2**20:,.0f} MB)"
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--photos", type=int, default=1_000_000)
+    a = ap.parse_args()
+    print(machine())
+    home = DATA / f"store-synthetic-{a.photos}"
+    if not (home / "catalog.sqlite").exists():
+        shutil.rmtree(home, ignore_errors=True)
+        build(home, a.photos)
+    mosaic = [str(VENV_BIN / "mosaicdb"), "--home", str(home)]
+    print(f"{'command':<48} {'wall s':>7} {'peak RSS':>9}  (goal ≤ 2 s)")
+    for args in (
+        ["stats", "--json"],
+        ["ls", "--near", "#1e3a5f", "--limit", "20", "--json"],
+        ["check", "--no-files", "--json"],
+        ["--help"],
+    ):
+        runs = []
+        for _ in range(3):
+            wall, rss, out = run_measured(mosaic + args)
+            runs.append((wall, rss))
+        if args[0] == "ls":
+            assert len(json.loads(out)) == 20
+        wall = min(w for w, _ in runs)
+        print(
+            f"mosaicdb {' '.join(args):<39} {wall:>7.2f} {mb(max(r for _, r in runs)):>9}  "
+            f"ratio to goal {wall / 2:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
