@@ -312,7 +312,7 @@ def stats(json_out: JsonOpt = False):
         lo, hi = (int(x) for x in band.split("-"))
         line = f"{band:<7}"
         for j, n in enumerate([cov["greys"][i], *cov["counts"][i]]):
-            ang = np.radians(30 * (j - 1) + 15)
+            ang = np.radians(30 * (j - 1))
             chroma = 0 if j == 0 else 30
             lab = np.array([(lo + hi) / 2, chroma * np.cos(ang), chroma * np.sin(ang)])
             r, g, b = (int(x) for x in lab_to_srgb8(lab))
@@ -347,6 +347,69 @@ def ls_(
         what = r["hex"] or "error  "
         tail = f"  {r['error']}" if r["status"] == "error" else ""
         typer.echo(f"{what}  {lab:24}{extra}  {r['size']:>10,}  {r['path']}{tail}")
+
+
+@app.command()
+@_command
+def gaps(
+    target: Annotated[str, typer.Argument(help="The image you mean to render.")],
+    tiles_across: Annotated[int, typer.Option("--tiles-across", help="Cells across.")] = 100,
+    aspect: Annotated[str, typer.Option("--aspect", help="Tile aspect W:H.")] = "1:1",
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="A cell is poorly served above this ΔE2000.")
+    ] = 10.0,
+    plot: Annotated[
+        str | None, typer.Option("--plot", help="PNG of wanted vs closest colours.")
+    ] = None,
+    json_out: JsonOpt = False,
+):
+    """Before rendering: which colours of TARGET the library lacks, and how badly."""
+    with _open() as lib:
+        g = lib.gaps(
+            target, tiles_across=tiles_across, aspect=aspect, threshold=threshold, plot=plot
+        )
+    if json_out:
+        _print_json(g)
+        return
+    typer.echo(
+        f"{g['cols']}×{g['rows']} = {g['cells']:,} cells, mean ΔE2000 to the nearest tile "
+        f"{g['mean_delta_e']:.1f}; {g['poor_cells']:,} cells are above ΔE {g['threshold']:g}"
+    )
+    for x in g["groups"][:12]:
+        L, a, b = x["lab"]
+        typer.echo(
+            f"  {x['cells']:>6,} cells need {x['colour']} near L {L:.0f} a {a:.0f} b {b:.0f} "
+            f"({x['hex']}); best tile is ΔE {x['best_delta_e']:.0f}. Adding ~"
+            f"{x['suggest_photos']:,} such photos would help."
+        )
+
+
+@app.command()
+@_command
+def sheet(
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output image (.jpg .png .tif .dz).")
+    ],
+    tile_size: Annotated[int, typer.Option("--tile-size", help="Px per thumbnail.")] = 64,
+    across: Annotated[int | None, typer.Option("--across", help="Thumbnails per row.")] = None,
+    root: Annotated[str | None, typer.Option("--root", help="Only this registered folder.")] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Glob on the full path.")] = None,
+    near: Annotated[str | None, typer.Option("--near", help="Closest to a colour.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N photos.")] = None,
+    json_out: JsonOpt = False,
+):
+    """A contact sheet of the stored thumbnails, sorted by colour (no photo folder access)."""
+    with _open() as lib:
+        r = lib.sheet(
+            output, tile_size=tile_size, across=across, root=root, path=path, near=near, limit=limit
+        )
+    if json_out:
+        _print_json(r)
+        return
+    typer.echo(
+        f"{r['output']}: {r['photos']:,} photos, {r['cols']}×{r['rows']}, "
+        f"{r['width']}×{r['height']} px"
+    )
 
 
 @app.command()

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from .records import PhotoResult, PhotoState
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 metadata = MetaData()
 
@@ -64,7 +64,7 @@ photos = Table(
     Column("format", String(16)),
     Column("indexed_at", Float, nullable=False),
     Index("ix_photos_root_id", "root_id"),
-    Index("ix_photos_status", "status"),
+    Index("ix_photos_status_format", "status", "format"),
     # ids are never reused: saved render plans refer to photos by id
     sqlite_autoincrement=True,
 )
@@ -90,7 +90,7 @@ features = Table(
     Column("mean_b", Float, nullable=False),
     # Catalog change counter at write time: lets the vector file catch up incrementally.
     Column("seq", BigInteger, nullable=False),
-    Index("ix_features_spec_seq", "spec", "seq"),
+    Index("ix_features_spec_seq_photo", "spec", "seq", "photo_id"),
 )
 
 renders = Table(
@@ -443,15 +443,6 @@ class Catalog(RenderCatalog):
         with self.engine.connect() as c:
             q = select(func.coalesce(func.sum(func.length(thumbnails.c.data)), 0))
             return int(c.execute(q).scalar_one())
-
-    def iter_means(self, spec: str, chunk: int = 100_000):
-        """(photo ids, [[L, a, b], ...]) of every vector of `spec`, in chunks."""
-        f = features.c
-        q = select(f.photo_id, f.mean_l, f.mean_a, f.mean_b).where(f.spec == spec)
-        with self.engine.connect() as c:
-            res = c.execution_options(stream_results=True, yield_per=chunk).execute(q)
-            for part in res.partitions(chunk):
-                yield [r[0] for r in part], [r[1:] for r in part]
 
     def photo_rows(
         self,

@@ -462,3 +462,23 @@ def image_size_or_error(path: str) -> tuple[int, int]:
 def image_size(path: str) -> tuple[int, int]:
     h = pyvips.Image.new_from_file(path)
     return h.width, h.height
+
+
+def write_swatch_pairs(path: str, pairs: list[tuple[str, str]], size: int = 64) -> None:
+    """A picture of colour pairs (wanted, closest available), one pair per row."""
+
+    def swatch(hexcode: str):
+        rgb = [int(hexcode[i : i + 2], 16) for i in (1, 3, 5)]
+        return pyvips.Image.black(size, size, bands=3).new_from_image(rgb).cast("uchar")
+
+    tiles = [t for a, b in pairs for t in (swatch(a), swatch(b))]
+    img = pyvips.Image.arrayjoin(tiles, across=2, shim=4, background=[255, 255, 255])
+    tmp = f"{path}.{os.getpid()}.tmp{os.path.splitext(path)[1]}"
+    try:
+        img.copy(interpretation="srgb").write_to_file(tmp)
+        os.replace(tmp, path)
+    except pyvips.Error as e:
+        raise ImageError(f"cannot write {path}: {_vips_message(e)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

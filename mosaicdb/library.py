@@ -130,6 +130,18 @@ class Library:
 
         return check(self, repair=repair, files=files, decode=decode)
 
+    def gaps(self, target, **options) -> dict:
+        """Where the library is thin for `target`; see queries.gaps."""
+        from .queries import gaps
+
+        return gaps(self, str(target), **options)
+
+    def sheet(self, output, **options) -> dict:
+        """A contact sheet of the stored thumbnails; see render.sheet."""
+        from .render import sheet
+
+        return sheet(self, str(output), **options)
+
     def forget(self, root: str) -> dict:
         """Remove a registered folder and its photos from the store (not from disk)."""
         want = os.path.realpath(_fs(os.path.expanduser(os.fsdecode(_fs(root)))))

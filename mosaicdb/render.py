@@ -379,12 +379,13 @@ def _assemble(
     for r in range(rows - 1, -1, -1):
         for p in dict.fromkeys(plan[r].tolist()):
             uses.setdefault(p, []).append(r)  # descending: the next use is at the end
-    cache: dict[int, np.ndarray] = {}
+    cache: dict[int, np.ndarray] = {-1: np.full((tile_h, tile_w, 3), 255, np.uint8)}  # blank
+    uses[-1] = [-1] * (rows * cols + 1)  # never evicted
     max_tiles = max(cols * 2, TILE_CACHE_BYTES // (tile_w * tile_h * 3))
     mosaic_lab = np.empty((rows, cols, 3 * k * k), np.float32) if blend else None
 
     def decode_row(r):
-        need = [p for p in dict.fromkeys(plan[r].tolist()) if p not in cache]
+        need = [p for p in dict.fromkeys(plan[r].tolist()) if p not in cache and p >= 0]
         blobs = lib.catalog.thumbnails(need)
         return need, list(pool.map(lambda p: imaging.decode_tile(*blobs[p], tile_w, tile_h), need))
 
@@ -468,3 +469,69 @@ def _assemble(
         if tmp_files is not None and tmp_files.exists():
             shutil.rmtree(tmp_files)
     return mosaic_lab
+
+
+def sheet(
+    lib: Library, output: str, *, tile_size: int = 64, across: int | None = None, **filters
+) -> dict:
+    """A contact sheet of the stored thumbnails (no library access), sorted by colour: greys
+    dark to light, then by hue and lightness. Same bounded-memory assembly as render."""
+    import math
+
+    import numpy as np
+
+    from .queries import GREY_CHROMA, listing
+
+    fmt = output_format(output)
+    if not 4 <= tile_size <= 1024:
+        raise OptionError("--tile-size", f"must be between 4 and 1024, got {tile_size}")
+    if across is not None and across < 1:
+        raise OptionError("--across", f"must be positive, got {across}")
+    rows_ = [r for r in listing(lib, status="ok", **filters) if r["lab"] is not None]
+    if not rows_:
+        raise NotFoundError("no photos match; see `mosaicdb ls`")
+
+    def colour_key(r):
+        L, a, b = r["lab"]
+        if math.hypot(a, b) < GREY_CHROMA:
+            return (0, 0, L)
+        return (1, int(math.degrees(math.atan2(b, a)) % 360 // 15), L)
+
+    rows_.sort(key=colour_key)
+    ids = np.array([r["id"] for r in rows_], dtype=np.int64)
+    cols = across or max(1, math.ceil(math.sqrt(len(ids))))
+    nrows = math.ceil(len(ids) / cols)
+    if fmt in ("jpeg", "webp"):
+        from .imaging import MAX_SIDE
+
+        if max(cols, nrows) * tile_size > MAX_SIDE[fmt]:
+            raise RenderError(f"the sheet is too big for {fmt.upper()}; write .tif or .dz")
+    plan = np.full(cols * nrows, -1, dtype=np.int64)
+    plan[: len(ids)] = ids
+    output = str(Path(output).expanduser().resolve())
+    if fmt == "dz" and output.lower().endswith(".dz"):
+        output = output[:-3] + ".dzi"
+    if not Path(output).parent.is_dir():
+        raise OptionError("--output", f"folder {Path(output).parent} does not exist")
+    timings: dict = {}
+    _assemble(
+        lib,
+        plan.reshape(nrows, cols),
+        tile_size,
+        tile_size,
+        output,
+        fmt,
+        0.0,
+        None,
+        lib.spec.grid,
+        timings,
+    )
+    return {
+        "output": output,
+        "photos": len(ids),
+        "cols": cols,
+        "rows": nrows,
+        "width": cols * tile_size,
+        "height": nrows * tile_size,
+        "seconds": round(timings.get("tiles+encode", 0.0), 3),
+    }

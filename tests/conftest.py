@@ -88,3 +88,11 @@ def cli(runner, home):
 
 def fsbytes(p) -> bytes:
     return os.fsencode(p)
+
+
+@pytest.fixture
+def work_dir(tmp_path) -> Path:
+    """An empty folder for outputs, so listings see only what a command wrote."""
+    d = tmp_path / "out"
+    d.mkdir()
+    return d

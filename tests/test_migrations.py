@@ -68,7 +68,7 @@ def test_new_store_fast_path_equals_migrations(tmp_path):
     insp = inspect(fresh)
     assert {i["name"] for i in insp.get_indexes("photos")} == {
         "ix_photos_root_id",
-        "ix_photos_status",
+        "ix_photos_status_format",
     }
 
 

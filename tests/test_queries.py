@@ -149,3 +149,39 @@ def test_forget(cli, lib_dir, tmp_path):
     assert (lib_dir / "a.png").exists()
     r = cli("forget", lib_dir, "--yes")
     assert r.exit_code == 1 and "is not a registered folder" in r.output
+
+
+def test_gaps_finds_the_missing_colour(lib, lib_dir, work_dir):
+    from test_render import blocks_target
+
+    # the library has every colour of the target but blue
+    for name in ("red", "green", "yellow", "black", "white", "purple", "grey"):
+        solid(lib_dir / f"{name}.png", COLOURS[name])
+    lib.index([lib_dir], workers=0)
+    t = blocks_target(work_dir / "target.png")
+    g = lib.gaps(t, tiles_across=4, plot=str(work_dir / "gaps.png"))
+    assert (g["cells"], g["poor_cells"]) == (8, 1)
+    (grp,) = g["groups"]
+    assert grp["colour"] == "dark blues" and grp["cells"] == 1 and grp["best_delta_e"] > 10
+    assert grp["suggest_photos"] == 1
+    assert (work_dir / "gaps.png").exists()
+
+
+def test_sheet_is_sorted_by_colour_and_bounded(cli, lib_dir, work_dir):
+    import pyvips
+
+    for name, rgb in COLOURS.items():
+        solid(lib_dir / f"{name}.png", rgb)
+    cli("index", lib_dir, "-j", "0", "-q")
+    out = work_dir / "sheet.png"
+    r = cli("sheet", "-o", out, "--tile-size", "16", "--across", "3", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert (d["photos"], d["cols"], d["rows"], d["width"], d["height"]) == (8, 3, 3, 48, 48)
+    im = pyvips.Image.new_from_file(str(out))
+    px = im.numpy()
+    # greys first, dark to light: black, grey, white; the unused last cell is blank white
+    assert px[8, 8].tolist() == list(COLOURS["black"])
+    assert abs(int(px[8, 24][0]) - 128) <= 2
+    assert px[40, 40].tolist() == [255, 255, 255]
+    assert sorted(p.name for p in work_dir.iterdir()) == ["sheet.png"]
