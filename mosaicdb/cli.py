@@ -419,8 +419,9 @@ def check(
         bool,
         typer.Option("--repair", help="Rebuild vectors, drop orphans and rows of deleted files."),
     ] = False,
-    decode: Annotated[
-        bool, typer.Option("--decode", help="Decode every thumbnail (slow on big stores).")
+    deep: Annotated[
+        bool,
+        typer.Option("--deep", help="Decode every thumbnail, full integrity check (slow)."),
     ] = False,
     no_files: Annotated[
         bool, typer.Option("--no-files", help="Skip comparing with the files on disk.")
@@ -429,7 +430,7 @@ def check(
 ):
     """Check catalog ↔ vector file ↔ disk and every thumbnail. Exit 0 when clean, 1 if not."""
     with _open() as lib:
-        r = lib.check(repair=repair, files=not no_files, decode=decode)
+        r = lib.check(repair=repair, files=not no_files, deep=deep)
     if json_out:
         _print_json(r)
     else:

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import config, db, migrate
 from .errors import MosaicdbError, NotFoundError, OptionError, StoreError
 from .progress import Progress
+from .records import display_path as _show
 
 
 @dataclass
@@ -48,10 +49,6 @@ class Interrupted(MosaicdbError):
 
 def _fs(p: str | os.PathLike | bytes) -> bytes:
     return os.fsencode(p)
-
-
-def _show(p: bytes) -> str:
-    return os.fsdecode(p).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Library:
@@ -125,10 +122,10 @@ class Library:
 
         return listing(self, **filters)
 
-    def check(self, repair: bool = False, files: bool = True, decode: bool = False) -> dict:
+    def check(self, repair: bool = False, files: bool = True, deep: bool = False) -> dict:
         from .queries import check
 
-        return check(self, repair=repair, files=files, decode=decode)
+        return check(self, repair=repair, files=files, deep=deep)
 
     def gaps(self, target, **options) -> dict:
         """Where the library is thin for `target`; see queries.gaps."""

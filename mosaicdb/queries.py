@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .errors import NotFoundError, OptionError
+from .records import display_path as _show
 
 if TYPE_CHECKING:
     from .library import Library
@@ -30,10 +31,6 @@ def hue_sector(a, b):
 
 
 GREY_CHROMA = 8.0
-
-
-def _show(p: bytes) -> str:
-    return os.fsdecode(p).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parse_colour(text: str):
@@ -68,21 +65,22 @@ def coverage(lib: Library) -> dict:
     catalog first): a million photos in well under a second."""
     import numpy as np
 
+    from . import vecindex as V
+
     index = lib.vector_index()
-    counts = np.zeros((len(L_BANDS), len(HUES)), np.int64)
-    greys = np.zeros(len(L_BANDS), np.int64)
-    step = 200_000
-    for start in range(0, index.ntotal, step):
-        n = min(step, index.ntotal - start)
-        m = index.index.reconstruct_n(start, n).reshape(n, -1, 3).mean(axis=1)
-        band = np.clip(
-            np.searchsorted([b[1] for b in L_BANDS], m[:, 0], side="right"), 0, len(L_BANDS) - 1
-        )
-        chroma = np.hypot(m[:, 1], m[:, 2])
-        hue = hue_sector(m[:, 1], m[:, 2])
-        grey = chroma < GREY_CHROMA
-        np.add.at(greys, band[grey], 1)
-        np.add.at(counts, (band[~grey], hue[~grey]), 1)
+    vecs = V.stored_vectors(index)
+    cells = index.d // 3
+    # mean L, a, b of each vector as one matrix product (cells have equal area)
+    avg = np.tile(np.eye(3, dtype=np.float32), (cells, 1)) / np.float32(cells)
+    m = vecs @ avg
+    band = np.clip(
+        np.searchsorted([b[1] for b in L_BANDS], m[:, 0], side="right"), 0, len(L_BANDS) - 1
+    )
+    grey = np.hypot(m[:, 1], m[:, 2]) < GREY_CHROMA
+    hue = hue_sector(m[:, 1], m[:, 2])
+    nb, nh = len(L_BANDS), len(HUES)
+    greys = np.bincount(band[grey], minlength=nb)
+    counts = np.bincount(band[~grey] * nh + hue[~grey], minlength=nb * nh).reshape(nb, nh)
     return {
         "lightness_bands": [f"{lo}-{min(hi, 100)}" for lo, hi in L_BANDS],
         "hues": HUES,
@@ -188,18 +186,18 @@ def listing(
     return out
 
 
-def check(lib: Library, *, repair: bool = False, files: bool = True, decode: bool = False) -> dict:
-    """Compare catalog ↔ vector file ↔ disk, test every thumbnail (JPEG markers in the
-    database; `decode` decodes each one), run the database's own integrity check; with
-    `repair`, rebuild the vector file, drop orphans and drop the rows of files gone from disk
-    (never a row whose file exists; never under a missing root folder)."""
+def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool = False) -> dict:
+    """Compare catalog ↔ vector file ↔ disk, test every thumbnail (JPEG markers, in the
+    database), run the database's quick check (`deep`: decode every thumbnail and run the full
+    integrity check); with `repair`, rebuild the vector file, drop orphans and drop the rows of
+    files gone from disk (never a row whose file exists; never under a missing root folder)."""
     from . import imaging
     from . import vecindex as V
 
     problems: list[str] = []
     report: dict = {"problems": problems}
     spec = lib.spec
-    integrity = lib.catalog.integrity_check()
+    integrity = lib.catalog.integrity_check(deep=deep)
     if integrity:
         problems.append("database integrity: " + "; ".join(integrity[:5]))
 
@@ -232,7 +230,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, decode: boo
     report["orphans"] = orphans
 
     bad_thumbs = lib.catalog.bad_thumbnail_markers()
-    if decode:
+    if deep:
         known = set(bad_thumbs)
         for chunk in lib.catalog.iter_thumbnail_data():
             for pid, codec, data in chunk:
@@ -293,7 +291,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, decode: boo
         lib.sync_vectors(rebuild=True)
         repaired.append("rebuilt the vector file from the catalog")
         # what is left after repairing
-        after = check(lib, repair=False, files=files, decode=decode)
+        after = check(lib, repair=False, files=files, deep=deep)
         report["remaining"] = after["problems"]
     report["repaired"] = repaired
     report["ok"] = not (report.get("remaining") if repair else problems)

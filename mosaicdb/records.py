@@ -1,9 +1,15 @@
-"""Plain records passed between the index stages (worker → writer). No heavy imports: worker
-processes import this, not the database layer."""
+"""Plain records passed between the index stages (worker → writer), and how a stored path is
+shown. No heavy imports: worker processes import this, not the database layer."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+
+def display_path(p: bytes) -> str:
+    """A stored (bytes) path as text; bytes that are not UTF-8 show as \\xNN escapes."""
+    return os.fsdecode(p).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)

@@ -86,3 +86,10 @@ def reconstruct(index, ids) -> np.ndarray:
         if len(ids)
         else np.empty((0, index.d), np.float32)
     )
+
+
+def stored_vectors(index) -> np.ndarray:
+    """All vectors of an IndexIDMap2(IndexFlat) in storage order (aligned with ids_of), as a
+    read-only view of FAISS's own buffer: no copy."""
+    flat = faiss.downcast_index(index.index)
+    return faiss.rev_swig_ptr(flat.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)

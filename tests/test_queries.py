@@ -88,7 +88,7 @@ def test_check_clean_then_each_fault_detected_and_repaired(store, lib_dir):
         )
     r = store.check()
     assert r["bad_thumbnails"] == [1] and not r["ok"]
-    assert store.check(decode=True)["bad_thumbnails"] == [1]
+    assert store.check(deep=True)["bad_thumbnails"] == [1]
     r = store.check(repair=True)
     assert r["ok"], r
     assert store.stats()["by_status"]["error"] == 2
