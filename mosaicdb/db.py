@@ -417,11 +417,6 @@ class Catalog(RenderCatalog):
                     ],
                 )
 
-    def counts(self) -> dict[str, int]:
-        with self.engine.connect() as c:
-            rows = c.execute(select(photos.c.status, func.count()).group_by(photos.c.status))
-            return {s: n for s, n in rows}
-
     def status_format_counts(self) -> list[tuple[str, str | None, int]]:
         with self.engine.connect() as c:
             q = select(photos.c.status, photos.c.format, func.count()).group_by(

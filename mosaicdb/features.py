@@ -63,12 +63,6 @@ class FeatureSpec:
         return cls(int(m.group(1)), int(m.group(2)), aw, ah)
 
 
-def mean_lab(vectors: np.ndarray) -> np.ndarray:
-    """Mean L, a, b of each vector (n, 3*k*k) -> (n, 3); cells have equal area."""
-    v = np.asarray(vectors, dtype=np.float32)
-    return v.reshape(len(v), -1, 3).mean(axis=1)
-
-
 def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005), vectorised over the last axis."""
     lab1 = np.asarray(lab1, dtype=np.float64)

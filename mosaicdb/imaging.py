@@ -459,11 +459,6 @@ def image_size_or_error(path: str) -> tuple[int, int]:
     return h.width, h.height
 
 
-def image_size(path: str) -> tuple[int, int]:
-    h = pyvips.Image.new_from_file(path)
-    return h.width, h.height
-
-
 def write_swatch_pairs(path: str, pairs: list[tuple[str, str]], size: int = 64) -> None:
     """A picture of colour pairs (wanted, closest available), one pair per row."""
 

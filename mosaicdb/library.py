@@ -206,11 +206,14 @@ class Library:
         summary.removed = self.catalog.delete_photos(plan.gone) if plan.gone else 0
 
         with self.progress.task("Indexing photos", total=len(plan.todo)) as t:
-            writer = BatchWriter(
-                self.catalog, plan, self.spec.key, batch_size, on_commit=lambda b: t.advance(len(b))
-            )
+            writer = BatchWriter(self.catalog, plan, self.spec.key, batch_size)
+
+            def on_results(results):
+                writer(results)
+                t.advance(len(results))  # per decoded chunk, not per commit: a smooth bar
+
             try:
-                run_batches(plan.todo, opts, writer, warm=pool)
+                run_batches(plan.todo, opts, on_results, warm=pool)
                 writer.flush()
             except KeyboardInterrupt:
                 try:

@@ -33,12 +33,6 @@ def alembic_config(url: str | None = None):
     return cfg
 
 
-def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
 def known_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
 

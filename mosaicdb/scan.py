@@ -308,13 +308,11 @@ class BatchWriter:
         plan: ScanPlan,
         spec: str,
         batch_size: int,
-        on_commit: Callable[[list[PhotoResult]], None] | None = None,
     ):
         self.catalog, self.plan, self.spec = catalog, plan, spec
         self.batch_size = max(1, batch_size)
         self.buf: list[PhotoResult] = []
         self.last = time.monotonic()
-        self.on_commit = on_commit
         self.added = self.updated = self.failed = 0
 
     def __call__(self, results: list[PhotoResult]) -> None:
@@ -335,5 +333,3 @@ class BatchWriter:
                 self.added += 1
             if r.status != "ok":
                 self.failed += 1
-        if self.on_commit:
-            self.on_commit(buf)

@@ -58,10 +58,6 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return index.search(q, min(k, max(1, index.ntotal)))
 
 
-def set_threads(n: int) -> None:
-    faiss.omp_set_num_threads(n)
-
-
 # Above this many tiles, render searches an HNSW graph instead of the exact index. Measured in
 # bench/bench_placement.py for 100,000 cells: exact 3.8 s at 10k tiles, 25.5 s at 100k;
 # HNSW 2.3 s and 6.2 s (recall@1 1.000), its graph built once (5 s at 100k) and cached.
