@@ -274,10 +274,15 @@ def renders(json_out: JsonOpt = False):
 
 @app.command()
 @_command
-def stats(json_out: JsonOpt = False):
+def stats(
+    plot: Annotated[
+        str | None, typer.Option("--plot", help="Also write the colour coverage as a picture.")
+    ] = None,
+    json_out: JsonOpt = False,
+):
     """What is in the store: photos by status and format, roots, sizes, colour coverage."""
     with _open() as lib:
-        s = lib.stats()
+        s = lib.stats(plot=plot)
     if json_out:
         _print_json(s)
         return
@@ -299,27 +304,25 @@ def stats(json_out: JsonOpt = False):
         f"features {s['feature_spec']}"
     )
     cov = s["coverage"]
-    import numpy as np
-
-    from .features import lab_to_srgb8
 
     def short(n: int) -> str:
         return f"{n}" if n < 1000 else f"{n / 1000:.0f}k" if n < 10**6 else f"{n / 10**6:.0f}M"
 
     con.print("colour coverage: photos per lightness band × hue (swatch = the bin's colour)")
     con.print("L       grey " + " ".join(f"{h[:4]:>4}" for h in cov["hues"]))
+    from .queries import bin_colours
+
+    swatches = bin_colours()
     for i, band in enumerate(cov["lightness_bands"]):
         lo, hi = (int(x) for x in band.split("-"))
         line = f"{band:<7}"
         for j, n in enumerate([cov["greys"][i], *cov["counts"][i]]):
-            ang = np.radians(30 * (j - 1))
-            chroma = 0 if j == 0 else 30
-            lab = np.array([(lo + hi) / 2, chroma * np.cos(ang), chroma * np.sin(ang)])
-            r, g, b = (int(x) for x in lab_to_srgb8(lab))
+            r, g, b = (int(x) for x in swatches[i, j])
             fg = "black" if (lo + hi) / 2 > 55 else "white"
-            cell = f"{short(n):>4}"
-            line += f" [{fg} on #{r:02x}{g:02x}{b:02x}]{cell}[/]" if n else "    ·"
+            line += f" [{fg} on #{r:02x}{g:02x}{b:02x}]{short(n):>4}[/]" if n else "    ·"
         con.print(line)
+    if s.get("plot"):
+        con.print(f"coverage picture: {s['plot']}")
 
 
 @app.command("ls")

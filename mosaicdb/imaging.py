@@ -477,3 +477,28 @@ def write_swatch_pairs(path: str, pairs: list[tuple[str, str]], size: int = 64) 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_coverage_plot(path: str, colours: np.ndarray, counts: np.ndarray, cell: int = 64) -> None:
+    """Swatches on a grid (rows × cols of sRGB `colours`), each square's area proportional to
+    its count: where the library is rich or thin, at a glance."""
+    rows, cols = counts.shape
+    img = np.full((rows * cell, cols * cell, 3), 255, np.uint8)
+    top = max(1, int(counts.max()))
+    for r in range(rows):
+        for c in range(cols):
+            if counts[r, c] <= 0:
+                continue
+            side = max(3, int(round((cell - 6) * (counts[r, c] / top) ** 0.5)))
+            y, x = r * cell + (cell - side) // 2, c * cell + (cell - side) // 2
+            img[y : y + side, x : x + side] = colours[r, c]
+    out = pyvips.Image.new_from_array(img).copy(interpretation="srgb")
+    tmp = f"{path}.{os.getpid()}.tmp{os.path.splitext(path)[1]}"
+    try:
+        out.write_to_file(tmp)
+        os.replace(tmp, path)
+    except pyvips.Error as e:
+        raise ImageError(f"cannot write {path}: {_vips_message(e)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -110,10 +110,11 @@ class Library:
         return [_show(p) for _, p in self.catalog.roots()]
 
     # -- asking the store ------------------------------------------------------------------
-    def stats(self) -> dict:
+    def stats(self, plot: str | None = None) -> dict:
+        """What is in the store; `plot` also writes a coverage picture (PNG, JPEG …)."""
         from .queries import stats
 
-        return stats(self)
+        return stats(self, plot=plot)
 
     def ls(self, **filters) -> list[dict]:
         """Photos with their mean colour; filters: status, root, path (glob), near (colour),

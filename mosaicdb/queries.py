@@ -89,7 +89,24 @@ def coverage(lib: Library) -> dict:
     }
 
 
-def stats(lib: Library) -> dict:
+def bin_colours():
+    """sRGB of each coverage bin (lightness bands × [grey, *HUES]), for charts."""
+    import numpy as np
+
+    from . import features as F
+
+    labs = []
+    for lo, hi in L_BANDS:
+        mid = (lo + min(hi, 100)) / 2
+        row = [[mid, 0.0, 0.0]]
+        for j in range(len(HUES)):
+            ang = np.radians(30 * j)
+            row.append([mid, 30 * np.cos(ang), 30 * np.sin(ang)])
+        labs.append(row)
+    return F.lab_to_srgb8(np.array(labs))
+
+
+def stats(lib: Library, plot: str | None = None) -> dict:
     by_status: dict[str, int] = {}
     by_format: dict[str, int] = {}
     for status, fmt, n in lib.catalog.status_format_counts():
@@ -99,7 +116,7 @@ def stats(lib: Library) -> dict:
     catalog = sum(p.stat().st_size for p in lib.home.glob("catalog.sqlite*") if p.is_file())
     vectors = {p.name: p.stat().st_size for p in sorted(lib.home.glob("vectors-*.faiss"))}
     last = lib.catalog.get_meta("last_index_at")
-    return {
+    out = {
         "photos": sum(by_status.values()),
         "by_status": {"ok": by_status.get("ok", 0), "error": by_status.get("error", 0)},
         "by_format": dict(sorted(by_format.items(), key=lambda kv: -kv[1])),
@@ -114,6 +131,16 @@ def stats(lib: Library) -> dict:
         "last_index_at": float(last) if last else None,
         "coverage": coverage(lib),
     }
+    if plot:
+        import numpy as np
+
+        from . import imaging
+
+        cov = out["coverage"]
+        counts = np.column_stack([cov["greys"], np.array(cov["counts"])])
+        imaging.write_coverage_plot(plot, bin_colours(), counts)
+        out["plot"] = plot
+    return out
 
 
 def listing(

@@ -22,8 +22,12 @@ def store(lib, lib_dir):
     return lib
 
 
-def test_stats_counts_and_coverage(store, lib_dir):
-    s = store.stats()
+def test_stats_counts_and_coverage(store, lib_dir, work_dir):
+    import pyvips
+
+    s = store.stats(plot=str(work_dir / "coverage.png"))
+    im = pyvips.Image.new_from_file(s["plot"])
+    assert (im.width, im.height) == (13 * 64, 5 * 64)
     assert s["photos"] == 9
     assert s["by_status"] == {"ok": 8, "error": 1}
     assert s["by_format"] == {"png": 8}
