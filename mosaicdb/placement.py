@@ -148,39 +148,34 @@ def _capacity_round(cands: np.ndarray, all_ids: np.ndarray, free: np.ndarray) ->
     Repeatedly: pairs are taken best rank first (earlier cells first on ties), each photo
     accepts up to its free uses, a cell keeps its best accepted pair; until no cell gains.
     Returns the chosen id per cell, -1 where its candidates are full (it waits for a new
-    search). `free` is not modified.
+    search). `free` is not modified. Linear passes apart from one stable sort by photo.
     """
     W, k = cands.shape
     free = free.copy()
-    flat = cands.ravel()
+    flat = np.ascontiguousarray(cands.T).ravel()  # rank-major: the priority order
     pos = np.minimum(np.searchsorted(all_ids, flat), len(all_ids) - 1)
     valid = (flat >= 0) & (all_ids[pos] == flat)
-    cell = np.repeat(np.arange(W), k)[valid]
-    rank = np.tile(np.arange(k), W)[valid]
+    cell = np.tile(np.arange(W), k)[valid]
     pos = pos[valid]
-    prio = np.lexsort((cell, rank))  # best rank first, then cell priority
-    cell, rank, pos = cell[prio], rank[prio], pos[prio]
     out = np.full(W, -1, np.int64)
     while len(cell):
         live = free[pos] > 0
-        cell, rank, pos = cell[live], rank[live], pos[live]
+        cell, pos = cell[live], pos[live]
         if not len(cell):
             break
         by_photo = np.argsort(pos, kind="stable")
         p_sorted = pos[by_photo]
         nth = np.empty(len(pos), np.int64)
         nth[by_photo] = np.arange(len(pos)) - np.searchsorted(p_sorted, p_sorted)
-        ok = nth < free[pos]
-        c, r, p = cell[ok], rank[ok], pos[ok]
-        best = np.lexsort((r, c))
-        c, p = c[best], p[best]
-        keep = np.ones(len(c), bool)
-        keep[1:] = c[1:] != c[:-1]
-        c, p = c[keep], p[keep]
-        if not len(c):
+        ok = np.flatnonzero(nth < free[pos])
+        # each cell keeps its first (best) accepted pair: write in reverse, first wins
+        first = np.full(W, -1, np.int64)
+        first[cell[ok[::-1]]] = ok[::-1]
+        got = first[first >= 0]
+        if not len(got):
             break
-        out[c] = all_ids[p]
-        np.subtract.at(free, p, 1)
+        out[cell[got]] = all_ids[pos[got]]
+        np.subtract.at(free, pos[got], 1)
         pending = out[cell] < 0
-        cell, rank, pos = cell[pending], rank[pending], pos[pending]
+        cell, pos = cell[pending], pos[pending]
     return out
