@@ -8,3 +8,4 @@ $PY bench/bench_index.py
 $PY bench/bench_render.py
 $PY bench/bench_placement.py
 $PY bench/bench_gigapixel.py
+$PY bench/bench_queries.py
