@@ -1,6 +1,7 @@
 """Gigapixel render benchmark (issue 5, item 3).
 
-A ≥ 1 Gpix JPEG with ≥ 20,000 distinct tiles from the 20,000-photo real library, against the
+A ≥ 1 Gpix JPEG with ≥ 20,000 distinct tiles from a 22,000-photo real library (lib20k + lib2k;
+`--max-uses 3` forces the distinct count), against the
 floor measured in the same run: (a) decoding every distinct stored thumbnail of the plan once
 (2 threads, like render) plus (b) pyvips encoding an equal-size image to the same format.
 Goal: wall ≤ 1.3 × floor, peak RSS ≤ 1 GB.
