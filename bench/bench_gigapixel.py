@@ -41,6 +41,7 @@ def ensure_store20k(store: Path) -> None:
                 ],
                 check=True,
             )
+        # 22,000 photos (lib20k + lib2k), so that 64,000 cells fit --max-uses 3
         subprocess.run(
             [
                 str(VENV_BIN / "mosaicdb"),
@@ -48,6 +49,7 @@ def ensure_store20k(store: Path) -> None:
                 str(store),
                 "index",
                 str(lib),
+                str(DATA / "lib2k"),
                 "--workers",
                 "2",
                 "--quiet",
