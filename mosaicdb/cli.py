@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from typing import Annotated
 
 import typer
+from typer.exceptions import TyperException
 
 from .errors import MosaicdbError
 
@@ -62,6 +64,22 @@ def _command(fn):
             raise typer.Exit(130) from None
         except BrokenPipeError:
             raise typer.Exit(0) from None
+        except (typer.Exit, typer.Abort, TyperException):
+            raise
+        except OSError as e:  # disk full, permissions on the store or the output folder
+            where = f": {e.filename}" if e.filename else ""
+            _err(f"{e.strerror or e}{where}")
+            raise typer.Exit(1) from None
+        except Exception as e:
+            if os.environ.get("MOSAICDB_DEBUG"):
+                raise
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if isinstance(e, SQLAlchemyError):
+                _err(f"the catalog database failed: {getattr(e, 'orig', None) or e}")
+            else:  # a bug: one line for the user, the traceback on request
+                _err(f"unexpected {type(e).__name__}: {e} (set MOSAICDB_DEBUG=1 for a traceback)")
+            raise typer.Exit(1) from None
 
     return wrapper
 

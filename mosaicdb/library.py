@@ -77,7 +77,8 @@ class Library:
             raise
         except Exception as e:
             engine.dispose()
-            raise StoreError(f"cannot open the catalog in {home}: {e}") from e
+            reason = getattr(e, "orig", None) or e  # the driver's words, not SQLAlchemy's
+            raise StoreError(f"cannot open the catalog in {home}: {reason}") from e
         lib = cls(home, db.Catalog(engine), progress)
         if lib.catalog.get_meta("feature_spec") is None:
             from .features import FeatureSpec

@@ -97,5 +97,6 @@ def ensure_schema(engine: Engine, lock_path: Path | None = None) -> str:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except Exception as e:  # a failed migration must not look like a traceback to users
-            raise StoreError(f"could not upgrade the catalog schema: {e}") from e
+            reason = getattr(e, "orig", None) or e
+            raise StoreError(f"could not upgrade the catalog schema: {reason}") from e
         return current_revision(engine)

@@ -180,3 +180,25 @@ def test_decoder_crash_costs_one_file(tmp_path, lib_dir):
     assert json.loads(p.stdout) == [
         {"path": str(lib_dir / "boom.png"), "error": "the image decoder crashed on this file"}
     ]
+
+
+def test_database_failure_is_one_line(cli, lib_dir, home):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    assert cli("index", lib_dir, "-j", "0", "-q").exit_code == 0
+    (home / "catalog.sqlite").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (home / f"catalog.sqlite{suffix}").unlink(missing_ok=True)
+    r = cli("roots")
+    assert r.exit_code == 1
+    assert r.output.startswith("Error: ") and r.output.count("\n") == 1
+    assert "Traceback" not in r.output
+
+
+def test_unwritable_output_folder_is_one_line(cli, lib_dir, tmp_path):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    cli("index", lib_dir, "-j", "0", "-q")
+    r = cli("render", lib_dir / "a.png", "-o", tmp_path / "nowhere" / "x.jpg")
+    assert (r.exit_code, r.output) == (
+        1,
+        f"Error: --output: folder {tmp_path / 'nowhere'} does not exist\n",
+    )
