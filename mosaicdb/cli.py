@@ -142,6 +142,10 @@ def index(
     quiet: QuietOpt = False,
 ):
     """Index photo folders: new and changed files are read, deleted ones dropped."""
+    if workers != 0:
+        from .scan import prestart_forkserver
+
+        prestart_forkserver()
     with _open(quiet or json_out and not sys.stderr.isatty()) as lib:
         s = lib.index(
             paths or (),

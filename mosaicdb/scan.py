@@ -207,16 +207,31 @@ def plan_scan(
     return ScanPlan(todo, existing, root_of, gone, scanned, unchanged)
 
 
+def _forkserver_context():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["mosaicdb.scan", "mosaicdb.imaging"])
+    return ctx
+
+
+def prestart_forkserver() -> None:
+    """Start the forkserver (which imports numpy and libvips for the workers) in the
+    background now, so it is ready by the time the folders are walked."""
+    from multiprocessing import forkserver
+
+    _forkserver_context()
+    threading.Thread(target=forkserver.ensure_running, daemon=True).start()
+
+
 def start_pool(workers: int):
     """Start worker processes now (they import libvips while the caller walks the folders);
     pass the result to run_batches."""
     if workers <= 0:
         return None
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["mosaicdb.scan", "mosaicdb.imaging"])
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=_forkserver_context(), initializer=_worker_init
+    )
     # Starting the forkserver blocks while it imports numpy and libvips: do it beside the walk.
     threading.Thread(
         target=lambda: [pool.submit(os.getpid) for _ in range(workers)], daemon=True
@@ -241,12 +256,9 @@ def run_batches(
         for b in batches:
             on_results(process_batch(b, opts))
         return
-    import multiprocessing
-
     # Never fork this process (it may hold libvips or SQLite state); a forkserver that has
     # imported the worker modules once forks clean workers quickly.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["mosaicdb.scan", "mosaicdb.imaging"])
+    ctx = _forkserver_context()
 
     def new_pool(n):
         return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
