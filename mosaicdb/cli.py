@@ -233,6 +233,9 @@ def render(
     plan: Annotated[
         int | None, typer.Option("--plan", help="Re-render saved render ID without matching.")
     ] = None,
+    score: Annotated[
+        bool, typer.Option("--score", help="Also score ΔE2000 and SSIM at 400 and 1600 px wide.")
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -253,6 +256,7 @@ def render(
             seed=seed,
             blend=blend,
             candidates=candidates,
+            score=score,
         )
     if json_out:
         _print_json(r.to_dict())
@@ -265,6 +269,8 @@ def render(
         f"{r.cells:,} cells, {r.distinct_tiles:,} distinct photos (most used ×{r.max_reuse}), "
         f"mean ΔE2000 {de}, {r.seconds:.1f} s"
     )
+    for width, q in (r.quality or {}).items():
+        typer.echo(f"at {width} px wide: mean ΔE2000 {q['delta_e']:.2f}, SSIM {q['ssim']:.3f}")
     if r.mean_delta_e_best is not None and r.mean_delta_e is not None:
         typer.echo(
             f"the repetition rules cost {r.mean_delta_e - r.mean_delta_e_best:+.2f} ΔE "

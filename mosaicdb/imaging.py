@@ -502,3 +502,18 @@ def write_coverage_plot(path: str, colours: np.ndarray, counts: np.ndarray, cell
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def reduced_pair(mosaic: str, target: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mosaic and the matching centred part of the target, both reduced to `width` px wide
+    (and the same height), as uint8 sRGB arrays: what quality.score compares."""
+    try:
+        m = _to_srgb8(pyvips.Image.thumbnail(mosaic, width, height=10_000_000, size="down"))
+        t = pyvips.Image.new_from_file(target).autorot()
+    except pyvips.Error as e:
+        raise ImageError(f"cannot read {mosaic} or {target}: {_vips_message(e)}") from None
+    t = _to_srgb8(centre_crop(t, m.width / m.height))
+    t = t.resize(m.width / t.width, vscale=m.height / t.height)
+    if (t.width, t.height) != (m.width, m.height):
+        t = t.gravity("centre", m.width, m.height, extend="copy")
+    return m.numpy(), t.numpy()

@@ -38,6 +38,7 @@ class RenderOptions:
     seed: int = 0
     blend: float = 0.0
     candidates: int = 16
+    score: bool = False  # also measure ΔE2000 / SSIM at 400 and 1600 px (quality.py)
 
     def validate(self) -> None:
         if self.tiles_across is not None and self.tile_count is not None:
@@ -75,6 +76,7 @@ class RenderReport:
     mean_delta_e: float | None
     seconds: float
     mean_delta_e_best: float | None = None  # with no repetition rules, for comparison
+    quality: dict | None = None  # {"400": {"delta_e", "ssim"}, "1600": {...}} with --score
     timings: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -302,6 +304,19 @@ def run(
             best = _vectors_of(index, cand_ids[:, 0])
             best_de = float(F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).mean())
         mean_de = float(F.ciede2000(cells.reshape(-1, 3), mosaic_lab.reshape(-1, 3)).mean())
+    quality = None
+    if opts.score:
+        if fmt == "dz" or region is None:
+            warnings.append("--score needs a single-file output and the target; not scored")
+        else:
+            from .quality import score
+
+            t3 = time.monotonic()
+            quality = {
+                str(w): {k: round(v, 4) for k, v in s.items()}
+                for w, s in score(output, target).items()
+            }
+            timings["score"] = time.monotonic() - t3
     uniq, counts = np.unique(plan, return_counts=True)
     seconds = time.monotonic() - t0
     lib.catalog.update_render(
@@ -326,6 +341,7 @@ def run(
         mean_de,
         seconds,
         best_de,
+        quality,
         timings,
         warnings,
     )

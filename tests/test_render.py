@@ -322,3 +322,11 @@ def test_cli_render_contract(cli, lib_dir, tmp_path):
     assert (r.exit_code, r.output) == (1, "Error: no render with id 99; see `mosaicdb renders`\n")
     r = cli("renders", "--json")
     assert [x["id"] for x in json.loads(r.stdout)] == [d["render_id"]]
+
+
+def test_score_reports_quality_at_two_widths(colour_lib, work):
+    t = blocks_target(work / "target.png", cell=400)  # 1600×800
+    r = colour_lib.render(t, work / "out.png", tiles_across=4, tile_size=400, score=True)
+    assert set(r.quality) == {"400", "1600"}
+    assert r.quality["400"]["delta_e"] < 3  # every cell got its own colour
+    assert r.quality["1600"]["ssim"] > 0.9
