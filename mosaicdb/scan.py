@@ -270,7 +270,8 @@ def run_batches(
         try:
             pending: dict = {}
             limit = opts.workers * 4  # bounded in flight: memory stays flat on any library size
-            while queue or pending:
+            broken = False
+            while (queue or pending) and not broken:
                 while queue and len(pending) < limit:
                     b = queue.pop()
                     pending[pool.submit(process_batch, b, opts)] = b
@@ -280,12 +281,16 @@ def run_batches(
                     try:
                         res = f.result()
                     except BrokenProcessPool:
-                        # a decoder crashed the worker: find the file(s) one at a time below
+                        # a decoder crashed a worker: its files are retried one by one below
                         suspects.extend(b)
-                        suspects.extend(p for bb in pending.values() for p in bb)
-                        pending.clear()
-                        break
+                        broken = True
+                        continue
                     on_results(res)
+            for f, b in pending.items():  # the pool is gone: keep what finished, retry the rest
+                if f.done() and f.exception() is None:
+                    on_results(f.result())
+                else:
+                    suspects.extend(b)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         if suspects:

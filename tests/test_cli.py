@@ -163,8 +163,9 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, lib_dir):
 
 
 def test_decoder_crash_costs_one_file(tmp_path, lib_dir):
-    for i in range(6):
-        solid(lib_dir / f"ok{i}.png", COLOURS["red"])
+    # the crash comes first and many batches are still queued behind it
+    for i in range(80):
+        solid(lib_dir / "more" / f"ok{i:02d}.png", COLOURS["red"], size=(64, 48))
     solid(lib_dir / "boom.png", COLOURS["green"])
     env = {**os.environ, "MOSAICDB_HOME": str(tmp_path / "s"), "MOSAICDB_TEST_CRASH_ON": "boom.png"}
     p = subprocess.run(
@@ -175,7 +176,7 @@ def test_decoder_crash_costs_one_file(tmp_path, lib_dir):
     )
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
-    assert (s["added"], s["failed"], s["vectors"]) == (7, 1, 6)
+    assert (s["added"], s["failed"], s["vectors"]) == (81, 1, 80)
     p = _run(["errors", "--json"], tmp_path / "s")
     assert json.loads(p.stdout) == [
         {"path": str(lib_dir / "boom.png"), "error": "the image decoder crashed on this file"}
