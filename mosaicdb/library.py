@@ -251,13 +251,15 @@ class Library:
                     continue
                 scopes.append(Scope(rid, rpath, rpath))
             return scopes
-        scopes = []
-        for p in paths:
+        resolved = []
+        for p in paths:  # all checked before any is registered
             raw = _fs(os.path.expanduser(os.fsdecode(_fs(p))))
             if not os.path.isdir(raw):
                 what = "does not exist" if not os.path.exists(raw) else "is not a folder"
                 raise MosaicdbError(f"{_show(raw)} {what}")
-            rp = os.path.realpath(raw)
+            resolved.append(os.path.realpath(raw))
+        scopes = []
+        for rp in resolved:
             cover = next(
                 ((rid, r) for rid, r in roots if rp == r or rp.startswith(r.rstrip(b"/") + b"/")),
                 None,

@@ -50,6 +50,10 @@ def test_errors_are_one_line_exit_1(cli, tmp_path):
         1,
         "Error: no folders are registered yet: run `mosaicdb index PATH`\n",
     )
+    (tmp_path / "good").mkdir()
+    r = cli("index", tmp_path / "good", tmp_path / "nope")
+    assert r.exit_code == 1
+    assert cli("roots", "--json").stdout.strip() == "[]"  # nothing registered on a bad call
     (tmp_path / "f").write_text("x")
     r = cli("--home", tmp_path / "f", "roots")
     assert r.exit_code == 1
