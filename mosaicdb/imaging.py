@@ -175,12 +175,18 @@ def _grid_means(img, cols: int, rows: int, k: int, lab: bool) -> np.ndarray:
 
 
 def _box_mean(px: np.ndarray, f: int) -> np.ndarray:
-    """Average f×f blocks (trailing partial blocks dropped); two 1-axis sums are ~4× faster
-    than one mean over two axes."""
+    """Average f×f blocks of uint8 pixels (trailing partial blocks dropped), by adding strided
+    slices in an integer type that cannot overflow: 3x faster than a reshaped sum."""
     h, w = px.shape[0] // f, px.shape[1] // f
-    s = px[: h * f, : w * f].reshape(h, f, w * f * 3).sum(axis=1, dtype=np.uint32)
-    s = s.reshape(h, w, f, 3).sum(axis=2)
-    return s.astype(np.float32) / np.float32(f * f)
+    acc = np.uint16 if f * f * 255 <= np.iinfo(np.uint16).max else np.uint32
+    p = px[: h * f, : w * f]
+    rows = p[0::f].astype(acc)
+    for i in range(1, f):
+        rows += p[i::f]
+    out = rows[:, 0::f].copy()
+    for j in range(1, f):
+        out += rows[:, j::f]
+    return out.astype(np.float32) / np.float32(f * f)
 
 
 def centre_crop_array(a: np.ndarray, aspect: float) -> np.ndarray:
