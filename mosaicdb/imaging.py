@@ -465,6 +465,19 @@ def image_size_or_error(path: str) -> tuple[int, int]:
     return h.width, h.height
 
 
+def _write_atomic(img, path: str) -> None:
+    """Write a small image to a temporary name beside `path`, then rename."""
+    tmp = f"{path}.{os.getpid()}.tmp{os.path.splitext(path)[1]}"
+    try:
+        img.write_to_file(tmp)
+        os.replace(tmp, path)
+    except pyvips.Error as e:
+        raise ImageError(f"cannot write {path}: {_vips_message(e)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_swatch_pairs(path: str, pairs: list[tuple[str, str]], size: int = 64) -> None:
     """A picture of colour pairs (wanted, closest available), one pair per row."""
 
@@ -474,15 +487,7 @@ def write_swatch_pairs(path: str, pairs: list[tuple[str, str]], size: int = 64) 
 
     tiles = [t for a, b in pairs for t in (swatch(a), swatch(b))]
     img = pyvips.Image.arrayjoin(tiles, across=2, shim=4, background=[255, 255, 255])
-    tmp = f"{path}.{os.getpid()}.tmp{os.path.splitext(path)[1]}"
-    try:
-        img.copy(interpretation="srgb").write_to_file(tmp)
-        os.replace(tmp, path)
-    except pyvips.Error as e:
-        raise ImageError(f"cannot write {path}: {_vips_message(e)}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _write_atomic(img.copy(interpretation="srgb"), path)
 
 
 def write_coverage_plot(path: str, colours: np.ndarray, counts: np.ndarray, cell: int = 64) -> None:
@@ -499,15 +504,7 @@ def write_coverage_plot(path: str, colours: np.ndarray, counts: np.ndarray, cell
             y, x = r * cell + (cell - side) // 2, c * cell + (cell - side) // 2
             img[y : y + side, x : x + side] = colours[r, c]
     out = pyvips.Image.new_from_array(img).copy(interpretation="srgb")
-    tmp = f"{path}.{os.getpid()}.tmp{os.path.splitext(path)[1]}"
-    try:
-        out.write_to_file(tmp)
-        os.replace(tmp, path)
-    except pyvips.Error as e:
-        raise ImageError(f"cannot write {path}: {_vips_message(e)}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _write_atomic(out, path)
 
 
 def reduced_pair(mosaic: str, target: str, width: int) -> tuple[np.ndarray, np.ndarray]:
