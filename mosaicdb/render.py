@@ -114,6 +114,18 @@ def output_format(path: str) -> str:
     return FORMATS[ext]
 
 
+def prepare_output(output: str) -> tuple[str, str]:
+    """(absolute output path, format); `.dz` becomes the `.dzi` that dzsave writes. Refuses an
+    unknown extension or a missing folder before any work."""
+    fmt = output_format(output)
+    path = str(Path(output).expanduser().resolve())
+    if fmt == "dz" and path.lower().endswith(".dz"):
+        path = path[:-3] + ".dzi"
+    if not Path(path).parent.is_dir():
+        raise OptionError("--output", f"folder {Path(path).parent} does not exist")
+    return path, fmt
+
+
 def grid_size(tw: int, th: int, aspect: float, across: int | None, count: int | None):
     """cols × rows of cells of `aspect` (w/h) that cover a tw×th target."""
     if count is not None:
@@ -156,13 +168,7 @@ def run(
     timings: dict[str, float] = {}
     warnings: list[str] = []
     opts.validate()
-    fmt = output_format(output)
-    output = str(Path(output).expanduser().resolve())
-    if fmt == "dz" and output.lower().endswith(".dz"):
-        output = output[:-3] + ".dzi"
-    out_dir = Path(output).parent
-    if not out_dir.is_dir():
-        raise OptionError("--output", f"folder {out_dir} does not exist")
+    output, fmt = prepare_output(output)
 
     if plan_id is not None:
         saved = lib.catalog.get_render(plan_id)
@@ -498,7 +504,7 @@ def sheet(
 
     from .queries import GREY_CHROMA, listing
 
-    fmt = output_format(output)
+    output, fmt = prepare_output(output)
     if not 4 <= tile_size <= 1024:
         raise OptionError("--tile-size", f"must be between 4 and 1024, got {tile_size}")
     if across is not None and across < 1:
@@ -524,11 +530,6 @@ def sheet(
             raise RenderError(f"the sheet is too big for {fmt.upper()}; write .tif or .dz")
     plan = np.full(cols * nrows, -1, dtype=np.int64)
     plan[: len(ids)] = ids
-    output = str(Path(output).expanduser().resolve())
-    if fmt == "dz" and output.lower().endswith(".dz"):
-        output = output[:-3] + ".dzi"
-    if not Path(output).parent.is_dir():
-        raise OptionError("--output", f"folder {Path(output).parent} does not exist")
     timings: dict = {}
     _assemble(
         lib,
