@@ -23,6 +23,17 @@ L_BANDS = [(0, 20), (20, 40), (40, 60), (60, 80), (80, 101)]
 HUES = "pink red orange yellow lime green spring cyan azure indigo blue magenta".split()
 
 
+def colour_bins(lab):
+    """(lightness band, is near-grey, hue sector) of each row of an (n, 3) Lab array: the bins
+    of the coverage chart and of the gap report."""
+    import numpy as np
+
+    band = np.clip(
+        np.searchsorted([b[1] for b in L_BANDS], lab[:, 0], side="right"), 0, len(L_BANDS) - 1
+    )
+    return band, np.hypot(lab[:, 1], lab[:, 2]) < GREY_CHROMA, hue_sector(lab[:, 1], lab[:, 2])
+
+
 def hue_sector(a, b):
     """Index into HUES of Lab (a, b) arrays."""
     import numpy as np
@@ -73,11 +84,7 @@ def coverage(lib: Library) -> dict:
     # mean L, a, b of each vector as one matrix product (cells have equal area)
     avg = np.tile(np.eye(3, dtype=np.float32), (cells, 1)) / np.float32(cells)
     m = vecs @ avg
-    band = np.clip(
-        np.searchsorted([b[1] for b in L_BANDS], m[:, 0], side="right"), 0, len(L_BANDS) - 1
-    )
-    grey = np.hypot(m[:, 1], m[:, 2]) < GREY_CHROMA
-    hue = hue_sector(m[:, 1], m[:, 2])
+    band, grey, hue = colour_bins(m)
     nb, nh = len(L_BANDS), len(HUES)
     greys = np.bincount(band[grey], minlength=nb)
     counts = np.bincount(band[~grey] * nh + hue[~grey], minlength=nb * nh).reshape(nb, nh)
@@ -374,12 +381,8 @@ def gaps(
     de = F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).reshape(len(cells), -1).mean(1)
     cell_mean = cells.reshape(len(cells), -1, 3).mean(axis=1)
     poor = de > threshold
-    band = np.clip(
-        np.searchsorted([b[1] for b in L_BANDS], cell_mean[:, 0], side="right"), 0, len(L_BANDS) - 1
-    )
-    chroma = np.hypot(cell_mean[:, 1], cell_mean[:, 2])
-    hue = hue_sector(cell_mean[:, 1], cell_mean[:, 2])
-    key = np.where(chroma < GREY_CHROMA, -1, hue)
+    band, grey, hue = colour_bins(cell_mean)
+    key = np.where(grey, -1, hue)
     groups = []
     for b, hk in sorted({(int(b), int(k)) for b, k in zip(band[poor], key[poor], strict=True)}):
         sel = poor & (band == b) & (key == hk)
