@@ -314,6 +314,8 @@ class Catalog(RenderCatalog):
         with self.engine.begin() as c:
             n = c.execute(select(func.count()).where(photos.c.root_id == root_id)).scalar_one()
             c.execute(delete(roots).where(roots.c.id == root_id))
+            if n:
+                self.next_seq(c)
             return n
 
     # -- photos -----------------------------------------------------------------------

@@ -141,16 +141,21 @@ class Library:
 
         return sheet(self, str(output), **options)
 
-    def forget(self, root: str) -> dict:
-        """Remove a registered folder and its photos from the store (not from disk)."""
+    def root_id(self, root: str | os.PathLike) -> int:
+        """The id of a registered folder, given as the user typed it."""
         want = os.path.realpath(_fs(os.path.expanduser(os.fsdecode(_fs(root)))))
         for rid, path in self.catalog.roots():
             if path == want:
-                n = self.catalog.remove_root(rid)
-                self.catalog.set_meta({"seq": str(int(self.catalog.get_meta("seq", "0")) + 1)})
-                vs = self.sync_vectors()
-                return {"root": _show(path), "photos_removed": n, "vectors": vs["count"]}
+                return rid
         raise NotFoundError(f"{root} is not a registered folder; see `mosaicdb roots`")
+
+    def forget(self, root: str) -> dict:
+        """Remove a registered folder and its photos from the store (not from disk)."""
+        rid = self.root_id(root)
+        path = dict(self.catalog.roots())[rid]
+        n = self.catalog.remove_root(rid)
+        vs = self.sync_vectors()
+        return {"root": _show(path), "photos_removed": n, "vectors": vs["count"]}
 
     def errors(self) -> list[dict]:
         return [{"path": _show(p), "error": e} for p, e in self.catalog.errors()]

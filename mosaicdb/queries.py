@@ -10,7 +10,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from .errors import NotFoundError, OptionError
+from .errors import OptionError
 from .records import display_path as _show
 
 if TYPE_CHECKING:
@@ -163,11 +163,7 @@ def listing(
         raise OptionError("--limit", f"must be positive, got {limit}")
     root_id = None
     if root is not None:
-        want = os.path.realpath(os.fsencode(os.path.expanduser(root)))
-        match = [i for i, p in lib.catalog.roots() if p == want]
-        if not match:
-            raise NotFoundError(f"{root} is not a registered folder; see `mosaicdb roots`")
-        root_id = match[0]
+        root_id = lib.root_id(root)
     order_ids = None
     if near is not None:
         from . import vecindex as V
