@@ -221,45 +221,53 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     database), run the database's quick check (`deep`: decode every thumbnail and run the full
     integrity check); with `repair`, rebuild the vector file, drop orphans and drop the rows of
     files gone from disk (never a row whose file exists; never under a missing root folder)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from . import imaging
     from . import vecindex as V
 
     problems: list[str] = []
     report: dict = {"problems": problems}
     spec = lib.spec
-    integrity = lib.catalog.integrity_check(deep=deep)
+    cat = lib.catalog
+    # SQLite gives up the GIL while it reads, so its own page check runs on one core while
+    # the row scans run on the other; the vector file meanwhile is only mapped, not read.
+    with ThreadPoolExecutor(2) as pool:
+        integrity_job = pool.submit(cat.integrity_check, deep=deep)
+        scans_job = pool.submit(
+            lambda: (cat.feature_state(spec.key), cat.orphans(), cat.bad_thumbnail_markers())
+        )
+        path = lib.vector_path(spec)
+        vec: dict = {"file": str(path)}
+        index_state = None
+        if not path.exists():
+            problems.append(f"vector file {path.name} is missing")
+        else:
+            try:
+                index = V.read_mapped(path)
+                index_state = (int(index.ntotal), int(V.ids_of(index).sum()), int(index.d))
+                vec["file_vectors"] = index_state[0]
+            except Exception as e:
+                problems.append(f"vector file {path.name} cannot be read: {e}")
+        (n, idsum, _seq), orphans, bad_thumbs = scans_job.result()
+        integrity = integrity_job.result()
     if integrity:
-        problems.append("database integrity: " + "; ".join(integrity[:5]))
-
-    n, idsum, _seq = lib.catalog.feature_state(spec.key)
-    path = lib.vector_path(spec)
-    vec = {"file": str(path), "catalog_vectors": n}
-    if not path.exists():
-        problems.append(f"vector file {path.name} is missing")
-    else:
-        try:
-            index = V.read(path)
-            ids = V.ids_of(index)
-            vec["file_vectors"] = int(index.ntotal)
-            if index.d != spec.dim:
-                problems.append(
-                    f"vector file has dimension {index.d}, spec {spec.key} needs {spec.dim}"
-                )
-            elif index.ntotal != n or int(ids.sum()) != idsum:
-                problems.append(
-                    f"vector file holds {index.ntotal:,} vectors, the catalog "
-                    f"{n:,} (or different photos)"
-                )
-        except Exception as e:
-            problems.append(f"vector file {path.name} cannot be read: {e}")
+        problems.insert(0, "database integrity: " + "; ".join(integrity[:5]))
+    vec["catalog_vectors"] = n
+    if index_state is not None:
+        ntotal, file_idsum, dim = index_state
+        if dim != spec.dim:
+            problems.append(f"vector file has dimension {dim}, spec {spec.key} needs {spec.dim}")
+        elif ntotal != n or file_idsum != idsum:
+            problems.append(
+                f"vector file holds {ntotal:,} vectors, the catalog {n:,} (or different photos)"
+            )
     report["vectors"] = vec
 
-    orphans = lib.catalog.orphans()
     if any(orphans.values()):
         problems.append("orphan rows: " + ", ".join(f"{v} {k}" for k, v in orphans.items() if v))
     report["orphans"] = orphans
 
-    bad_thumbs = lib.catalog.bad_thumbnail_markers()
     if deep:
         known = set(bad_thumbs)
         for chunk in lib.catalog.iter_thumbnail_data():

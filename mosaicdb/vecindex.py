@@ -22,6 +22,12 @@ def read(path: Path):
     return faiss.read_index(str(path))
 
 
+def read_mapped(path: Path):
+    """Read-only view whose stored vectors stay mapped from the file (not read): for looking
+    at the ids and counts only."""
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+
+
 def write_atomic(index, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
