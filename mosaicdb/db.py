@@ -194,6 +194,23 @@ class RenderCatalog:
         a.frombytes(blob or b"")
         return a.tolist()
 
+    def photo_details(self, ids, spec: str) -> dict[int, dict]:
+        """photo id → path, size, width, height, format and `vector` (the `spec` feature
+        BLOB, None if missing) of each of `ids` still in the catalog (for the viewer)."""
+        p, f = photos.c, features.c
+        out: dict[int, dict] = {}
+        with self.engine.connect() as c:
+            for chunk in _chunks(sorted(set(int(i) for i in ids)), 500):
+                q = (
+                    select(p.id, p.path, p.size, p.width, p.height, p.format, f.vector)
+                    .select_from(
+                        photos.outerjoin(features, (f.photo_id == p.id) & (f.spec == spec))
+                    )
+                    .where(p.id.in_(chunk))
+                )
+                out.update({r["id"]: dict(r) for r in c.execute(q).mappings()})
+        return out
+
     def ok_photo_ids(self, ids) -> set[int]:
         out: set[int] = set()
         with self.engine.connect() as c:
