@@ -396,3 +396,11 @@ class Library:
             )
             out.append(r)
         return out
+
+    # -- view --------------------------------------------------------------------------------
+    def view(self, render):
+        """What the browser viewer shows for a Deep Zoom render (id, or its .dz/.dzi path): a
+        viewer.View, which can .export(folder) or .server(host, port)."""
+        from .viewer import make_view
+
+        return make_view(self, render)
