@@ -300,24 +300,26 @@ MAX_SIDE = {"jpeg": 65_500, "webp": 16_383}
 
 
 class StripTiff:
-    """An uncompressed BigTIFF written one horizontal strip at a time, and read by libvips
-    while it is still being written.
+    """An uncompressed BigTIFF made one horizontal strip at a time and read by libvips while it
+    is being made, never written to disk.
 
     All strips have the same size, so the layout is known up front: header, IFD and strip
-    tables first, then the strips. `encode()` starts libvips on a custom source that serves
-    bytes from the file (os.pread, no mmap) and blocks on a strip until `write()` has finished
-    it: the encoder runs beside the tile placement, and memory stays at a few strips whatever
-    the output size. BigTIFF, so outputs past 4 GB of pixels work.
+    tables first, then the strips. `source()` gives libvips a custom source that serves the
+    header from memory and blocks on a strip until `write()` has delivered it. The encoder
+    reads the strips in order (it only seeks back inside the header), so a strip is dropped as
+    soon as the reader is past it, and `write()` waits while `max_bytes` of strips are still
+    unread: the encoder runs beside the tile placement and memory stays at a few strips
+    whatever the output size. BigTIFF, so outputs past 4 GB of pixels work.
     """
 
     _HEADER = 16
     _N_TAGS = 10
 
-    def __init__(self, path: str, width: int, height: int, rows_per_strip: int):
+    def __init__(self, width: int, height: int, rows_per_strip: int, max_bytes: int = 64 << 20):
         import struct
         import threading
 
-        self.path, self.width, self.height, self.rps = path, width, height, rows_per_strip
+        self.width, self.height, self.rps = width, height, rows_per_strip
         self.n = -(-height // rows_per_strip)
         self.strip_bytes = width * rows_per_strip * 3
         ifd = self._HEADER
@@ -346,53 +348,54 @@ class StripTiff:
         head += pack("<Q", 0)
         if self.n > 1:
             head += pack(f"<{self.n}Q", *offsets) + pack(f"<{self.n}Q", *counts)
-        self.f = open(path, "wb+")
-        self.f.write(head.ljust(self.data_start, b"\0"))
-        self.f.flush()
-        self.done = 0
+        self.head = head.ljust(self.data_start, b"\0")
+        self.max_ahead = max(2, max_bytes // self.strip_bytes)
+        self.strips: dict[int, memoryview] = {}
+        self.done = 0  # strips delivered
+        self.first = 0  # lowest strip still kept
         self.failed = False
         self.cond = threading.Condition()
 
     def write(self, strip: np.ndarray) -> None:
-        self.f.write(np.ascontiguousarray(strip, dtype=np.uint8).data)
-        self.f.flush()
+        data = memoryview(np.ascontiguousarray(strip, dtype=np.uint8).reshape(-1))
         with self.cond:
+            while self.done - self.first >= self.max_ahead and not self.failed:
+                self.cond.wait()
+            self.strips[self.done] = data
             self.done += 1
             self.cond.notify_all()
 
     def abort(self) -> None:
-        """Make a waiting reader see the end of the file (the encode then fails)."""
+        """Make a waiting reader see the end of the stream (the encode then fails) and a
+        waiting writer go on."""
         with self.cond:
             self.failed = True
             self.cond.notify_all()
 
-    def close(self) -> None:
-        if not self.f.closed:
-            self.f.close()
-
-    def _available(self, pos: int) -> int:
-        """Bytes readable at `pos` now, waiting for the strip that holds it."""
+    def _read(self, pos: int, size: int) -> bytes:
         if pos < self.data_start:
-            return self.data_start - pos
+            return self.head[pos : pos + size]
         if pos >= self.size:
-            return 0
-        need = (pos - self.data_start) // self.strip_bytes + 1
+            return b""
+        i, off = divmod(pos - self.data_start, self.strip_bytes)
         with self.cond:
-            while self.done < need and not self.failed:
+            while self.done <= i and not self.failed:
                 self.cond.wait()
-            if self.done < need:
-                return 0
-            end = self.data_start + self.done * self.strip_bytes
-        return min(end, self.size) - pos
+            if self.failed or i < self.first:
+                return b""  # failed, or a strip already dropped: the encode fails
+            while self.first < i:
+                del self.strips[self.first]
+                self.first += 1
+            self.cond.notify_all()
+            data = self.strips[i]
+        return bytes(data[off : off + size])
 
     def source(self):
-        fd = os.open(self.path, os.O_RDONLY)
         pos = 0
 
         def on_read(size: int) -> bytes:
             nonlocal pos
-            n = min(size, self._available(pos))
-            data = os.pread(fd, n, pos) if n > 0 else b""
+            data = self._read(pos, size)
             pos += len(data)
             return data
 
@@ -404,14 +407,7 @@ class StripTiff:
         src = pyvips.SourceCustom()
         src.on_read(on_read)
         src.on_seek(on_seek)
-        src._mosaicdb_fd = fd  # closed by close_source
         return src
-
-
-def close_source(src) -> None:
-    fd = getattr(src, "_mosaicdb_fd", None)
-    if fd is not None:
-        os.close(fd)
 
 
 def save_strips(source, out_path: str, fmt: str, on_progress=None) -> None:

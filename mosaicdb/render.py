@@ -375,9 +375,9 @@ def _assemble(
     k: int,
     timings: dict,
 ):
-    """Write the mosaic strip by strip into an uncompressed strip file, then stream it into the
-    encoder; returns the Lab grid of the output cells when blending (measured on the pixels),
-    else None."""
+    """Place the tiles strip by strip into an uncompressed TIFF stream that the encoder reads
+    as it goes (in memory, a few strips at a time); returns the Lab grid of the output cells
+    when blending (measured on the pixels), else None."""
     import numpy as np
 
     from . import imaging
@@ -387,7 +387,6 @@ def _assemble(
     t0 = time.monotonic()
     out = Path(output)
     tag = f".{out.name}.{os.getpid()}"
-    raw = out.with_name(tag + ".strips.tif")
     if fmt == "dz":
         tmp_out = out.with_name(tag + ".tmp.dzi")
         tmp_files = out.with_name(tag + ".tmp_files")
@@ -428,7 +427,7 @@ def _assemble(
             f.abort()
 
     try:
-        f = imaging.StripTiff(str(raw), W, H, tile_h)
+        f = imaging.StripTiff(W, H, tile_h)
         src = f.source()
         encoder = threading.Thread(target=encode, name="mosaicdb-encode", daemon=True)
         encoder.start()
@@ -481,13 +480,8 @@ def _assemble(
         raise
     finally:
         imaging.pyvips.concurrency_set(conc)
-        if f is not None:
-            f.close()
-        if src is not None:
-            imaging.close_source(src)
-        for p in (raw, tmp_out):
-            if p.exists():
-                p.unlink()
+        if tmp_out.exists():
+            tmp_out.unlink()
         if tmp_files is not None and tmp_files.exists():
             shutil.rmtree(tmp_files)
     return mosaic_lab
