@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from .errors import MosaicdbError, NotFoundError, RenderError
+from .errors import MosaicdbError, NotFoundError, OptionError, RenderError
 from .records import display_path
 
 if TYPE_CHECKING:
@@ -160,12 +160,13 @@ class View:
         out = Path(out_dir).expanduser().resolve()
         if out.exists() and not out.is_dir():
             raise MosaicdbError(f"--export: {out} exists and is not a folder")
+        files = self.files.resolve()
+        if files == out or out in files.parents or files in out.parents:
+            raise MosaicdbError(f"--export: {out} overlaps the render's own files")
         if out.is_dir() and any(out.iterdir()) and not (out / DATA_FILE).exists():
             raise MosaicdbError(
                 f"--export: {out} is not empty and not a previous export; give a new folder"
             )
-        if self.files == out or out in self.files.parents or self.files in out.parents:
-            raise MosaicdbError(f"--export: {out} overlaps the render's own files")
         out.mkdir(parents=True, exist_ok=True)
         for name in PAGE_FILES:
             shutil.copyfile(STATIC / name, out / name)
@@ -192,10 +193,14 @@ class View:
     # -- serving -------------------------------------------------------------------------------
     def server(self, host: str = "127.0.0.1", port: int = 0) -> ViewServer:
         """A ViewServer bound to host:port (0: a free port); call serve_forever()."""
+        if not 0 <= port <= 65535:
+            raise OptionError("--port", f"must be between 0 (a free port) and 65535, got {port}")
         try:
             return ViewServer(self, host, port)
-        except OSError as e:
-            raise MosaicdbError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        except (OSError, UnicodeError) as e:
+            raise MosaicdbError(
+                f"cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or e}"
+            ) from None
 
 
 def _link_or_copy(src, dst):
