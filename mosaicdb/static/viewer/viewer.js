@@ -10,7 +10,9 @@
   const api = (window.mosaicdbViewer = {
     ready: false,
     timings: { script: performance.now() },
-    lookups: { count: 0, first: null, last: null, max: 0 },
+    // lookup: the handler's own time; toFrame: pointer event → the next frame with the panel
+    // updated (input queueing included)
+    lookups: { count: 0, first: null, last: null, max: 0, toFrameFirst: null, toFrameMax: 0 },
   });
   const $ = (id) => document.getElementById(id);
 
@@ -38,6 +40,7 @@
 
   // -- data ---------------------------------------------------------------------------------
   function bytesOf(b64) {
+    if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(b64);
     const bin = atob(b64);
     const out = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
@@ -86,6 +89,7 @@
     showNavigationControl: false,
     showNavigator: false,
     maxZoomPixelRatio: 2,
+    immediateRender: true,
     visibilityRatio: 0.5,
     gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
     gestureSettingsTouch: { clickToZoom: false, dblClickToZoom: true },
@@ -117,6 +121,12 @@
   });
   viewer.addHandler("open-failed", function (e) {
     fail("Cannot open the Deep Zoom pyramid: " + (e.message || "unknown error"));
+  });
+  viewer.addHandler("tile-loaded", function () {
+    if (api.timings.firstTile == null) api.timings.firstTile = performance.now();
+  });
+  viewer.addHandler("update-viewport", function () {
+    if (api.timings.firstFrame == null) api.timings.firstFrame = performance.now();
   });
   viewer.addHandler("tile-drawn", function () {
     if (api.timings.firstPaint == null) {
@@ -224,7 +234,7 @@
   let pinnedCell = -1;
   const stage = $("viewer");
 
-  function lookup(x, y) {
+  function lookup(x, y, eventTime) {
     const t0 = performance.now();
     const cell = cellAt(x, y);
     hoverCell = cell;
@@ -235,6 +245,13 @@
     L.last = dt;
     if (L.first == null) L.first = dt;
     if (dt > L.max) L.max = dt;
+    if (eventTime != null) {
+      requestAnimationFrame(function () {
+        const f = performance.now() - eventTime;
+        if (L.toFrameFirst == null) L.toFrameFirst = f;
+        if (f > L.toFrameMax) L.toFrameMax = f;
+      });
+    }
     scheduleMarks();
     return cell;
   }
@@ -243,7 +260,7 @@
     "pointermove",
     function (e) {
       const rect = stage.getBoundingClientRect();
-      lookup(e.clientX - rect.left, e.clientY - rect.top);
+      lookup(e.clientX - rect.left, e.clientY - rect.top, e.timeStamp);
     },
     { capture: true, passive: true }
   );
