@@ -163,7 +163,7 @@ def test_search_highlights_every_cell_of_the_photo(page, made):
     want = sorted(expected_cells(made, "green.jpg") + expected_cells(made, "grey.jpg"))
     assert page.page.evaluate("window.mosaicdbViewer.highlightedCells()") == want
     assert page.text("#search-status") == f"2 photos in {len(want)} cells"
-    page.page.wait_for_timeout(50)  # the marks are drawn on the next animation frame
+    page.page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")  # drawn
 
     def mark_alpha(cell):
         return page.page.evaluate(
@@ -175,8 +175,9 @@ def test_search_highlights_every_cell_of_the_photo(page, made):
             cell,
         )
 
-    assert all(mark_alpha(c) > 0 for c in want)
-    assert all(mark_alpha(c) == 0 for c in range(8) if c not in want)
+    # a spotlight: the cells found are clear, every other cell is dimmed
+    assert all(mark_alpha(c) == 0 for c in want)
+    assert all(mark_alpha(c) > 100 for c in range(8) if c not in want)
     # picking one result narrows to that photo
     page.page.click("#results button:has-text('green.jpg')")
     assert page.page.evaluate("window.mosaicdbViewer.highlightedCells()") == expected_cells(

@@ -346,15 +346,18 @@
     }
 
     if (highlighted.length) {
-      ctx.fillStyle = "rgba(255, 0, 200, 0.35)";
-      ctx.strokeStyle = "#ff00c8";
-      ctx.lineWidth = 2;
+      // a spotlight: everything dimmed but the cells found, which are outlined
+      ctx.fillStyle = "rgba(0, 0, 0, 0.6)";
+      ctx.fillRect(0, 0, marksW, marksH);
+      const boxes = [];
       for (let k = 0; k < highlighted.length; k++) {
         const b = rect(highlighted[k]);
-        if (!b) continue;
-        ctx.fillRect(b[0], b[1], b[2], b[3]);
-        ctx.strokeRect(b[0] + 1, b[1] + 1, b[2] - 2, b[3] - 2);
+        if (b) boxes.push(b);
       }
+      for (const b of boxes) ctx.clearRect(b[0], b[1], b[2], b[3]);
+      ctx.strokeStyle = "#00e5ff";
+      ctx.lineWidth = 2;
+      for (const b of boxes) ctx.strokeRect(b[0] + 1, b[1] + 1, b[2] - 2, b[3] - 2);
     }
     for (const [cell, colour] of [
       [hoverCell, "#ffffff"],
@@ -436,6 +439,11 @@
     return found;
   }
 
+  function inView(cell) {
+    const p = cellCentre(cell);
+    return p.x >= 0 && p.y >= 0 && p.x <= marksW && p.y <= marksH;
+  }
+
   function selectPhoto(i, button) {
     for (const b of results.querySelectorAll("button.selected")) b.classList.remove("selected");
     if (button) button.classList.add("selected");
@@ -444,12 +452,12 @@
     const n = highlightPhotos(match);
     setText("search-status", P.name[i] + ": " + n.toLocaleString("en") + (n === 1 ? " cell" : " cells"));
     if (n) {
-      const cell = highlighted[0];
-      pin(cell);
-      const r = Math.floor(cell / G.cols);
-      const c = cell - r * G.cols;
+      pin(highlighted[0]);
+      // bring the first cell into view only when none of them is in view
       const item = mosaicItem();
-      if (item) {
+      if (item && !highlighted.some(inView)) {
+        const r = Math.floor(highlighted[0] / G.cols);
+        const c = highlighted[0] - r * G.cols;
         viewer.viewport.panTo(
           item.imageToViewportCoordinates(new OSD.Point((c + 0.5) * G.cell_w, (r + 0.5) * G.cell_h))
         );
