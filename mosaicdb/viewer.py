@@ -486,6 +486,13 @@ class ViewServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__((host.strip("[]"), port), _Handler)
 
+    def server_bind(self):
+        # HTTPServer's own asks the resolver for our name (getfqdn): slow without a network
+        import socketserver
+
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
