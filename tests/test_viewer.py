@@ -394,3 +394,22 @@ def test_cli_serves_until_ctrl_c(made):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_non_square_cells(tmp_path):
+    photos = tmp_path / "photos"
+    for name, rgb in COLOURS.items():
+        solid(photos / f"{name}.jpg", rgb, size=(300, 200), Q=95)
+    target = blocks(tmp_path / "target.png", cell=60)  # 240 × 120: 4 × 2 cells of 3:2 → 4 × 3
+    (tmp_path / "out").mkdir()
+    with mosaicdb.open(tmp_path / "store") as lib:
+        lib.index([photos], workers=0)
+        r = lib.render(
+            target, tmp_path / "out" / "m.dz", tiles_across=4, tile_size=30, aspect="3:2"
+        )
+        v = lib.view(r.render_id)
+    g = v.data["grid"]
+    assert (g["cols"], g["rows"], g["cell_w"], g["cell_h"]) == (r.cols, r.rows, 30, 20)
+    assert (g["width"], g["height"]) == (r.width, r.height)
+    de = np.frombuffer(v.delta_e, np.uint8) * V.DE_STEP
+    assert abs(de.mean() - r.mean_delta_e) <= 0.25

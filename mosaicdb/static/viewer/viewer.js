@@ -256,11 +256,23 @@
     return cell;
   }
 
+  // The stage's position, cached: asking for it on every move would force a layout of the
+  // page (the panel text changed on the previous move) inside the handler.
+  let stageRect = stage.getBoundingClientRect();
+  function updateStageRect() {
+    stageRect = stage.getBoundingClientRect();
+  }
+  // (fires after this script has run, when marks/ctx below exist; covers full screen too)
+  new ResizeObserver(function () {
+    updateStageRect();
+    resizeMarks();
+  }).observe(stage);
+  window.addEventListener("scroll", updateStageRect, { passive: true });
+
   stage.addEventListener(
     "pointermove",
     function (e) {
-      const rect = stage.getBoundingClientRect();
-      lookup(e.clientX - rect.left, e.clientY - rect.top, e.timeStamp);
+      lookup(e.clientX - stageRect.left, e.clientY - stageRect.top, e.timeStamp);
     },
     { capture: true, passive: true }
   );
@@ -376,7 +388,6 @@
   }
 
   viewer.addHandler("update-viewport", drawMarks);
-  window.addEventListener("resize", resizeMarks);
 
   // -- search -------------------------------------------------------------------------------
   let lowerNames = null;
