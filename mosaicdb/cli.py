@@ -537,9 +537,10 @@ def view(
                 )
             typer.echo(f"render {v.render_id} at {server.url} (Ctrl-C to stop)", err=True)
         if not no_open:
-            import webbrowser
+            from .viewer import open_browser
 
-            webbrowser.open(server.url)
+            if not open_browser(server.url) and not json_out:
+                typer.echo("no browser to open here: open the address above", err=True)
         server.serve_forever()
     except KeyboardInterrupt:
         typer.echo("stopped", err=True)

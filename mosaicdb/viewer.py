@@ -443,6 +443,23 @@ def make_view(lib: Library, ref: str | int) -> View:
     return View(rid, dzi, files, data, plan_bytes, delta_e, paths, target_jpeg, notes)
 
 
+def open_browser(url: str) -> bool:
+    """Open `url` in the user's browser when there is a desktop to show it on (a text-mode
+    browser would take over the terminal the server runs in); False when not opened."""
+    import sys
+    import webbrowser
+
+    desktop = sys.platform in ("darwin", "win32") or any(
+        os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")
+    )
+    if not desktop:
+        return False
+    try:
+        return webbrowser.open(url)
+    except webbrowser.Error:
+        return False
+
+
 # -- the server -------------------------------------------------------------------------------
 _TYPES = {
     ".html": "text/html; charset=utf-8",

@@ -413,3 +413,16 @@ def test_non_square_cells(tmp_path):
     assert (g["width"], g["height"]) == (r.width, r.height)
     de = np.frombuffer(v.delta_e, np.uint8) * V.DE_STEP
     assert abs(de.mean() - r.mean_delta_e) <= 0.25
+
+
+def test_browser_opened_only_with_a_desktop(monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    monkeypatch.setattr(sys, "platform", "linux")
+    for k in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(k, raising=False)
+    assert V.open_browser("http://127.0.0.1:1/") is False and opened == []
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert V.open_browser("http://127.0.0.1:1/") is True and opened == ["http://127.0.0.1:1/"]
