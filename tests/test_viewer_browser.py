@@ -135,7 +135,7 @@ def test_hover_names_the_cell_photo(page, made, server):
         page.hover_cell(cell)
         want = made["names"][cell]
         page.page.wait_for_function(
-            "w => document.getElementById('cell-name').textContent === w", arg=want, timeout=3000
+            "w => document.getElementById('cell-name').textContent === w", arg=want, timeout=10_000
         )
         r, c = divmod(cell, 4)
         assert page.text("#cell-pos") == f"row {r + 1} of 2, column {c + 1} of 4"
@@ -192,7 +192,7 @@ def test_hostile_file_name_is_text(page, made):
     cell = made["names"].index(HOSTILE)
     page.hover_cell(cell)
     page.page.wait_for_function(
-        "w => document.getElementById('cell-name').textContent === w", arg=HOSTILE, timeout=3000
+        "w => document.getElementById('cell-name').textContent === w", arg=HOSTILE, timeout=10_000
     )
     page.page.fill("#search", "<img")
     page.page.wait_for_selector("#results button")
@@ -205,7 +205,7 @@ def test_hostile_file_name_is_text(page, made):
 
 def test_target_overlay_toggle(page):
     page.page.check("#overlay")
-    page.page.wait_for_function("() => window.mosaicdbViewer.overlay() !== null", timeout=5000)
+    page.page.wait_for_function("() => window.mosaicdbViewer.overlay() !== null", timeout=10_000)
     assert page.page.evaluate("window.mosaicdbViewer.overlay().getOpacity()") == 0.5
     page.page.fill("#overlay-opacity", "80")
     assert page.page.evaluate("window.mosaicdbViewer.overlay().getOpacity()") == 0.8
@@ -213,7 +213,7 @@ def test_target_overlay_toggle(page):
     assert page.page.evaluate("window.mosaicdbViewer.overlay().getOpacity()") == 0
     page.hover_cell(1)  # lookups still use the mosaic, not the overlay
     page.page.wait_for_function(
-        "() => document.getElementById('cell-name').textContent === 'green.jpg'", timeout=3000
+        "() => document.getElementById('cell-name').textContent === 'green.jpg'", timeout=10_000
     )
     assert page.errors == []
 
@@ -224,7 +224,7 @@ def test_export_works_from_file_url(browser, made, tmp_path):
     try:
         p.hover_cell(2)
         p.page.wait_for_function(
-            "() => document.getElementById('cell-name').textContent === 'blue.jpg'", timeout=3000
+            "() => document.getElementById('cell-name').textContent === 'blue.jpg'", timeout=10_000
         )
         href = p.page.get_attribute("#cell-open", "href")
         assert href == (made["photos"] / "blue.jpg").as_uri()
