@@ -113,7 +113,11 @@
     viewer.viewport.zoomBy(1 / zoomStep).applyConstraints()
   );
   $("zoom-home").addEventListener("click", () => viewer.viewport.goHome());
-  $("zoom-full").addEventListener("click", () => viewer.setFullScreen(!viewer.isFullPage()));
+  // the whole stage (pyramid, highlights, buttons) goes full screen, not just OpenSeadragon's part
+  $("zoom-full").addEventListener("click", function () {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else if ($("stage").requestFullscreen) $("stage").requestFullscreen();
+  });
 
   viewer.addHandler("open", function () {
     api.timings.open = performance.now();
