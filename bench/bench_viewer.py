@@ -23,9 +23,12 @@ Goals: first paint < 1 s, lookup < 50 ms, plan data ≤ 4 bytes per cell plus th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -102,8 +105,6 @@ viewer.addHandler("tile-drawn", () => {
 def baseline(site: Path, view) -> str:
     """OpenSeadragon alone on the same pyramid (no mosaicdb data, no panel): what any deep-zoom
     page costs on this machine."""
-    import json
-
     g = {**view.data["grid"], "format": view.data["dzi"]["format"]}
     (site / "bench_baseline.html").write_text(BASELINE_HTML)
     (site / "bench_baseline.js").write_text(BASELINE_JS % json.dumps(g))
@@ -117,8 +118,6 @@ def main() -> None:
     args = ap.parse_args()
     if not os.path.exists(CHROMIUM):
         sys.exit(f"need {CHROMIUM}: apt-get install chromium chromium-driver")
-    from playwright.sync_api import sync_playwright
-
     import mosaicdb
     from mosaicdb.viewer import _js_json
 
@@ -169,113 +168,66 @@ def main() -> None:
         "B/photo)"
     )
 
-    srv = view.server()
-    srv.serve_in_thread()
-    results: dict[str, dict] = {}
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        base_url = baseline(base / "site", view)
-        bpaints = []
-        for _ in range(args.pages):
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(base_url)
-            page.wait_for_function("() => window.mosaicdbViewer.ready", timeout=30_000)
-            bpaints.append(page.evaluate("window.mosaicdbViewer.timings.firstPaint"))
-            page.close()
-        for mode, url in (("served", srv.url), ("file://", exp["url"])):
-            paints, decodes, firsts, frames, trips = [], [], [], [], []
-            for k in range(args.pages):
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
-                errors: list[str] = []
-                page.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else 0)
-                page.on("pageerror", lambda x, e=errors: e.append(str(x)))
-                page.goto(url)
-                page.wait_for_function(
-                    "() => { const v = window.mosaicdbViewer; return v && (v.ready || v.error); }",
-                    timeout=30_000,
-                )
-                tm = page.evaluate("window.mosaicdbViewer.timings")
-                paints.append(tm["firstPaint"])
-                decodes.append(tm["data"] - tm["script"])
-                box = page.locator("#viewer").bounding_box()
-                cell = (ROWS // 3) * COLS + COLS // 3 + k
-                c = page.evaluate(f"window.mosaicdbViewer.cellCentre({cell})")
-                i = view.data["photos"]["name"]
-                want = i[int.from_bytes(view.plan_bytes[2 * cell : 2 * cell + 2], "little")]
-                t0 = time.perf_counter()
-                page.mouse.move(box["x"] + c["x"], box["y"] + c["y"])
-                page.wait_for_function(
-                    "w => document.getElementById('cell-name').textContent === w", arg=want
-                )
-                trips.append((time.perf_counter() - t0) * 1000)
-                lk0 = page.evaluate("window.mosaicdbViewer.lookups")
-                firsts.append(lk0["first"])
-                frames.append(lk0["toFrameFirst"])
-                if errors:
-                    print(f"  {mode} page {k}: console errors: {errors[:3]}")
-                if k == args.pages - 1:
-                    # 300 moves over the mosaic: the handler's time per lookup
-                    import random
+    # the server as a user runs it: `mosaicdb view ID --no-open`, its own process
+    t = time.perf_counter()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mosaicdb",
+            "--home",
+            str(base / "store"),
+            "view",
+            str(rep.render_id),
+            "--no-open",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = json.loads(proc.stdout.readline())["url"]
+        print(f"`mosaicdb view {rep.render_id}` serving after {time.perf_counter() - t:.2f} s")
+        results, bpaints = measure_pages(view, url, exp["url"], base, args.pages)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
 
-                    rnd = random.Random(0)
-                    for _ in range(300):
-                        page.mouse.move(
-                            box["x"] + rnd.uniform(5, box["width"] - 5),
-                            box["y"] + rnd.uniform(5, box["height"] - 5),
-                        )
-                    lk = page.evaluate("window.mosaicdbViewer.lookups")
-                    t0 = time.perf_counter()
-                    found = page.evaluate("window.mosaicdbViewer.search('tile_0004').length")
-                    t_search = (time.perf_counter() - t0) * 1000
-                    n_hl = page.evaluate("window.mosaicdbViewer.highlightedCells().length")
-                    if mode == "served":
-                        page.screenshot(path=str(base / "viewer.png"))
-                page.close()
-            results[mode] = {
-                "paints": paints,
-                "decodes": decodes,
-                "firsts": firsts,
-                "frames": frames,
-                "trips": trips,
-                "lookups": lk,
-                "search": (found, n_hl, t_search),
-            }
-        browser.close()
-    srv.shutdown()
-    srv.server_close()
-
+    ms = statistics.median
+    print(
+        f"[baseline: OpenSeadragon alone on the same pyramid, file://] first paint median "
+        f"{ms(bpaints):.0f} ms, max {max(bpaints):.0f} ms"
+    )
     for mode, r in results.items():
-        p = r["paints"]
-        warm = p[1:] or p
+        p, warm = r["paints"], r["paints"][1:] or r["paints"]
         print(
             f"[{mode}] first paint: cold page {p[0]:.0f} ms; next {len(warm)} pages median "
-            f"{statistics.median(warm):.0f} ms, max {max(warm):.0f} ms (data decode "
-            f"{statistics.median(r['decodes']):.1f} ms)"
-        )
-        lk = r["lookups"]
-        print(
-            f"[{mode}] first tile lookup of each page (just after first paint, tiles still "
-            f"loading): handler median {statistics.median(r['firsts']):.2f} ms (max "
-            f"{max(r['firsts']):.2f}); pointer event → next frame median "
-            f"{statistics.median(r['frames']):.1f} ms (max {max(r['frames']):.1f})"
+            f"{ms(warm):.0f} ms, max {max(warm):.0f} ms (data decode {ms(r['decodes']):.1f} ms; "
+            f"all visible tiles drawn at {ms(r['loaded']):.0f} ms)"
         )
         print(
-            f"[{mode}] {lk['count']} lookups on one page: handler max {lk['max']:.2f} ms, event → "
-            f"frame max {lk['toFrameMax']:.1f} ms; mouse move sent → name read back through "
-            f"Playwright (CDP round trip + polling) median {statistics.median(r['trips']):.0f} "
-            f"ms, max {max(r['trips']):.0f} ms"
+            f"[{mode}] first tile lookup of each page (right after first paint, tiles still "
+            f"loading): handler median {ms(r['firsts']):.2f} ms (max {max(r['firsts']):.2f}); "
+            f"pointer event → next frame median {ms(r['frames']):.1f} ms (max "
+            f"{max(r['frames']):.1f}); mouse move → name read back through Playwright median "
+            f"{ms(r['trips']):.0f} ms"
+        )
+        h, f = sorted(r["burst_handler"]), sorted(r["burst_frames"])
+        print(
+            f"[{mode}] {len(h)} lookups once loaded: handler median {ms(h):.2f} ms, p95 "
+            f"{h[int(0.95 * len(h))]:.2f}, max {h[-1]:.2f}; pointer event → next frame median "
+            f"{ms(f):.1f} ms, p95 {f[int(0.95 * len(f))]:.1f}, max {f[-1]:.1f}"
         )
         found, n_hl, t_search = r["search"]
         print(
             f"[{mode}] search 'tile_0004': {found} photos, {n_hl:,} cells highlighted, "
             f"{t_search:.0f} ms (round trip)"
         )
-    print(
-        f"[baseline: OpenSeadragon alone on the same pyramid, file://] first paint median "
-        f"{statistics.median(bpaints):.0f} ms, max {max(bpaints):.0f} ms"
-    )
     worst_paint = max(max(r["paints"][1:] or r["paints"]) for r in results.values())
-    worst_lookup = max(max(max(r["frames"]), r["lookups"]["toFrameMax"]) for r in results.values())
+    worst_first = max(max(r["frames"]) for r in results.values())
+    p95 = max(
+        sorted(r["burst_frames"])[int(0.95 * len(r["burst_frames"]))] for r in results.values()
+    )
     per_cell = s["plan_bytes_per_cell"]
 
     def verdict(ok: bool) -> str:
@@ -283,12 +235,93 @@ def main() -> None:
 
     print(
         f"goals: first paint < 1000 ms: {verdict(worst_paint < 1000)} (worst warm page "
-        f"{worst_paint:.0f} ms); lookup < 50 ms: {verdict(worst_lookup < 50)} (worst pointer "
-        f"event → frame {worst_lookup:.1f} ms); plan ≤ 4 B/cell: {verdict(per_cell <= 4)} "
-        f"({per_cell:.2f} B/cell raw, {s['data_js_bytes_per_cell_without_table']:.2f} B/cell "
-        "as shipped with ΔE)"
+        f"{worst_paint:.0f} ms); lookup < 50 ms: {verdict(worst_first < 50 and p95 < 50)} "
+        f"(first lookup, pointer event → frame, worst {worst_first:.1f} ms; p95 once loaded "
+        f"{p95:.1f} ms); plan ≤ 4 B/cell: {verdict(per_cell <= 4)} ({per_cell:.2f} B/cell raw, "
+        f"{s['data_js_bytes_per_cell_without_table']:.2f} B/cell as shipped with ΔE)"
     )
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def measure_pages(view, served_url: str, file_url: str, base: Path, pages: int):
+    """Fresh pages of one headless Chromium: first paint, first lookup, 300 lookups once the
+    view is loaded, a search; and the OpenSeadragon-alone baseline."""
+    import random
+
+    from playwright.sync_api import sync_playwright
+
+    ready = "() => { const v = window.mosaicdbViewer; return v && (v.ready || v.error); }"
+    names = view.data["photos"]["name"]
+    width = view.data["plan"]["bytes_per_cell"]
+    results: dict[str, dict] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        base_url = baseline(base / "site", view)
+        bpaints = []
+        for _ in range(pages):
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(base_url)
+            page.wait_for_function(ready, timeout=30_000)
+            bpaints.append(page.evaluate("window.mosaicdbViewer.timings.firstPaint"))
+            page.close()
+        for mode, url in (("served", served_url), ("file://", file_url)):
+            r = {k: [] for k in ("paints", "decodes", "loaded", "firsts", "frames", "trips")}
+            for k in range(pages):
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                errors: list[str] = []
+                page.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else 0)
+                page.on("pageerror", lambda x, e=errors: e.append(str(x)))
+                page.goto(url)
+                page.wait_for_function(ready, timeout=30_000)
+                tm = page.evaluate("window.mosaicdbViewer.timings")
+                r["paints"].append(tm["firstPaint"])
+                r["decodes"].append(tm["data"] - tm["script"])
+                box = page.locator("#viewer").bounding_box()
+                cell = (ROWS // 3) * COLS + COLS // 3 + k
+                c = page.evaluate(f"window.mosaicdbViewer.cellCentre({cell})")
+                want = names[
+                    int.from_bytes(view.plan_bytes[width * cell : width * (cell + 1)], "little")
+                ]
+                t0 = time.perf_counter()
+                page.mouse.move(box["x"] + c["x"], box["y"] + c["y"])
+                page.wait_for_function(
+                    "w => document.getElementById('cell-name').textContent === w", arg=want
+                )
+                r["trips"].append((time.perf_counter() - t0) * 1000)
+                lk = page.evaluate("window.mosaicdbViewer.lookups")
+                r["firsts"].append(lk["first"])
+                r["frames"].append(lk["toFrameFirst"])
+                page.wait_for_function(
+                    "() => window.mosaicdbViewer.timings.fullyLoaded != null", timeout=30_000
+                )
+                r["loaded"].append(page.evaluate("window.mosaicdbViewer.timings.fullyLoaded"))
+                if k == pages - 1:
+                    page.evaluate(
+                        "() => { const L = window.mosaicdbViewer.lookups; "
+                        "L.handler = []; L.toFrame = []; }"
+                    )
+                    rnd = random.Random(0)
+                    for _ in range(300):
+                        page.mouse.move(
+                            box["x"] + rnd.uniform(5, box["width"] - 5),
+                            box["y"] + rnd.uniform(5, box["height"] - 5),
+                        )
+                    page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+                    lk = page.evaluate("window.mosaicdbViewer.lookups")
+                    r["burst_handler"], r["burst_frames"] = lk["handler"], lk["toFrame"]
+                    t0 = time.perf_counter()
+                    found = page.evaluate("window.mosaicdbViewer.search('tile_0004').length")
+                    t_search = (time.perf_counter() - t0) * 1000
+                    n_hl = page.evaluate("window.mosaicdbViewer.highlightedCells().length")
+                    r["search"] = (found, n_hl, t_search)
+                    if mode == "served":
+                        page.screenshot(path=str(base / "viewer.png"))
+                if errors:
+                    print(f"  {mode} page {k}: console errors: {errors[:3]}")
+                page.close()
+            results[mode] = r
+        browser.close()
+    return results, bpaints
 
 
 if __name__ == "__main__":

@@ -12,7 +12,16 @@
     timings: { script: performance.now() },
     // lookup: the handler's own time; toFrame: pointer event → the next frame with the panel
     // updated (input queueing included)
-    lookups: { count: 0, first: null, last: null, max: 0, toFrameFirst: null, toFrameMax: 0 },
+    lookups: {
+      count: 0,
+      first: null,
+      last: null,
+      max: 0,
+      toFrameFirst: null,
+      toFrameMax: 0,
+      handler: [], // the last 1000 of each, for medians
+      toFrame: [],
+    },
   });
   const $ = (id) => document.getElementById(id);
 
@@ -132,6 +141,11 @@
   viewer.addHandler("update-viewport", function () {
     if (api.timings.firstFrame == null) api.timings.firstFrame = performance.now();
   });
+  viewer.addHandler("open", function () {
+    viewer.world.getItemAt(0).addHandler("fully-loaded-change", function (e) {
+      if (e.fullyLoaded && api.timings.fullyLoaded == null) api.timings.fullyLoaded = performance.now();
+    });
+  });
   viewer.addHandler("tile-drawn", function () {
     if (api.timings.firstPaint == null) {
       api.timings.firstPaint = performance.now();
@@ -249,11 +263,13 @@
     L.last = dt;
     if (L.first == null) L.first = dt;
     if (dt > L.max) L.max = dt;
+    if (L.handler.push(dt) > 1000) L.handler.shift();
     if (eventTime != null) {
       requestAnimationFrame(function () {
         const f = performance.now() - eventTime;
         if (L.toFrameFirst == null) L.toFrameFirst = f;
         if (f > L.toFrameMax) L.toFrameMax = f;
+        if (L.toFrame.push(f) > 1000) L.toFrame.shift();
       });
     }
     scheduleMarks();
