@@ -496,6 +496,12 @@ class ViewServer(ThreadingHTTPServer):
     def __init__(self, view: View, host: str = "127.0.0.1", port: int = 0):
         self.view = view
         self.data_js = view.data_js(local=True)
+        # the page's own files, read once: {url path: bytes} (nothing else under STATIC)
+        self.page_files = {
+            "/" + p.relative_to(STATIC).as_posix(): p.read_bytes()
+            for p in [STATIC / n for n in PAGE_FILES] + list((STATIC / OSD_DIR).rglob("*"))
+            if p.is_file()
+        }
         self.loopback_only = host in LOOPBACK_HOSTS or host.startswith("127.")
         if ":" in host and not host.startswith("["):
             import socket
@@ -582,8 +588,13 @@ class _Handler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, ValueError):
             return self._deny(HTTPStatus.BAD_REQUEST)
         view = self.server.view
-        if path in ("/", "/index.html"):
-            return self._file(STATIC / "index.html", head, cache="no-store")
+        if path == "/":
+            path = "/index.html"
+        page = self.server.page_files.get(path)
+        if page is not None:
+            ctype = _TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
+            cache = "no-store" if path == "/index.html" else "max-age=300"
+            return self._bytes(page, ctype, head, cache=cache)
         if path == "/" + DATA_FILE:
             return self._bytes(self.server.data_js, _TYPES[".js"], head, cache="no-store")
         if path == "/" + TARGET_FILE and view.target_jpeg is not None:
@@ -595,11 +606,6 @@ class _Handler(BaseHTTPRequestHandler):
             return (
                 self._file(p, head, cache="max-age=300") if p else self._deny(HTTPStatus.NOT_FOUND)
             )
-        rel = path.lstrip("/")
-        if rel in PAGE_FILES or rel.startswith(OSD_DIR + "/"):
-            p = _inside(STATIC, rel)
-            if p:
-                return self._file(p, head, cache="max-age=300")
         return self._deny(HTTPStatus.NOT_FOUND)
 
     def _photo(self, key: str, head: bool) -> None:
