@@ -497,10 +497,14 @@ def forget(
 @app.command()
 @_command
 def view(
-    render: Annotated[str, typer.Argument(help="Render ID, or its .dz/.dzi output.")],
+    render: Annotated[
+        str, typer.Argument(metavar="ID|PATH", help="Render ID, or its .dz/.dzi output.")
+    ],
     export: Annotated[
         str | None,
-        typer.Option("--export", help="Write the page as static files into DIR instead."),
+        typer.Option(
+            "--export", metavar="DIR", help="Write the page as static files into DIR instead."
+        ),
     ] = None,
     port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = 0,
     host: Annotated[
