@@ -16,11 +16,12 @@ __all__ = ["open", "Library", "MosaicdbError", "__version__"]
 from .errors import MosaicdbError
 
 
-def open(home=None, progress=None):  # noqa: A001 - mirrors the builtin on purpose: mosaicdb.open(home)
-    """Open (create or upgrade) the store at `home`."""
+def open(home=None, progress=None, db=None):  # noqa: A001 - mirrors the builtin on purpose: mosaicdb.open(home)
+    """Open (create or upgrade) the store at `home`; `db` (or MOSAICDB_DB) is the catalog's
+    SQLAlchemy URL when it is not the SQLite file in `home` (e.g. postgresql+psycopg://…)."""
     from .library import Library
 
-    return Library.open(home, progress=progress)
+    return Library.open(home, progress=progress, db_url=db)
 
 
 def __getattr__(name):

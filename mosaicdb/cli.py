@@ -39,8 +39,18 @@ def _main(
             show_default="the user data dir",
         ),
     ] = None,
+    db_url: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="MOSAICDB_DB",
+            help="Catalog database URL (SQLAlchemy), e.g. postgresql+psycopg://user@host/db.",
+            show_default="catalog.sqlite in the store folder",
+        ),
+    ] = None,
 ):
     _state["home"] = home
+    _state["db"] = db_url
 
 
 def _err(msg: str) -> None:
@@ -95,7 +105,7 @@ def _progress(quiet: bool):
 def _open(quiet: bool = True):
     from .library import Library
 
-    return Library.open(_state["home"], progress=_progress(quiet))
+    return Library.open(_state["home"], progress=_progress(quiet), db_url=_state.get("db"))
 
 
 def _print_json(obj) -> None:

@@ -1,4 +1,5 @@
-"""Where the store lives: `--home DIR` > `MOSAICDB_HOME` > the platformdirs user data dir."""
+"""Where the store lives: `--home DIR` > `MOSAICDB_HOME` > the platformdirs user data dir.
+Where the catalog lives: `--db URL` > `MOSAICDB_DB` > catalog.sqlite in the store folder."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 ENV_HOME = "MOSAICDB_HOME"
+ENV_DB = "MOSAICDB_DB"
 CATALOG_NAME = "catalog.sqlite"
 
 
@@ -22,3 +24,11 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return default_home()
+
+
+def resolve_db_url(url: str | None, home: Path) -> str:
+    """The catalog's SQLAlchemy URL: given, from MOSAICDB_DB, or SQLite in `home`."""
+    url = url or os.environ.get(ENV_DB)
+    if url:
+        return url
+    return f"sqlite:///{home / CATALOG_NAME}"

@@ -1,6 +1,10 @@
 """The catalog: SQLAlchemy tables, the engine (SQLite pragmas on every connection) and every
-SQL statement mosaicdb runs. Nothing outside this module writes SQL, and what is here is
-portable SQLAlchemy Core (no SQLite-only syntax) so the catalog can move to PostgreSQL.
+SQL statement mosaicdb runs. Nothing outside this module writes SQL. The same tables serve
+SQLite (the default, one writer) and PostgreSQL (psycopg 3; several indexers at once). What
+differs between the two is chosen here, by dialect: SQLite's PRAGMAs, the upsert construct
+(`_insert`), and bulk writes (PostgreSQL: COPY into a temporary staging table, then one
+INSERT … SELECT … ON CONFLICT; SQLite: executemany) and the work queue that lets several
+PostgreSQL indexers share one scan (`scan_queue`, claimed with FOR UPDATE SKIP LOCKED).
 
 Paths are stored as bytes (os.fsencode) so that names which are not valid UTF-8 survive.
 """
@@ -24,12 +28,15 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    cast,
     create_engine,
     delete,
     event,
     func,
     insert,
+    literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -37,7 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 from .records import PhotoResult, PhotoState
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 metadata = MetaData()
 
@@ -125,12 +132,57 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
+# Files waiting to be indexed, shared by the indexers of one PostgreSQL catalog: each indexer
+# adds what its walk found new or changed, then claims rows (owner + lease) in small groups
+# with FOR UPDATE SKIP LOCKED; a written result deletes its row in the same transaction. A lease
+# that runs out (its indexer died) lets another indexer take the rows over. Unused on SQLite.
+scan_queue = Table(
+    "scan_queue",
+    metadata,
+    Column("path", LargeBinary, primary_key=True),
+    Column("root_id", Integer, ForeignKey("roots.id", ondelete="CASCADE"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    # photos.indexed_at when the walk saw the file (NULL: new): a row written after it for the
+    # same size and mtime means another indexer has done the file
+    Column("seen_indexed_at", Float),
+    Column("owner", String(64)),
+    Column("lease_until", Float, nullable=False),
+    Index("ix_scan_queue_root_lease", "root_id", "lease_until"),
+)
+
 
 def make_engine(url: str) -> Engine:
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _insert(conn: Connection):
+    """The dialect's INSERT construct (it has on_conflict_do_update/do_nothing): chosen here
+    once, for every upsert in this module."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    raise NotImplementedError(f"mosaicdb supports SQLite and PostgreSQL, not {conn.dialect.name}")
+
+
+# Schema upgrades on PostgreSQL are serialised with this advisory lock (SQLite: a file lock).
+_SCHEMA_LOCK_KEY = 0x6D6F736169630001
+
+
+def advisory_lock(conn: Connection) -> None:
+    conn.execute(select(func.pg_advisory_lock(_SCHEMA_LOCK_KEY)))
+
+
+def advisory_unlock(conn: Connection) -> None:
+    conn.execute(select(func.pg_advisory_unlock(_SCHEMA_LOCK_KEY)))
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -293,15 +345,34 @@ class Catalog(RenderCatalog):
         if conn is None:
             with self.engine.begin() as c:
                 return self.set_meta(values, c)
-        keys = list(values)
-        conn.execute(delete(meta).where(meta.c.key.in_(keys)))
-        conn.execute(insert(meta), [{"key": k, "value": str(values[k])} for k in keys])
+        ins = _insert(conn)(meta)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[meta.c.key], set_={"value": ins.excluded.value}
+        )
+        for k in sorted(values):  # one order everywhere: concurrent writers cannot deadlock
+            conn.execute(stmt.values(key=k, value=str(values[k])))
 
     def next_seq(self, conn: Connection) -> int:
-        cur = conn.execute(select(meta.c.value).where(meta.c.key == "seq")).scalar()
-        seq = int(cur or 0) + 1
-        self.set_meta({"seq": str(seq)}, conn)
-        return seq
+        """Bump the catalog change counter in one statement (safe with concurrent writers:
+        PostgreSQL holds the row until this transaction ends, so call it late)."""
+        ins = _insert(conn)(meta).values(key="seq", value="1")
+        stmt = ins.on_conflict_do_update(
+            index_elements=[meta.c.key],
+            set_={"value": cast(cast(meta.c.value, BigInteger) + 1, Text)},
+        ).returning(meta.c.value)
+        return int(conn.execute(stmt).scalar_one())
+
+    @property
+    def shared(self) -> bool:
+        """A catalog several indexers may write at once (PostgreSQL), not SQLite."""
+        return self.engine.dialect.name != "sqlite"
+
+    def catalog_bytes(self) -> int | None:
+        """The database's size on the server (None for SQLite: the caller sizes the files)."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.pg_database_size(func.current_database()))).scalar())
 
     # -- roots ------------------------------------------------------------------------
     def roots(self) -> list[tuple[int, bytes]]:
@@ -316,9 +387,14 @@ class Catalog(RenderCatalog):
             rid = c.execute(select(roots.c.id).where(roots.c.path == path)).scalar()
             if rid is not None:
                 return rid
-            rid = c.execute(
-                insert(roots).values(path=path, added_at=time.time()).returning(roots.c.id)
-            ).scalar_one()
+            rid = c.execute(  # another indexer may register the same folder at the same time
+                _insert(c)(roots)
+                .values(path=path, added_at=time.time())
+                .on_conflict_do_nothing(index_elements=[roots.c.path])
+                .returning(roots.c.id)
+            ).scalar()
+            if rid is None:
+                return c.execute(select(roots.c.id).where(roots.c.path == path)).scalar_one()
             inner = [
                 r.id for r in c.execute(select(roots.c.id).where(_prefix_range(roots.c.path, path)))
             ]
@@ -337,12 +413,13 @@ class Catalog(RenderCatalog):
 
     # -- photos -----------------------------------------------------------------------
     def photo_states(self, root_id: int, under: bytes | None = None) -> dict[bytes, PhotoState]:
-        q = select(photos.c.path, photos.c.id, photos.c.size, photos.c.mtime_ns, photos.c.status)
-        q = q.where(photos.c.root_id == root_id)
+        p = photos.c
+        q = select(p.path, p.id, p.size, p.mtime_ns, p.status, p.indexed_at)
+        q = q.where(p.root_id == root_id)
         if under is not None:
-            q = q.where(_prefix_range(photos.c.path, under))
+            q = q.where(_prefix_range(p.path, under))
         with self.engine.connect() as c:
-            return {r[0]: PhotoState(r[1], r[2], r[3], r[4]) for r in c.execute(q)}
+            return {r[0]: PhotoState(r[1], r[2], r[3], r[4], r[5]) for r in c.execute(q)}
 
     def delete_photos(self, ids: Sequence[int]) -> int:
         n = 0
@@ -366,6 +443,10 @@ class Catalog(RenderCatalog):
         file keeps its id); other paths get new rows. A crash loses at most this batch.
         """
         now = time.time()
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as c:
+                _write_results_pg(self, c, results, root_of, spec, now)
+            return
         with self.engine.begin() as c:
             seq = self.next_seq(c)
             old_ids = [existing[r.path] for r in results if r.path in existing]
@@ -435,6 +516,100 @@ class Catalog(RenderCatalog):
                         for r in ok
                     ],
                 )
+
+    # -- the shared work queue (PostgreSQL) ----------------------------------------------
+    def enqueue(self, rows: Sequence[tuple[bytes, int, int, int, float | None]]) -> None:
+        """Add files to index: (path, root_id, size, mtime_ns, photos.indexed_at seen or None).
+        A path already queued (by another indexer) stays as it is."""
+        if not rows:
+            return
+        with self.engine.begin() as c:
+            _copy_rows(
+                c,
+                "_stage_queue",
+                "path bytea, root_id int4, size int8, mtime_ns int8, seen_indexed_at float8",
+                ["bytea", "int4", "int8", "int8", "float8"],
+                rows,
+            )
+            q = scan_queue.c
+            st = _stage_queue
+            c.execute(
+                _insert(c)(scan_queue)
+                .from_select(
+                    [q.path, q.root_id, q.size, q.mtime_ns, q.seen_indexed_at, q.lease_until],
+                    select(
+                        st.c.path,
+                        st.c.root_id,
+                        st.c.size,
+                        st.c.mtime_ns,
+                        st.c.seen_indexed_at,
+                        literal(0.0, Float),
+                    ).distinct(),
+                )
+                .on_conflict_do_nothing(index_elements=[q.path])
+            )
+
+    def claim(
+        self, owner: str, root_ids: Sequence[int], n: int, lease_seconds: float
+    ) -> tuple[list[tuple[bytes, int]], int]:
+        """Take up to `n` queued files of `root_ids` that nobody holds (or whose lease ran
+        out) for `lease_seconds`. Returns ([(path, root_id)], files others hold now). Files
+        another indexer has written since they were queued are dropped, not returned."""
+        q, p = scan_queue.c, photos.c
+        with self.engine.begin() as c:
+            now = float(c.execute(select(func.extract("epoch", func.clock_timestamp()))).scalar())
+            free = (
+                select(q.path)
+                .where(q.root_id.in_(list(root_ids)), q.lease_until < now)
+                .order_by(q.path)
+                .limit(n)
+                .with_for_update(skip_locked=True)
+            )
+            got = c.execute(
+                update(scan_queue)
+                .where(q.path.in_(free.scalar_subquery()))
+                .values(owner=owner, lease_until=now + lease_seconds)
+                .returning(q.path, q.root_id)
+            ).all()
+            done: set[bytes] = set()
+            if got:
+                done_q = (
+                    select(q.path)
+                    .join(photos, p.path == q.path)
+                    .where(
+                        q.path.in_([r[0] for r in got]),
+                        p.size == q.size,
+                        p.mtime_ns == q.mtime_ns,
+                        p.indexed_at > func.coalesce(q.seen_indexed_at, -1.0),
+                    )
+                )
+                done = {r[0] for r in c.execute(done_q)}
+                if done:
+                    c.execute(delete(scan_queue).where(q.path.in_(list(done))))
+            held = 0
+            if not got:
+                held = c.execute(
+                    select(func.count())
+                    .select_from(scan_queue)
+                    .where(
+                        q.root_id.in_(list(root_ids)),
+                        (q.owner != owner) | q.owner.is_(None),
+                    )
+                ).scalar_one()
+        return [(r[0], r[1]) for r in got if r[0] not in done], int(held)
+
+    def release(self, owner: str) -> None:
+        """Give back what `owner` claimed and did not write (Ctrl-C): others may take it."""
+        with self.engine.begin() as c:
+            c.execute(
+                update(scan_queue)
+                .where(scan_queue.c.owner == owner)
+                .values(owner=None, lease_until=0.0)
+            )
+
+    def queued(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(scan_queue)).scalar_one())
 
     def status_format_counts(self) -> list[tuple[str, str | None, int]]:
         with self.engine.connect() as c:
@@ -612,6 +787,126 @@ class Catalog(RenderCatalog):
             res = c.execution_options(stream_results=True, yield_per=chunk).execute(q)
             for part in res.partitions(chunk):
                 yield [r[0] for r in part], [r[1] for r in part]
+
+
+# -- PostgreSQL bulk writes: COPY into a temporary staging table, then one INSERT … SELECT ----
+
+_STAGE_RESULTS_COLS = (
+    "path bytea, root_id int4, size int8, mtime_ns int8, status text, error text, "
+    "width int4, height int4, format text, thumb_w int4, thumb_h int4, "
+    "thumb_codec text, thumb bytea, vector bytea, mean_l float8, mean_a float8, "
+    "mean_b float8"
+)
+_STAGE_RESULTS_TYPES = [c.split()[1] for c in _STAGE_RESULTS_COLS.split(", ")]
+
+
+def _stage_table(name: str, cols: str) -> Table:
+    types = {
+        "bytea": LargeBinary,
+        "int4": Integer,
+        "int8": BigInteger,
+        "float8": Float,
+        "text": Text,
+    }
+    return Table(
+        name,
+        MetaData(),
+        *(Column(c.split()[0], types.get(c.split()[1], String)) for c in cols.split(", ")),
+    )
+
+
+_stage_results = _stage_table("_stage_results", _STAGE_RESULTS_COLS)
+_stage_queue = _stage_table(
+    "_stage_queue", "path bytea, root_id int4, size int8, mtime_ns int8, seen_indexed_at float8"
+)
+
+
+def _copy_rows(c: Connection, table: str, cols: str, types: list[str], rows) -> None:
+    """COPY `rows` (tuples) into a per-session temporary table emptied at commit (binary
+    COPY through psycopg 3 on the raw connection of this transaction)."""
+    c.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({cols}) ON COMMIT DELETE ROWS"))
+    names = ", ".join(x.split()[0] for x in cols.split(", "))
+    cur = c.connection.driver_connection.cursor()
+    try:
+        with cur.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(types)
+            for r in rows:
+                cp.write_row(r)
+    finally:
+        cur.close()
+
+
+def _write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, now: float):
+    """One batch in one transaction: COPY every result into a staging table, upsert photos by
+    path (a changed file keeps its id), replace their thumbnails and vectors with INSERT …
+    SELECT, and drop the written files from the work queue."""
+    from sqlalchemy.dialects.postgresql import distinct_on
+
+    _copy_rows(
+        c,
+        "_stage_results",
+        _STAGE_RESULTS_COLS,
+        _STAGE_RESULTS_TYPES,
+        (
+            (
+                r.path,
+                root_of[r.path],
+                r.size,
+                r.mtime_ns,
+                r.status,
+                r.error,
+                r.width,
+                r.height,
+                r.format,
+                r.thumb_w,
+                r.thumb_h,
+                r.thumb_codec,
+                r.thumb,
+                r.vector,
+                *(r.mean or (None, None, None)),
+            )
+            for r in results
+        ),
+    )
+    s, p = _stage_results.c, photos.c
+    fields = ["size", "mtime_ns", "status", "error", "width", "height", "format"]
+    ins = _insert(c)(photos)
+    c.execute(
+        ins.from_select(
+            ["path", "root_id", *fields, "indexed_at"],
+            select(s.path, s.root_id, *(s[f] for f in fields), literal(now, Float))
+            .ext(distinct_on(s.path))  # a path twice in one batch would fail the upsert
+            .order_by(s.path),
+        ).on_conflict_do_update(  # a changed file keeps its id (render plans refer to it)
+            index_elements=[p.path],
+            set_={f: ins.excluded[f] for f in [*fields, "indexed_at"]},
+        )
+    )
+    mine = select(p.id).join(_stage_results, s.path == p.path)
+    c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(mine)))
+    c.execute(delete(features).where(features.c.photo_id.in_(mine)))
+    ok = select(p.id).join(_stage_results, s.path == p.path).where(s.status == "ok")
+    c.execute(
+        insert(thumbnails).from_select(
+            ["photo_id", "width", "height", "codec", "data"],
+            ok.add_columns(s.thumb_w, s.thumb_h, s.thumb_codec, s.thumb),
+        )
+    )
+    c.execute(delete(scan_queue).where(scan_queue.c.path.in_(select(s.path))))
+    seq = cat.next_seq(c)  # last: the counter's row stays locked until commit
+    c.execute(
+        insert(features).from_select(
+            ["photo_id", "spec", "vector", "mean_l", "mean_a", "mean_b", "seq"],
+            ok.add_columns(
+                literal(spec, String),
+                s.vector,
+                s.mean_l,
+                s.mean_a,
+                s.mean_b,
+                literal(seq, BigInteger),
+            ),
+        )
+    )
 
 
 def _chunks(seq: Sequence, n: int) -> Iterable[Sequence]:

@@ -60,8 +60,14 @@ class Library:
     # -- opening ------------------------------------------------------------------------
     @classmethod
     def open(
-        cls, home: str | os.PathLike | None = None, progress: Progress | None = None
+        cls,
+        home: str | os.PathLike | None = None,
+        progress: Progress | None = None,
+        db_url: str | None = None,
     ) -> Library:
+        """`home` holds the vector file (a local cache) and, by default, the SQLite catalog;
+        `db_url` (or MOSAICDB_DB) puts the catalog elsewhere: any SQLAlchemy URL, e.g.
+        postgresql+psycopg://user@host/name for a catalog shared by several machines."""
         home = config.resolve_home(home)
         if home.exists() and not home.is_dir():
             raise StoreError(f"store path {home} exists and is not a folder")
@@ -69,7 +75,11 @@ class Library:
             home.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the store folder {home}: {e.strerror}") from None
-        engine = db.make_engine(db.sqlite_url(home / config.CATALOG_NAME))
+        url = config.resolve_db_url(db_url, home)
+        try:
+            engine = db.make_engine(url)
+        except Exception as e:  # a malformed URL or a driver that is not installed
+            raise StoreError(f"cannot use the catalog URL: {e}") from None
         try:
             migrate.ensure_schema(engine, lock_path=home / ".lock")
         except MosaicdbError:
@@ -78,7 +88,8 @@ class Library:
         except Exception as e:
             engine.dispose()
             reason = getattr(e, "orig", None) or e  # the driver's words, not SQLAlchemy's
-            raise StoreError(f"cannot open the catalog in {home}: {reason}") from e
+            where = home if url.startswith("sqlite") else engine.url.render_as_string()
+            raise StoreError(f"cannot open the catalog in {where}: {reason}") from e
         lib = cls(home, db.Catalog(engine), progress)
         if lib.catalog.get_meta("feature_spec") is None:
             from .features import FeatureSpec
@@ -171,9 +182,22 @@ class Library:
         include_hidden: bool = False,
         retry_errors: bool = False,
         batch_size: int = 200,
+        lease_seconds: float = 120.0,
     ) -> IndexSummary:
-        """Register `paths` as roots (none: all roots) and bring the catalog in line with disk."""
-        from .scan import BatchWriter, ScanOptions, WalkStats, plan_scan, run_batches, start_pool
+        """Register `paths` as roots (none: all roots) and bring the catalog in line with disk.
+
+        On a shared (PostgreSQL) catalog the files to read go through the catalog's work queue,
+        so several indexers (processes or machines) can run at once and each file is read once;
+        a file claimed by an indexer that dies is taken over after `lease_seconds`."""
+        from .scan import (
+            BatchWriter,
+            ClaimFeed,
+            ScanOptions,
+            WalkStats,
+            plan_scan,
+            run_batches,
+            start_pool,
+        )
 
         if workers is None:
             workers = os.cpu_count() or 1
@@ -197,6 +221,7 @@ class Library:
             retry_errors=retry_errors,
             workers=workers,
             batch_size=batch_size,
+            lease_seconds=lease_seconds,
         )
         pool = start_pool(workers)
         try:
@@ -212,6 +237,10 @@ class Library:
         summary.scanned, summary.unchanged = plan.scanned, plan.unchanged
         summary.removed = self.catalog.delete_photos(plan.gone) if plan.gone else 0
 
+        feed = None
+        if self.catalog.shared and plan.todo:
+            feed = ClaimFeed(self.catalog, plan, {s.root_id for s in scopes}, opts)
+            feed.enqueue()
         with self.progress.task("Indexing photos", total=len(plan.todo)) as t:
             writer = BatchWriter(self.catalog, plan, self.spec.key, batch_size)
 
@@ -220,7 +249,7 @@ class Library:
                 t.advance(len(results))  # per decoded chunk, not per commit: a smooth bar
 
             try:
-                run_batches(plan.todo, opts, on_results, warm=pool)
+                run_batches(plan.todo, opts, on_results, warm=pool, feed=feed)
                 writer.flush()
             except KeyboardInterrupt:
                 try:
@@ -230,6 +259,9 @@ class Library:
                         f"interrupted: {writer.added + writer.updated} of {len(plan.todo)} files "
                         "were saved; run `mosaicdb index` again to continue"
                     ) from None
+            finally:
+                if feed is not None:
+                    feed.release()  # claimed and not written: back to the queue for others
         summary.added, summary.updated, summary.failed = writer.added, writer.updated, writer.failed
         vs = self.sync_vectors()
         self.catalog.set_meta({"last_index_at": str(time.time())})
@@ -287,7 +319,7 @@ class Library:
         spec = spec or self.spec
         path = self.vector_path(spec)
         n, idsum, maxseq = self.catalog.feature_state(spec.key)
-        key = f"vectors.{spec.key}"
+        key = self._cache_key(f"vectors.{spec.key}")
         raw = self.catalog.get_meta(key)
         state = json.loads(raw) if raw else None
         fst = path.stat() if path.exists() else None
@@ -337,6 +369,17 @@ class Library:
         )
         return {"action": action, "count": n}
 
+    def _cache_key(self, name: str) -> str:
+        """The meta key recording the state of a local vector file. A shared catalog serves
+        many machines, each with its own cache file: their keys must not collide."""
+        if not self.catalog.shared:
+            return name
+        import hashlib
+        import socket
+
+        where = f"{socket.gethostname()}:{os.path.realpath(self.home)}".encode()
+        return f"{name}@{hashlib.sha1(where).hexdigest()[:16]}"
+
     def vector_index(self, spec=None):
         """The exact FAISS index of `spec`, checked against the catalog (rebuilt if stale)."""
         from . import vecindex as V
@@ -353,8 +396,8 @@ class Library:
         if exact.ntotal < V.HNSW_MIN_TILES:
             return exact
         path = self.home / f"vectors-{spec.key}.hnsw.faiss"
-        key = f"hnsw.{spec.key}"
-        want = self.catalog.get_meta(f"vectors.{spec.key}")
+        key = self._cache_key(f"hnsw.{spec.key}")
+        want = self.catalog.get_meta(self._cache_key(f"vectors.{spec.key}"))
         if path.exists() and self.catalog.get_meta(key) == want:
             index = V.read(path)
         else:

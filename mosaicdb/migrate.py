@@ -59,12 +59,30 @@ def _file_lock(path: Path | None):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _schema_lock(engine: Engine, lock_path: Path | None):
+    """One upgrader at a time: a file lock in the store folder for SQLite, a PostgreSQL
+    advisory lock (held by its own connection) for a server catalog shared by machines."""
+    if engine.dialect.name != "postgresql":
+        with _file_lock(lock_path):
+            yield
+        return
+    with engine.connect() as c:
+        db.advisory_lock(c)
+        c.commit()
+        try:
+            yield
+        finally:
+            db.advisory_unlock(c)
+            c.commit()
+
+
 def ensure_schema(engine: Engine, lock_path: Path | None = None) -> str:
     """Bring the catalog to this code's schema; return the revision it is at."""
     rev = current_revision(engine)
     if rev == db.SCHEMA_REVISION:
         return rev
-    with _file_lock(lock_path):
+    with _schema_lock(engine, lock_path):
         rev = current_revision(engine)
         if rev == db.SCHEMA_REVISION:
             return rev

@@ -120,7 +120,9 @@ def stats(lib: Library, plot: str | None = None) -> dict:
         by_status[status] = by_status.get(status, 0) + n
         if status == "ok":
             by_format[fmt or "unknown"] = by_format.get(fmt or "unknown", 0) + n
-    catalog = sum(p.stat().st_size for p in lib.home.glob("catalog.sqlite*") if p.is_file())
+    catalog = lib.catalog.catalog_bytes()  # a server's database; None: the SQLite files here
+    if catalog is None:
+        catalog = sum(p.stat().st_size for p in lib.home.glob("catalog.sqlite*") if p.is_file())
     vectors = {p.name: p.stat().st_size for p in sorted(lib.home.glob("vectors-*.faiss"))}
     last = lib.catalog.get_meta("last_index_at")
     out = {

@@ -18,6 +18,7 @@ class PhotoState:
     size: int
     mtime_ns: int
     status: str
+    indexed_at: float | None = None
 
 
 @dataclass

@@ -37,6 +37,7 @@ class ScanOptions:
     retry_errors: bool = False
     workers: int = 0  # 0: in this process (debugging, tests); N: a pool of N processes
     batch_size: int = 200  # results per commit: a crash loses at most this many
+    lease_seconds: float = 120.0  # shared catalogs: claimed files return to the queue after
 
 
 @dataclass
@@ -167,6 +168,9 @@ class ScanPlan:
     gone: list[int]
     scanned: int
     unchanged: int
+    # path → (size, mtime_ns, photos.indexed_at or None) of each file in `todo`: what a shared
+    # catalog's work queue records (scan_queue)
+    seen: dict[bytes, tuple[int, int, float | None]] = field(default_factory=dict)
 
 
 def plan_scan(
@@ -180,6 +184,7 @@ def plan_scan(
     existing: dict[bytes, int] = {}
     root_of: dict[bytes, int] = {}
     gone: list[int] = []
+    seen: dict[bytes, tuple[int, int, float | None]] = {}
     scanned = unchanged = 0
     for sc in scopes:
         under = None if sc.walk_path == sc.root_path else sc.walk_path
@@ -194,6 +199,7 @@ def plan_scan(
             row = known.pop(path, None)
             if row is None:
                 todo.append(path)
+                seen[path] = (size, mtime, None)
             elif (
                 row.size == size
                 and row.mtime_ns == mtime
@@ -203,8 +209,9 @@ def plan_scan(
             else:
                 todo.append(path)
                 existing[path] = row.id
+                seen[path] = (size, mtime, row.indexed_at)
         gone.extend(r.id for r in known.values())
-    return ScanPlan(todo, existing, root_of, gone, scanned, unchanged)
+    return ScanPlan(todo, existing, root_of, gone, scanned, unchanged, seen)
 
 
 def _forkserver_context():
@@ -239,22 +246,71 @@ def start_pool(workers: int):
     return pool
 
 
+BATCH_FILES = 8  # files per task: small, so one slow file delays little
+
+
+def list_feed(todo: list[bytes]) -> Callable[[], list[bytes] | None]:
+    """A feed over a fixed list: the next batch, or None when done."""
+    it = iter([todo[i : i + BATCH_FILES] for i in range(0, len(todo), BATCH_FILES)])
+    return lambda: next(it, None)
+
+
+class ClaimFeed:
+    """A feed for a shared (PostgreSQL) catalog: batches claimed from the work queue
+    (Catalog.claim), so concurrent indexers each process a file once. Returns [] while other
+    indexers still hold files of these roots (wait: they finish, or their lease runs out and
+    the files come back), None when the queue holds nothing more for these roots."""
+
+    def __init__(self, catalog: Catalog, plan: ScanPlan, root_ids, opts: ScanOptions):
+        import socket
+        import uuid
+
+        self.catalog, self.plan, self.root_ids = catalog, plan, list(root_ids)
+        self.lease = opts.lease_seconds
+        self.n = BATCH_FILES * max(1, opts.workers) * 2
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.buf: list[bytes] = []
+
+    def enqueue(self) -> None:
+        p = self.plan
+        self.catalog.enqueue([(f, p.root_of[f], *p.seen[f]) for f in p.todo])
+
+    def __call__(self) -> list[bytes] | None:
+        if not self.buf:
+            got, held = self.catalog.claim(self.owner, self.root_ids, self.n, self.lease)
+            if not got:
+                return [] if held else None
+            for path, rid in got:
+                self.plan.root_of.setdefault(path, rid)
+            self.buf = [path for path, _ in got]
+        b, self.buf = self.buf[:BATCH_FILES], self.buf[BATCH_FILES:]
+        return b
+
+    def release(self) -> None:
+        self.buf = []
+        self.catalog.release(self.owner)
+
+
 def run_batches(
     todo: list[bytes],
     opts: ScanOptions,
     on_results: Callable[[list[PhotoResult]], None],
     warm=None,
+    feed: Callable[[], list[bytes] | None] | None = None,
 ) -> None:
     """Process `todo` in chunks (in process, or in a pool) and hand results to `on_results`
-    in the calling process, which is the single writer."""
-    chunk = 8
-    batches = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    in the calling process, which is the single writer. `feed` (instead of `todo`) gives
+    batches one at a time: a batch, [] for "none yet, ask again soon", None for "done"."""
+    feed = feed or list_feed(todo)
     if opts.workers <= 0:
         from . import imaging
 
         imaging.init_worker(concurrency=0)
-        for b in batches:
-            on_results(process_batch(b, opts))
+        while (b := feed()) is not None:
+            if b:
+                on_results(process_batch(b, opts))
+            else:
+                time.sleep(0.25)
         return
     # Never fork this process (it may hold libvips or SQLite state); a forkserver that has
     # imported the worker modules once forks clean workers quickly.
@@ -263,19 +319,30 @@ def run_batches(
     def new_pool(n):
         return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
 
-    queue = list(reversed(batches))
+    exhausted = False
     suspects: list[bytes] = []
-    while queue or suspects:
+    while not exhausted or suspects:
         pool, warm = (warm, None) if warm is not None else (new_pool(opts.workers), None)
         try:
             pending: dict = {}
             limit = opts.workers * 4  # bounded in flight: memory stays flat on any library size
             broken = False
-            while (queue or pending) and not broken:
-                while queue and len(pending) < limit:
-                    b = queue.pop()
-                    pending[pool.submit(process_batch, b, opts)] = b
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            while (not exhausted or pending) and not broken:
+                idle = False
+                while not exhausted and len(pending) < limit:
+                    b = feed()
+                    if b is None:
+                        exhausted = True
+                    elif not b:
+                        idle = True
+                        break
+                    else:
+                        pending[pool.submit(process_batch, b, opts)] = b
+                if not pending:
+                    if idle:
+                        time.sleep(0.25)
+                    continue
+                done, _ = wait(pending, timeout=0.25 if idle else None, return_when=FIRST_COMPLETED)
                 for f in done:
                     b = pending.pop(f)
                     try:

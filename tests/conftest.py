@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from mosaicdb import features as F
 
+os.environ.pop("MOSAICDB_DB", None)  # the tests choose their catalog (db_url below)
+
 # Named sRGB colours used across the tests, with their Lab values computed independently.
 COLOURS = {
     "red": (230, 30, 30),
@@ -61,11 +63,43 @@ def home(tmp_path) -> Path:
     return tmp_path / "store"
 
 
+@pytest.fixture(scope="session")
+def pg():
+    """A throwaway PostgreSQL cluster (tests/pg_cluster.py) for the whole session; the tests
+    that need it skip with the reason when PostgreSQL or psycopg is not installed."""
+    import pg_cluster
+
+    reason = pg_cluster.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = pg_cluster.Cluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    """Ask for this fixture to run a test on both catalogs: `lib` and `cli` then use an empty
+    PostgreSQL database in the postgresql run."""
+    return request.param
+
+
 @pytest.fixture
-def lib(home):
+def db_url(request) -> str | None:
+    """The catalog URL of this test: None (SQLite in the store folder) unless the test asks
+    for `backend` and it is postgresql, then a new empty database."""
+    if "backend" not in request.fixturenames or request.getfixturevalue("backend") == "sqlite":
+        return None
+    return request.getfixturevalue("pg").create_database()
+
+
+@pytest.fixture
+def lib(home, db_url):
     import mosaicdb
 
-    with mosaicdb.open(home) as library:
+    with mosaicdb.open(home, db=db_url) as library:
         yield library
 
 
@@ -75,12 +109,12 @@ def runner():
 
 
 @pytest.fixture
-def cli(runner, home):
+def cli(runner, home, db_url):
     """Invoke the CLI against the test store; returns the click Result."""
     from mosaicdb.cli import app
 
     def run(*args, **kw):
-        env = {"MOSAICDB_HOME": str(home), **kw.pop("env", {})}
+        env = {"MOSAICDB_HOME": str(home), "MOSAICDB_DB": db_url, **kw.pop("env", {})}
         return runner.invoke(app, [str(a) for a in args], env=env, **kw)
 
     return run

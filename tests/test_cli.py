@@ -16,7 +16,7 @@ from conftest import COLOURS, noise_jpeg, solid
 SUMMARY_KEYS = {"scanned", "added", "updated", "removed", "unchanged", "failed", "seconds"}
 
 
-def test_index_json_is_only_json(cli, lib_dir):
+def test_index_json_is_only_json(cli, lib_dir, backend):
     solid(lib_dir / "a.png", COLOURS["red"])
     (lib_dir / "bad.jpg").write_bytes(b"")
     r = cli("index", lib_dir, "--workers", "0", "--json")

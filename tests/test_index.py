@@ -45,7 +45,7 @@ def ok_ids(lib):
     return sorted(i for s, _, i in rows(lib).values() if s == "ok")
 
 
-def test_known_colours_give_known_lab(lib, lib_dir):
+def test_known_colours_give_known_lab(lib, lib_dir, backend):
     for name, rgb in COLOURS.items():
         solid(lib_dir / f"{name}.png", rgb)
     s = lib.index([lib_dir], workers=0)
@@ -110,7 +110,7 @@ def test_icc_profile_converted_to_srgb(lib, lib_dir):
     assert float(np.abs(np.array(means) - lab_of(rgb)).max()) < 2.0
 
 
-def test_incremental_add_change_delete(lib, lib_dir):
+def test_incremental_add_change_delete(lib, lib_dir, backend):
     a = solid(lib_dir / "a.png", COLOURS["red"])
     solid(lib_dir / "sub" / "b.png", COLOURS["green"])
     s = lib.index([lib_dir], workers=0)
@@ -168,7 +168,7 @@ def test_same_size_same_mtime_is_not_opened(lib, lib_dir, monkeypatch):
     assert s.unchanged == 1
 
 
-def test_bad_files_become_error_rows_and_scan_goes_on(lib, lib_dir):
+def test_bad_files_become_error_rows_and_scan_goes_on(lib, lib_dir, backend):
     solid(lib_dir / "good.jpg", COLOURS["red"])
     (lib_dir / "empty.jpg").write_bytes(b"")
     (lib_dir / "text.jpg").write_text("not an image at all")
@@ -218,7 +218,7 @@ def test_permission_denied_message(lib, lib_dir, monkeypatch):
     assert rows(lib)[str(p)][:2] == ("error", "Permission denied")
 
 
-def test_names_links_hidden_and_extensions(lib, lib_dir):
+def test_names_links_hidden_and_extensions(lib, lib_dir, backend):
     solid(lib_dir / "ünïcødé 写真.png", COLOURS["red"])
     raw = os.fsencode(lib_dir) + b"/caf\xe9.png"  # not valid UTF-8
     with open(raw, "wb") as f:
@@ -251,7 +251,7 @@ def test_missing_root_keeps_its_photos(lib, tmp_path):
     assert len(rows(lib)) == 1
 
 
-def test_nested_roots_merge(lib, tmp_path):
+def test_nested_roots_merge(lib, tmp_path, backend):
     solid(tmp_path / "top" / "inner" / "a.png", COLOURS["red"])
     solid(tmp_path / "top" / "b.png", COLOURS["green"])
     lib.index([tmp_path / "top" / "inner"], workers=0)
@@ -262,7 +262,7 @@ def test_nested_roots_merge(lib, tmp_path):
     assert (s.scanned, s.unchanged, s.removed) == (1, 1, 0)
 
 
-def test_faiss_file_rebuilt_when_missing_or_wrong(lib, lib_dir):
+def test_faiss_file_rebuilt_when_missing_or_wrong(lib, lib_dir, backend):
     for name in ("red", "green", "blue"):
         solid(lib_dir / f"{name}.png", COLOURS[name])
     lib.index([lib_dir], workers=0)

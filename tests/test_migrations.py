@@ -108,3 +108,80 @@ def test_0003_carries_plans_over(tmp_path):
     assert db.Catalog(engine).plan(1) == [7, 42]
     with engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), db.metadata) == []
+
+
+# -- PostgreSQL (a throwaway server started by the `pg` fixture) ------------------------------
+
+
+def _pg_schema(engine) -> dict:
+    """Tables → columns (name, type, nullable), indexes and unique constraints, as PostgreSQL
+    reports them: two databases with equal dicts have the same schema."""
+    from sqlalchemy import inspect
+
+    insp = inspect(engine)
+    out = {}
+    for t in sorted(insp.get_table_names()):
+        out[t] = (
+            [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)],
+            sorted((i["name"], tuple(i["column_names"])) for i in insp.get_indexes(t)),
+            sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(t)),
+            insp.get_pk_constraint(t)["constrained_columns"],
+            sorted(
+                (f["referred_table"], tuple(f["constrained_columns"]))
+                for f in insp.get_foreign_keys(t)
+            ),
+        )
+    return out
+
+
+def test_postgresql_upgrade_from_empty_matches_models_and_fast_path(pg):
+    """Every migration runs on an empty PostgreSQL database and gives the models' schema;
+    the new-catalog fast path (create_all + stamp) gives the same schema there too."""
+    from alembic import command
+
+    migrated = db.make_engine(pg.create_database())
+    cfg = migrate.alembic_config()
+    with migrated.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    assert migrate.current_revision(migrated) == db.SCHEMA_REVISION
+    with migrated.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), db.metadata)
+        assert diff == [], diff
+    fresh = db.make_engine(pg.create_database())
+    assert migrate.ensure_schema(fresh) == db.SCHEMA_REVISION
+    with fresh.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), db.metadata) == []
+    assert _pg_schema(fresh) == _pg_schema(migrated)
+    cols = {c[0]: c[1] for c in _pg_schema(fresh)["thumbnails"][0]}
+    assert cols["data"] == "BYTEA"
+    migrated.dispose()
+    fresh.dispose()
+
+
+def test_postgresql_old_catalog_upgraded_under_advisory_lock(pg):
+    """Several processes opening an old PostgreSQL catalog at once: one upgrades (the others
+    wait on the advisory lock), all end at the head revision."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from alembic import command
+
+    url = pg.create_database()
+    engine = db.make_engine(url)
+    cfg = migrate.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+
+    def upgrade(_):
+        e = db.make_engine(url)
+        try:
+            return migrate.ensure_schema(e)
+        finally:
+            e.dispose()
+
+    with ThreadPoolExecutor(4) as ex:
+        assert list(ex.map(upgrade, range(4))) == [db.SCHEMA_REVISION] * 4
+    with engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), db.metadata) == []
+    engine.dispose()

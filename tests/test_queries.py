@@ -22,7 +22,7 @@ def store(lib, lib_dir):
     return lib
 
 
-def test_stats_counts_and_coverage(store, lib_dir, work_dir):
+def test_stats_counts_and_coverage(store, lib_dir, work_dir, backend):
     import pyvips
 
     s = store.stats(plot=str(work_dir / "coverage.png"))
@@ -41,7 +41,7 @@ def test_stats_counts_and_coverage(store, lib_dir, work_dir):
     assert cov["counts"][2][cov["hues"].index("red")] == 1, cov  # (230, 30, 30): L 49, hue 37°
 
 
-def test_ls_filters_and_near(store, lib_dir):
+def test_ls_filters_and_near(store, lib_dir, backend):
     rows = store.ls(near="#e01e1e", limit=2)
     assert rows[0]["path"].rsplit("/", 1)[1] == "red.png"
     assert rows[0]["delta_e"] < 2 and rows[0]["hex"].startswith("#e")
@@ -62,7 +62,7 @@ def test_ls_filters_and_near(store, lib_dir):
         store.ls(root="/nowhere")
 
 
-def test_check_clean_then_each_fault_detected_and_repaired(store, lib_dir):
+def test_check_clean_then_each_fault_detected_and_repaired(store, lib_dir, backend):
     r = store.check()
     assert r["ok"] and r["problems"] == []
 
@@ -123,7 +123,7 @@ def test_cli_check_exit_codes_and_json(cli, lib_dir):
     assert r.exit_code == 0 and "repaired: dropped 1 rows of files gone from disk" in r.output
 
 
-def test_stats_and_ls_json(cli, lib_dir):
+def test_stats_and_ls_json(cli, lib_dir, backend):
     solid(lib_dir / "a.png", COLOURS["red"])
     cli("index", lib_dir, "-j", "0", "-q")
     s = json.loads(cli("stats", "--json").stdout)
@@ -142,7 +142,7 @@ def test_stats_and_ls_json(cli, lib_dir):
     assert json.loads(cli("ls", "--status", "error", "--json").stdout) == []
 
 
-def test_forget(cli, lib_dir, tmp_path):
+def test_forget(cli, lib_dir, tmp_path, backend):
     solid(lib_dir / "a.png", COLOURS["red"])
     solid(tmp_path / "other" / "b.png", COLOURS["blue"])
     cli("index", lib_dir, tmp_path / "other", "-j", "0", "-q")

@@ -68,7 +68,7 @@ def plan_names(lib, render_id):
     return [names[i] for i in ids]
 
 
-def test_known_colours_go_to_their_cells(colour_lib, work):
+def test_known_colours_go_to_their_cells(colour_lib, work, backend):
     t = blocks_target(work / "target.png")
     r = colour_lib.render(t, work / "out.png", tiles_across=4, tile_size=16)
     assert (r.cols, r.rows, r.width, r.height) == (4, 2, 64, 32)
@@ -108,7 +108,7 @@ def test_deep_zoom_output(colour_lib, work):
     assert sorted(os.listdir(work)) == ["target.png", "zoom.dzi", "zoom_files"]
 
 
-def test_same_seed_same_plan_and_saved_plan_replays(colour_lib, work):
+def test_same_seed_same_plan_and_saved_plan_replays(colour_lib, work, backend):
     t = blocks_target(work / "target.png")
     kw = dict(tiles_across=12, tile_size=8, max_uses=12, seed=7)
     a = colour_lib.render(t, work / "a.png", **kw)
@@ -123,7 +123,7 @@ def test_same_seed_same_plan_and_saved_plan_replays(colour_lib, work):
     assert [r["id"] for r in renders] == [a.render_id, b.render_id]
 
 
-def test_plan_with_removed_photo_names_the_cells(colour_lib, lib_dir, work):
+def test_plan_with_removed_photo_names_the_cells(colour_lib, lib_dir, work, backend):
     t = blocks_target(work / "target.png")
     r = colour_lib.render(t, work / "a.png", tiles_across=4, tile_size=8)
     (lib_dir / "red.jpg").unlink()

@@ -1,0 +1,214 @@
+"""A shared PostgreSQL catalog: two indexers at once give exactly the rows one indexer gives
+(each file read once), files claimed by an indexer that died are taken over when its lease
+runs out, and bulk writes go through COPY. The server is the session's throwaway cluster
+(conftest `pg`); without PostgreSQL these tests skip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import COLOURS, noise_jpeg, solid
+from sqlalchemy import func, select
+
+import mosaicdb
+from mosaicdb import db
+
+N_GOOD = 48
+
+
+@pytest.fixture
+def library(lib_dir):
+    for i in range(N_GOOD):
+        noise_jpeg(lib_dir / f"d{i % 3}" / f"p{i:03d}.jpg", size=(480, 360), seed=i)
+    solid(lib_dir / "solid.png", COLOURS["red"])
+    (lib_dir / "empty.jpg").write_bytes(b"")
+    (lib_dir / "text.jpg").write_text("not an image")
+    return lib_dir
+
+
+def snapshot(url: str) -> dict:
+    """Everything the index wrote, keyed by path (ids differ between catalogs)."""
+    engine = db.make_engine(url)
+    p, t, f = db.photos.c, db.thumbnails.c, db.features.c
+    with engine.connect() as c:
+        photos = {
+            r[0]: tuple(r[1:])
+            for r in c.execute(
+                select(p.path, p.size, p.mtime_ns, p.status, p.error, p.width, p.height, p.format)
+            )
+        }
+        thumbs = {
+            r[0]: tuple(r[1:])
+            for r in c.execute(
+                select(p.path, t.width, t.height, t.codec, t.data).join(db.thumbnails)
+            )
+        }
+        vecs = {
+            r[0]: tuple(r[1:])
+            for r in c.execute(select(p.path, f.spec, f.vector, f.mean_l).join(db.features))
+        }
+        counts = {
+            name: c.execute(select(func.count()).select_from(tab)).scalar_one()
+            for name, tab in (
+                ("photos", db.photos),
+                ("thumbnails", db.thumbnails),
+                ("features", db.features),
+                ("scan_queue", db.scan_queue),
+            )
+        }
+        distinct = c.execute(select(func.count(func.distinct(p.path)))).scalar_one()
+    engine.dispose()
+    return {
+        "photos": photos,
+        "thumbs": thumbs,
+        "vecs": vecs,
+        "counts": counts,
+        "distinct": distinct,
+    }
+
+
+def _indexer(home, url, lib_dir, *extra):
+    env = {**os.environ, "MOSAICDB_HOME": str(home), "MOSAICDB_DB": url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mosaicdb", "index", str(lib_dir), "--json", "-q", *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_indexers_at_once_equal_one(pg, library, tmp_path):
+    n = N_GOOD + 3
+    one = pg.create_database()
+    with mosaicdb.open(tmp_path / "ref", db=one) as lib:
+        s = lib.index([library], workers=0)
+    assert (s.added, s.failed) == (n, 2)
+    want = snapshot(one)
+
+    shared = pg.create_database()
+    with mosaicdb.open(tmp_path / "h0", db=shared):  # schema first: both start on equal terms
+        pass
+    t0 = time.monotonic()
+    procs = [
+        _indexer(tmp_path / f"h{i}", shared, library, "--workers", "1", "--batch-size", "4")
+        for i in (1, 2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    seconds = time.monotonic() - t0
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    sums = [json.loads(out) for out, _ in outs]
+    # every file read and written by exactly one of the two
+    assert sum(s["added"] for s in sums) == n, sums
+    assert sum(s["updated"] for s in sums) == 0
+    assert sum(s["failed"] for s in sums) == 2
+    got = snapshot(shared)
+    assert got["counts"] == {**want["counts"], "scan_queue": 0}
+    assert got["distinct"] == got["counts"]["photos"] == n
+    assert got["photos"] == want["photos"]
+    assert got["thumbs"] == want["thumbs"]
+    assert got["vecs"] == want["vecs"]
+    print(f"two indexers: {[s['added'] for s in sums]} files each, {seconds:.1f} s")
+
+    # both machines' vector caches agree with the catalog; a rerun changes nothing
+    for i in (1, 2):
+        with mosaicdb.open(tmp_path / f"h{i}", db=shared) as lib:
+            s = lib.index(workers=0)
+            assert (s.added, s.updated, s.unchanged) == (0, 0, n)
+            from mosaicdb import vecindex as V
+
+            assert V.read(lib.vector_path()).ntotal == N_GOOD + 1
+
+
+def test_files_of_a_dead_indexer_are_taken_over(pg, library, tmp_path):
+    """An indexer that claimed files and died: its lease runs out and another indexer reads
+    them; nothing is lost, nothing written twice."""
+    n = N_GOOD + 3
+    url = pg.create_database()
+    with mosaicdb.open(tmp_path / "h", db=url) as lib:
+        # the dead indexer: walked, queued everything, claimed 10 files, then vanished
+        from mosaicdb.scan import ScanOptions, Scope, WalkStats, plan_scan
+
+        rid = lib.catalog.add_root(os.fsencode(library))
+        plan = plan_scan(
+            lib.catalog,
+            [Scope(rid, os.fsencode(library), os.fsencode(library))],
+            ScanOptions(),
+            WalkStats(),
+        )
+        lib.catalog.enqueue([(f, rid, *plan.seen[f]) for f in plan.todo])
+        dead, held = lib.catalog.claim("dead-host:1:x", [rid], 10, lease_seconds=2.0)
+        assert len(dead) == 10 and held == 0
+        t0 = time.monotonic()
+        s = lib.index([library], workers=0)
+        assert time.monotonic() - t0 >= 1.0  # it waited for the lease to run out
+        assert (s.added, s.failed) == (n, 2)
+        assert lib.catalog.queued() == 0
+    got = snapshot(url)
+    assert got["counts"]["photos"] == got["distinct"] == n
+    assert got["counts"]["features"] == got["counts"]["thumbnails"] == N_GOOD + 1
+
+
+def test_files_done_by_another_indexer_are_not_read_again(pg, library, tmp_path, monkeypatch):
+    """An indexer whose walk predates another's writes: at claim time the catalog says the
+    files are done, so it reads none of them."""
+    url = pg.create_database()
+    with mosaicdb.open(tmp_path / "a", db=url) as a, mosaicdb.open(tmp_path / "b", db=url) as b:
+        from mosaicdb import scan
+
+        real_plan = scan.plan_scan
+        plans = {}
+
+        def plan_then_let_a_run(catalog, scopes, opts, stats, on_file=None):
+            if "b" in plans:  # a's own walk
+                return real_plan(catalog, scopes, opts, stats, on_file)
+            plans["b"] = real_plan(catalog, scopes, opts, stats, on_file)
+            a.index([library], workers=0)  # a indexes everything after b walked
+            return plans["b"]
+
+        monkeypatch.setattr(scan, "plan_scan", plan_then_let_a_run)
+        s = b.index([library], workers=0)
+        assert len(plans["b"].todo) == N_GOOD + 3
+        assert (s.added, s.updated) == (0, 0)
+    assert snapshot(url)["counts"]["photos"] == N_GOOD + 3
+
+
+def test_bulk_writes_use_copy(pg, library, tmp_path, monkeypatch):
+    """Results reach PostgreSQL through COPY (psycopg's cursor.copy), not row inserts."""
+    import psycopg
+
+    copies = []
+    real = psycopg.Cursor.copy
+
+    def spy(self, statement, *a, **k):
+        copies.append(str(statement))
+        return real(self, statement, *a, **k)
+
+    monkeypatch.setattr(psycopg.Cursor, "copy", spy)
+    with mosaicdb.open(tmp_path / "h", db=pg.create_database()) as lib:
+        lib.index([library], workers=0, batch_size=1000)
+    assert any(c.startswith("COPY _stage_results") for c in copies), copies
+    assert any(c.startswith("COPY _stage_queue") for c in copies), copies
+
+
+def test_db_option_and_bad_url_are_one_line(pg, cli, lib_dir, tmp_path):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    url = pg.create_database()
+    r = cli("--db", url, "index", lib_dir, "-j", "0", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["added"] == 1
+    assert not (tmp_path / "store" / "catalog.sqlite").exists()  # the catalog is the server's
+    r = cli("--db", url, "stats", "--json")
+    assert json.loads(r.stdout)["store"]["catalog_bytes"] > 0
+    r = cli("--db", "nosuchdb://x", "roots")
+    assert r.exit_code == 1 and r.output.startswith("Error: cannot use the catalog URL")
+    bad = f"postgresql+psycopg://mosaic@127.0.0.1:{pg.port}/no_such_database"
+    r = cli("--db", bad, "roots")
+    assert r.exit_code == 1 and r.output.startswith("Error: cannot open the catalog in")
+    assert "no_such_database" in r.output and "\n" == r.output[-1] and r.output.count("\n") == 1
