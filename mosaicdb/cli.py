@@ -148,11 +148,34 @@ def index(
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Files per commit (a crash loses at most these).")
     ] = 200,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor", help="local: a process pool here; dask: a Dask cluster (extra [dask])."
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Dask scheduler address (tcp://host:8786); without it a local cluster of "
+            "--workers processes is started.",
+        ),
+    ] = None,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Files per Dask task.")] = 10_000,
+    resource: Annotated[
+        str | None,
+        typer.Option(
+            "--resource",
+            help="Run every Dask task on workers that declare this resource (e.g. the "
+            "machine that owns the disk: dask worker … --resources 'NAME=1').",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
     """Index photo folders: new and changed files are read, deleted ones dropped."""
-    if workers != 0:
+    if workers != 0 and executor == "local":
         from .scan import prestart_forkserver
 
         prestart_forkserver()
@@ -165,6 +188,10 @@ def index(
             include_hidden=include_hidden,
             retry_errors=retry_errors,
             batch_size=batch_size,
+            executor=executor,
+            scheduler=scheduler,
+            shard_size=shard_size,
+            resource=resource,
         )
     if json_out:
         _print_json(s.to_dict())

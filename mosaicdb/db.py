@@ -305,6 +305,17 @@ class RenderCatalog:
                 .where(thumbnails.c.photo_id.not_in(have))
             ).scalar_one()
 
+    def feature_vectors(self, spec: str, ids) -> dict[int, bytes]:
+        """Vector blobs of `spec` for these photo ids (those that have one)."""
+        out: dict[int, bytes] = {}
+        with self.engine.connect() as c:
+            for chunk in _chunks(sorted(set(int(i) for i in ids)), 500):
+                q = select(features.c.photo_id, features.c.vector).where(
+                    (features.c.spec == spec) & features.c.photo_id.in_(chunk)
+                )
+                out.update((pid, v) for pid, v in c.execute(q))
+        return out
+
     def write_features(self, spec: str, rows: list[tuple[int, bytes, tuple]]) -> None:
         """Add derived vectors: rows of (photo_id, vector bytes, (mean L, a, b))."""
         with self.engine.begin() as c:
@@ -420,6 +431,18 @@ class Catalog(RenderCatalog):
             q = q.where(_prefix_range(p.path, under))
         with self.engine.connect() as c:
             return {r[0]: PhotoState(r[1], r[2], r[3], r[4], r[5]) for r in c.execute(q)}
+
+    def photo_states_of(self, paths: Sequence[bytes]) -> dict[bytes, PhotoState]:
+        """The rows of these paths, where they exist (a shard checks what is already done)."""
+        p = photos.c
+        out: dict[bytes, PhotoState] = {}
+        with self.engine.connect() as c:
+            for chunk in _chunks(list(paths), 500):
+                q = select(p.path, p.id, p.size, p.mtime_ns, p.status, p.indexed_at).where(
+                    p.path.in_(chunk)
+                )
+                out.update({r[0]: PhotoState(r[1], r[2], r[3], r[4], r[5]) for r in c.execute(q)})
+        return out
 
     def delete_photos(self, ids: Sequence[int]) -> int:
         n = 0

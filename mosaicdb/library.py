@@ -183,21 +183,21 @@ class Library:
         retry_errors: bool = False,
         batch_size: int = 200,
         lease_seconds: float = 120.0,
+        executor: str = "local",
+        scheduler: str | None = None,
+        shard_size: int = 10_000,
+        resource: str | None = None,
     ) -> IndexSummary:
         """Register `paths` as roots (none: all roots) and bring the catalog in line with disk.
 
         On a shared (PostgreSQL) catalog the files to read go through the catalog's work queue,
         so several indexers (processes or machines) can run at once and each file is read once;
-        a file claimed by an indexer that dies is taken over after `lease_seconds`."""
-        from .scan import (
-            BatchWriter,
-            ClaimFeed,
-            ScanOptions,
-            WalkStats,
-            plan_scan,
-            run_batches,
-            start_pool,
-        )
+        a file claimed by an indexer that dies is taken over after `lease_seconds`.
+
+        `executor="dask"` reads the files on a Dask cluster instead of the local pool (see
+        shards.py): the one at `scheduler`, or a LocalCluster of `workers` processes; shards
+        of `shard_size` files, each task needing Dask worker resource `resource` if given."""
+        from .scan import ScanOptions, WalkStats, plan_scan, start_pool
 
         if workers is None:
             workers = os.cpu_count() or 1
@@ -209,6 +209,18 @@ class Library:
             raise OptionError("--max-pixels", f"must be positive, got {max_pixels}")
         if batch_size < 1:
             raise OptionError("--batch-size", f"must be positive, got {batch_size}")
+        if executor not in ("local", "dask"):
+            raise OptionError("--executor", f"must be local or dask, got {executor!r}")
+        if executor != "dask" and (scheduler or resource):
+            raise OptionError("--scheduler" if scheduler else "--resource", "needs --executor dask")
+        if shard_size < 1:
+            raise OptionError("--shard-size", f"must be positive, got {shard_size}")
+        if scheduler and not self.catalog.shared:
+            raise OptionError(
+                "--scheduler",
+                "workers on other machines cannot write a SQLite file: use a shared catalog "
+                "(--db postgresql+psycopg://…), or leave --scheduler out for a local cluster",
+            )
         t0 = time.monotonic()
         summary = IndexSummary()
         stats = WalkStats()
@@ -223,7 +235,7 @@ class Library:
             batch_size=batch_size,
             lease_seconds=lease_seconds,
         )
-        pool = start_pool(workers)
+        pool = start_pool(workers) if executor == "local" else None
         try:
             with self.progress.task("Scanning folders", total=None) as t:
                 plan = plan_scan(self.catalog, scopes, opts, stats, on_file=t.advance)
@@ -236,6 +248,39 @@ class Library:
             pool = None
         summary.scanned, summary.unchanged = plan.scanned, plan.unchanged
         summary.removed = self.catalog.delete_photos(plan.gone) if plan.gone else 0
+
+        if executor == "dask":
+            self._index_dask(plan, opts, scheduler, workers, shard_size, resource, summary)
+        else:
+            self._index_local(plan, opts, scopes, pool, batch_size, summary)
+        vs = self.sync_vectors()
+        self.catalog.set_meta({"last_index_at": str(time.time())})
+        summary.vectors, summary.vector_index = vs["count"], vs["action"]
+        summary.roots = [_show(s.root_path) for s in scopes]
+        summary.warnings = stats.warnings
+        summary.seconds = time.monotonic() - t0
+        return summary
+
+    def _index_dask(self, plan, opts, scheduler, workers, shard_size, resource, summary):
+        from . import shards
+
+        url = self.catalog.engine.url.render_as_string(hide_password=False)
+        with self.progress.task("Indexing photos (dask)", total=len(plan.todo)) as t:
+            tot = shards.run(
+                url,
+                plan,
+                self.spec.key,
+                opts,
+                scheduler=scheduler,
+                workers=workers,
+                shard_size=shard_size,
+                resource=resource,
+                on_shard=lambda r: t.advance(r["files"]),
+            )
+        summary.added, summary.updated, summary.failed = tot["added"], tot["updated"], tot["failed"]
+
+    def _index_local(self, plan, opts, scopes, pool, batch_size, summary):
+        from .scan import BatchWriter, ClaimFeed, run_batches
 
         feed = None
         if self.catalog.shared and plan.todo:
@@ -263,13 +308,6 @@ class Library:
                 if feed is not None:
                     feed.release()  # claimed and not written: back to the queue for others
         summary.added, summary.updated, summary.failed = writer.added, writer.updated, writer.failed
-        vs = self.sync_vectors()
-        self.catalog.set_meta({"last_index_at": str(time.time())})
-        summary.vectors, summary.vector_index = vs["count"], vs["action"]
-        summary.roots = [_show(s.root_path) for s in scopes]
-        summary.warnings = stats.warnings
-        summary.seconds = time.monotonic() - t0
-        return summary
 
     def _scopes(self, paths, stats) -> list:
         from .scan import Scope

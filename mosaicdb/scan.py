@@ -99,6 +99,19 @@ def _worker_init():
     imaging.init_worker()
 
 
+def _crash_now() -> bool:
+    """Tests only: with MOSAICDB_TEST_CRASH_ONCE=FILE the crash happens once (while FILE
+    exists: the crash removes it), to test that a killed worker's work is redone."""
+    once = os.environ.get("MOSAICDB_TEST_CRASH_ONCE")
+    if not once:
+        return True
+    try:
+        os.remove(once)
+        return True
+    except OSError:
+        return False
+
+
 def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     """Decode each photo once: stored thumbnail + Lab grid features, or the reason it failed."""
     from . import imaging
@@ -106,7 +119,7 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     out = []
     crash_on = os.environ.get("MOSAICDB_TEST_CRASH_ON", "").encode()  # tests only
     for p in paths:
-        if crash_on and p.endswith(crash_on):
+        if crash_on and p.endswith(crash_on) and _crash_now():
             os._exit(70)  # simulate a decoder crash taking the worker process down
         try:
             st = os.stat(p)

@@ -53,7 +53,11 @@ def _free_port() -> int:
 
 
 class Cluster:
-    def __init__(self):
+    """`durable=False` (the tests) turns off fsync and synchronous commit; the benchmarks keep
+    PostgreSQL's defaults so that its numbers compare with SQLite's."""
+
+    def __init__(self, durable: bool = False):
+        self.durable = durable
         self.bin = bin_dir()
         self.tmp = tempfile.mkdtemp(prefix="mosaicdb-pg-")
         os.chmod(self.tmp, 0o755)
@@ -86,10 +90,9 @@ class Cluster:
             "UTF8",
             "--locale=C",
         )
-        opts = (
-            f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
+        opts = f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             f"{self.bin}/pg_ctl",
             "-D",

@@ -1,0 +1,185 @@
+"""`index --executor dask`: the files to read go to a Dask cluster in shards (~10,000 files);
+each task reads its shard with the same `scan.process_batch` as the local pool and writes its
+results to the catalog itself (batches through `Catalog.write_results`), so no single process
+carries every thumbnail. The driver keeps a bounded number of shards in flight; Dask retries a
+shard that fails or whose worker dies, and a retried shard first asks the catalog which of its
+files an earlier attempt already wrote (each batch is one transaction: nothing is ever
+half-written), then reads only the rest.
+
+`dask[distributed]` is an optional extra (`pip install 'mosaicdb[dask]'`); this module imports
+it only inside the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Sequence
+
+from .errors import MosaicdbError, OptionError
+from .scan import BATCH_FILES, BatchWriter, ScanOptions, ScanPlan, process_batch
+
+# (path, root_id, size, mtime_ns, photos.indexed_at seen by the walk or None)
+ShardRow = tuple[bytes, int, int, int, "float | None"]
+
+_catalogs: dict = {}  # per worker process: one engine per catalog URL
+_worker_ready = False
+
+
+def _catalog(url: str):
+    from . import db
+
+    cat = _catalogs.get(url)
+    if cat is None:
+        cat = _catalogs[url] = db.Catalog(db.make_engine(url))
+    return cat
+
+
+def index_shard(url: str, rows: Sequence[ShardRow], spec: str, opts: ScanOptions) -> dict:
+    """The task: read one shard's files and write them to the catalog at `url`. Returns
+    counts. Files already written since the walk (by an earlier attempt of this shard) are
+    skipped, so running a shard twice writes each file once."""
+    global _worker_ready
+    from . import imaging
+
+    if not _worker_ready:
+        imaging.init_worker()
+        _worker_ready = True
+    cat = _catalog(url)
+    states = cat.photo_states_of([r[0] for r in rows])
+    todo: list[bytes] = []
+    existing: dict[bytes, int] = {}
+    root_of: dict[bytes, int] = {}
+    skipped = 0
+    for path, rid, size, mtime, seen in rows:
+        st = states.get(path)
+        if (
+            st is not None
+            and st.size == size
+            and st.mtime_ns == mtime
+            and (st.indexed_at or 0.0) > (seen if seen is not None else -1.0)
+        ):
+            skipped += 1  # written by an earlier attempt of this shard
+            continue
+        todo.append(path)
+        root_of[path] = rid
+        if st is not None:
+            existing[path] = st.id
+    plan = ScanPlan(todo, existing, root_of, [], 0, 0)
+    writer = BatchWriter(cat, plan, spec, opts.batch_size)
+    for i in range(0, len(todo), BATCH_FILES):
+        writer(process_batch(todo[i : i + BATCH_FILES], opts))
+    writer.flush()
+    return {
+        "added": writer.added,
+        "updated": writer.updated,
+        "failed": writer.failed,
+        "skipped": skipped,
+        "files": len(rows),
+        "worker": os.getpid(),
+    }
+
+
+def make_shards(plan: ScanPlan, shard_size: int) -> list[list[ShardRow]]:
+    rows = [(p, plan.root_of[p], *plan.seen[p]) for p in plan.todo]
+    return [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
+
+
+def run(
+    url: str,
+    plan: ScanPlan,
+    spec: str,
+    opts: ScanOptions,
+    *,
+    scheduler: str | None = None,
+    workers: int = 0,
+    shard_size: int = 10_000,
+    in_flight: int | None = None,
+    retries: int = 3,
+    resource: str | None = None,
+    on_shard: Callable[[dict], None] | None = None,
+) -> dict:
+    """Index `plan.todo` on a Dask cluster: the one at `scheduler` (tcp://host:8786), or a
+    LocalCluster of `workers` processes started here. Returns the summed shard counts."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise MosaicdbError(
+            "--executor dask needs Dask: pip install 'mosaicdb[dask]' (dask[distributed])"
+        ) from None
+    if shard_size < 1:
+        raise OptionError("--shard-size", f"must be positive, got {shard_size}")
+    if scheduler and url.startswith("sqlite"):
+        raise OptionError(
+            "--scheduler",
+            "workers on other machines cannot write a SQLite file: use a shared catalog "
+            "(--db postgresql+psycopg://…), or no --scheduler for a LocalCluster here",
+        )
+    totals = {"added": 0, "updated": 0, "failed": 0, "skipped": 0, "files": 0}
+    shards = make_shards(plan, shard_size)
+    if not shards:
+        return totals
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+    else:
+        cluster = LocalCluster(
+            n_workers=max(1, workers or os.cpu_count() or 1),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+    run_id = uuid.uuid4().hex[:8]
+    pending = iter(enumerate(shards))
+    futures = as_completed()
+    try:
+        slots = sum(client.nthreads().values()) or 1
+        limit = in_flight or 2 * slots  # bounded: shards wait here, not in worker memory
+
+        def submit_next() -> bool:
+            nxt = next(pending, None)
+            if nxt is None:
+                return False
+            i, rows = nxt
+            futures.add(
+                client.submit(
+                    index_shard,
+                    url,
+                    rows,
+                    spec,
+                    opts,
+                    key=f"mosaicdb-shard-{run_id}-{i}",
+                    retries=retries,
+                    pure=False,
+                    resources={resource: 1} if resource else None,
+                )
+            )
+            return True
+
+        for _ in range(limit):
+            if not submit_next():
+                break
+        for fut in futures:
+            try:
+                res = fut.result()
+            except Exception as e:
+                raise MosaicdbError(
+                    f"a shard failed {retries + 1} times, last with {type(e).__name__}: {e}; "
+                    "what was written stays, run `mosaicdb index` again to continue"
+                ) from e
+            fut.release()
+            for k in totals:
+                totals[k] += res[k]
+            if on_shard:
+                on_shard(res)
+            submit_next()
+    finally:
+        for f in list(getattr(futures, "futures", ())):
+            f.cancel()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return totals
