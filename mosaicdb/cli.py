@@ -267,6 +267,21 @@ def render(
     candidates: Annotated[
         int, typer.Option("--candidates", help="Nearest tiles considered per cell.")
     ] = 16,
+    grid: Annotated[
+        int | None,
+        typer.Option(
+            "--grid",
+            help="Match on a K×K Lab grid per cell (default: the store's; others are derived "
+            "once from the stored thumbnails).",
+        ),
+    ] = None,
+    rerank: Annotated[
+        int,
+        typer.Option(
+            "--rerank",
+            help="Re-order each cell's candidates on a finer R×R Lab grid (0: off).",
+        ),
+    ] = 0,
     plan: Annotated[
         int | None, typer.Option("--plan", help="Re-render saved render ID without matching.")
     ] = None,
@@ -293,6 +308,8 @@ def render(
             seed=seed,
             blend=blend,
             candidates=candidates,
+            grid=grid,
+            rerank=rerank,
             score=score,
         )
     if json_out:

@@ -330,3 +330,42 @@ def test_score_reports_quality_at_two_widths(colour_lib, work):
     assert set(r.quality) == {"400", "1600"}
     assert r.quality["400"]["delta_e"] < 3  # every cell got its own colour
     assert r.quality["1600"]["ssim"] > 0.9
+
+
+def checker(n_checks: int, check: int, phase: int) -> np.ndarray:
+    """Black/white checkerboard, n_checks × n_checks squares of `check` px."""
+    yy, xx = np.indices((n_checks, n_checks))
+    board = ((yy + xx + phase) % 2 * 255).astype(np.uint8)
+    return np.repeat(np.repeat(board, check, 0), check, 1)[..., None].repeat(3, 2)
+
+
+def test_grid_and_rerank_see_layout_the_coarse_grid_averages_out(lib, lib_dir, work):
+    # 6×6 checkerboards in two phases: on the store's 3×3 grid both are uniform grey, on a
+    # 6×6 grid they are opposites, so only a finer grid tells which tile fits a cell
+    for phase in (0, 1):
+        a = checker(6, 40, phase)
+        pyvips.Image.new_from_array(a, interpretation="srgb").write_to_file(
+            str(lib_dir / f"phase{phase}.png")
+        )
+    solid(lib_dir / "grey.jpg", (128, 128, 128), size=(240, 240), Q=95)  # a decoy
+    lib.index([lib_dir], workers=0)
+    target = np.concatenate([checker(6, 40, 0), checker(6, 40, 1)], axis=1)
+    t = work / "target.png"
+    pyvips.Image.new_from_array(target, interpretation="srgb").write_to_file(str(t))
+    want = ["phase0", "phase1"]
+    for opts in ({"rerank": 6}, {"grid": 6}):
+        r = lib.render(t, work / "out.png", tiles_across=2, tile_size=24, **opts)
+        assert plan_names(lib, r.render_id) == want, opts
+    specs = {s for (s,) in _spec_rows(lib)}
+    assert {"lab3v1", "lab6v1"} <= specs  # the fine vectors were derived once and kept
+    with pytest.raises(OptionError, match="--rerank"):
+        lib.render(t, work / "out.png", tiles_across=2, rerank=17)
+
+
+def _spec_rows(lib):
+    from sqlalchemy import select
+
+    from mosaicdb import db
+
+    with lib.catalog.engine.connect() as c:
+        return c.execute(select(db.features.c.spec).distinct()).all()
