@@ -380,14 +380,19 @@ def _rerank(lib: Library, fine, fine_cells, cand_ids):
     pos = np.searchsorted(ids, cand_ids)
     pos = np.minimum(pos, len(ids) - 1)
     found = (cand_ids >= 0) & (ids[pos] == cand_ids)
+    # |c - v|² = |c|² + |v|² - 2 c·v, so only the dot products need each cell's own gather;
+    # layout (mean squared difference per sub-cell) and overall colour weigh alike: the
+    # layout alone lost ΔE at 400 px wide in bench/ablation_quality.py
+    g2 = fine.grid**2
+    v_norm, c_norm = (vecs * vecs).sum(1), (fine_cells * fine_cells).sum(1)
+    v_mean = vecs.reshape(len(ids), g2, 3).mean(1)
+    c_mean = fine_cells.reshape(n, g2, 3).mean(1)
     d = np.empty((n, k), np.float32)
     for i in range(0, n, 4096):  # bounded memory: 4096 cells × k fine vectors at a time
-        diff = vecs[pos[i : i + 4096]] - fine_cells[i : i + 4096, None, :]
-        # layout (mean squared difference per sub-cell) and overall colour weigh alike:
-        # the layout alone lost ΔE at 400 px wide in bench/ablation_quality.py
-        mean = diff.reshape(*diff.shape[:2], -1, 3).mean(axis=2)
-        d[i : i + 4096] = np.einsum("ijk,ijk->ij", diff, diff) / fine.grid**2
-        d[i : i + 4096] += np.einsum("ijk,ijk->ij", mean, mean)
+        p, j = pos[i : i + 4096], slice(i, i + 4096)
+        dot = np.matmul(vecs[p], fine_cells[j, :, None])[..., 0]
+        dm = v_mean[p] - c_mean[j, None, :]
+        d[j] = (c_norm[j, None] + v_norm[p] - 2 * dot) / g2 + (dm * dm).sum(-1)
     d[~found] = np.inf
     order = np.argsort(d, axis=1, kind="stable")
     return np.take_along_axis(d, order, 1), np.take_along_axis(cand_ids, order, 1)
