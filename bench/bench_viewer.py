@@ -95,6 +95,15 @@ const viewer = OpenSeadragon({element: document.getElementById("v"), drawer: "ca
   tileSources: {Image: {xmlns: "http://schemas.microsoft.com/deepzoom/2008", Url: "tiles/",
     Format: g.format, Overlap: "0", TileSize: "256",
     Size: {Width: String(g.width), Height: String(g.height)}}}});
+viewer.addHandler("open", () => { window.mosaicdbViewer.timings.open = performance.now(); });
+viewer.addHandler("update-viewport", () => {
+  const t = window.mosaicdbViewer.timings;
+  if (t.firstFrame == null) t.firstFrame = performance.now();
+});
+viewer.addHandler("tile-loaded", () => {
+  const t = window.mosaicdbViewer.timings;
+  if (t.firstTile == null) t.firstTile = performance.now();
+});
 viewer.addHandler("tile-drawn", () => {
   const v = window.mosaicdbViewer;
   if (v.timings.firstPaint == null) { v.timings.firstPaint = performance.now(); v.ready = true; }
