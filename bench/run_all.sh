@@ -9,3 +9,4 @@ $PY bench/bench_render.py
 $PY bench/bench_placement.py
 $PY bench/bench_gigapixel.py
 $PY bench/bench_queries.py
+$PY bench/bench_viewer.py   # needs Debian's chromium (apt-get install chromium)
