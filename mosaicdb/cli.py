@@ -276,12 +276,13 @@ def render(
         ),
     ] = None,
     rerank: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--rerank",
             help="Re-order each cell's candidates on a finer R×R Lab grid (0: off).",
+            show_default="6",
         ),
-    ] = 0,
+    ] = None,
     plan: Annotated[
         int | None, typer.Option("--plan", help="Re-render saved render ID without matching.")
     ] = None,

@@ -305,6 +305,14 @@ class RenderCatalog:
                 .where(thumbnails.c.photo_id.not_in(have))
             ).scalar_one()
 
+    def photo_ids(self, paths: Sequence[bytes]) -> dict[bytes, int]:
+        out: dict[bytes, int] = {}
+        with self.engine.connect() as c:
+            for chunk in _chunks(list(paths), 500):
+                q = select(photos.c.path, photos.c.id).where(photos.c.path.in_(chunk))
+                out.update((p, i) for p, i in c.execute(q))
+        return out
+
     def feature_vectors(self, spec: str, ids) -> dict[int, bytes]:
         """Vector blobs of `spec` for these photo ids (those that have one)."""
         out: dict[int, bytes] = {}

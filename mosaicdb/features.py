@@ -18,6 +18,9 @@ from .errors import OptionError
 # Bump when the way vectors are computed changes, so stored vectors are re-derived.
 FEATURE_VERSION = 1
 DEFAULT_GRID = 3
+# Render re-ranks the search's candidates on this finer grid (render.RERANK_L_WEIGHT says why);
+# index makes these vectors too, from the thumbnail it already holds.
+RERANK_GRID = 6
 
 
 @dataclass(frozen=True)

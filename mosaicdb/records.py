@@ -39,3 +39,4 @@ class PhotoResult:
     thumb_codec: str | None = None
     vector: bytes | None = None
     mean: tuple[float, float, float] | None = None
+    fine: tuple[str, bytes] | None = None  # (spec key, vector) of the re-ranking grid

@@ -32,6 +32,7 @@ IMAGE_EXTS = frozenset(
 class ScanOptions:
     thumb_size: int = 256
     grid: int = 3
+    rerank_grid: int | None = None  # also the vectors render re-ranks on (None: the default)
     max_pixels: int = 250_000_000
     include_hidden: bool = False
     retry_errors: bool = False
@@ -115,7 +116,10 @@ def _crash_now() -> bool:
 def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     """Decode each photo once: stored thumbnail + Lab grid features, or the reason it failed."""
     from . import imaging
+    from .features import RERANK_GRID, FeatureSpec
 
+    grid = RERANK_GRID if opts.rerank_grid is None else opts.rerank_grid
+    rerank_spec = FeatureSpec(grid) if grid else None
     out = []
     crash_on = os.environ.get("MOSAICDB_TEST_CRASH_ON", "").encode()  # tests only
     for p in paths:
@@ -133,6 +137,9 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
         try:
             thumb, w, h, fmt = imaging.load_photo(p, opts.thumb_size, opts.max_pixels)
             vec = imaging.tile_vector(thumb, opts.grid)
+            fine = None
+            if rerank_spec is not None and rerank_spec.grid != opts.grid:
+                fine = (rerank_spec.key, imaging.tile_vector(thumb, rerank_spec.grid).tobytes())
             data = imaging.encode_thumb(thumb)
         except imaging.PhotoReadError as e:
             out.append(PhotoResult(p, size, mtime, "error", error=str(e) or "unreadable"))
@@ -157,6 +164,7 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
                 thumb_codec=imaging.THUMB_CODEC,
                 vector=vec.tobytes(),
                 mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+                fine=fine,
             )
         )
     return out
@@ -422,6 +430,16 @@ class BatchWriter:
             return
         buf, self.buf = self.buf, []
         self.catalog.write_results(buf, self.plan.root_of, self.plan.existing, self.spec)
+        # the re-ranking vectors follow in their own transaction: if one is lost to a crash,
+        # render derives it from the stored thumbnail
+        fine = [r for r in buf if r.status == "ok" and r.fine is not None]
+        if fine:
+            ids = self.catalog.photo_ids([r.path for r in fine])
+            by_spec: dict[str, list] = {}
+            for r in fine:
+                by_spec.setdefault(r.fine[0], []).append((ids[r.path], r.fine[1], r.mean))
+            for key, rows in by_spec.items():
+                self.catalog.write_features(key, rows)
         self.last = time.monotonic()
         for r in buf:
             if r.path in self.plan.existing:

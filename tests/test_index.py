@@ -22,15 +22,19 @@ def rows(lib):
         return {os.fsdecode(r[0]): (r[1], r[2], r[3]) for r in c.execute(q)}
 
 
-def vectors(lib):
+def vectors(lib, spec=None):
     with lib.catalog.engine.connect() as c:
-        q = select(
-            db.photos.c.path,
-            db.features.c.vector,
-            db.features.c.mean_l,
-            db.features.c.mean_a,
-            db.features.c.mean_b,
-        ).join(db.features)
+        q = (
+            select(
+                db.photos.c.path,
+                db.features.c.vector,
+                db.features.c.mean_l,
+                db.features.c.mean_a,
+                db.features.c.mean_b,
+            )
+            .join(db.features)
+            .where(db.features.c.spec == (spec or lib.spec.key))
+        )
         return {
             os.path.basename(os.fsdecode(r[0])): (np.frombuffer(r[1], np.float32), r[2:])
             for r in c.execute(q)
@@ -57,6 +61,10 @@ def test_known_colours_give_known_lab(lib, lib_dir, backend):
         assert v.shape == (27,)
         np.testing.assert_allclose(v.reshape(9, 3), np.tile(want, (9, 1)), atol=0.5)
         np.testing.assert_allclose(means, want, atol=0.5)
+    # the finer grid that render re-ranks on is made by the same scan
+    for name, (v, _means) in vectors(lib, "lab6v1").items():
+        want = lab_of(COLOURS[name.split(".")[0]])
+        np.testing.assert_allclose(v.reshape(36, 3), np.tile(want, (36, 1)), atol=0.5)
 
 
 def test_grid_cells_follow_layout(lib, lib_dir):
@@ -151,8 +159,9 @@ def test_incremental_add_change_delete(lib, lib_dir, backend):
     assert (s.removed, s.unchanged) == (1, 2)
     assert faiss_ids(lib) == ok_ids(lib)
     with lib.catalog.engine.connect() as c:
-        for t in (db.thumbnails, db.features):
-            assert c.execute(select(func.count()).select_from(t)).scalar() == 2
+        assert c.execute(select(func.count()).select_from(db.thumbnails)).scalar() == 2
+        # the search grid and the re-ranking grid of each photo, nothing of the deleted one
+        assert c.execute(select(func.count()).select_from(db.features)).scalar() == 4
 
 
 def test_same_size_same_mtime_is_not_opened(lib, lib_dir, monkeypatch):
