@@ -124,43 +124,53 @@ _STRIP_PIXELS = 2_000_000
 
 
 def lab_grid(img, cols: int, rows: int, k: int) -> np.ndarray:
-    return _grid_means(img, cols, rows, k, lab=True)
+    return _grid_means(img, cols, rows, (k,), lab=True)[0]
+
+
+def lab_grids(img, cols: int, rows: int, ks: tuple[int, ...]) -> list[np.ndarray]:
+    """lab_grid for several grid sizes from one Lab conversion (the costly part): the boxes
+    are sized for the coarsest grid, so the finer ones average fewer, larger samples."""
+    return _grid_means(img, cols, rows, tuple(ks), lab=True)
 
 
 def rgb_grid(img, cols: int, rows: int, k: int) -> np.ndarray:
     """Like lab_grid, but mean sRGB (0–255 floats) per grid cell: for blending and reports."""
-    return _grid_means(img, cols, rows, k, lab=False)
+    return _grid_means(img, cols, rows, (k,), lab=False)[0]
 
 
-def _grid_means(img, cols: int, rows: int, k: int, lab: bool) -> np.ndarray:
-    """Mean Lab of a k×k grid in each of cols×rows equal cells of `img`: a pyvips image or a
-    uint8 (H, W, 3) array, 8-bit sRGB.
+def _grid_means(img, cols: int, rows: int, ks: tuple[int, ...], lab: bool) -> list[np.ndarray]:
+    """Mean Lab of a k×k grid in each of cols×rows equal cells of `img`, for each k in `ks`:
+    a pyvips image or a uint8 (H, W, 3) array, 8-bit sRGB.
 
-    Returns float32 (rows, cols, 3*k*k). Tiles (cols = rows = 1) and target cells both come
-    through here, so their features cannot drift apart. The image is box-averaged (see
-    MIN_CELL_PX), converted to Lab, and each grid cell's pixels are averaged with boundaries
-    rounded to whole pixels; a big pyvips image is read in strips so memory stays bounded.
+    Returns float32 (rows, cols, 3*k*k) per k. Tiles (cols = rows = 1) and target cells both
+    come through here, so their features cannot drift apart. The image is box-averaged (see
+    MIN_CELL_PX; boxes sized for the coarsest k), converted to Lab, and each grid cell's pixels
+    are averaged with boundaries rounded to whole pixels; a big pyvips image is read in strips
+    of whole cell rows (their edges are grid edges for every k) so memory stays bounded.
     """
-    nx, ny = cols * k, rows * k
+    kmax, kmin = max(ks), min(ks)
     is_array = isinstance(img, np.ndarray)
     height, width = img.shape[:2] if is_array else (img.height, img.width)
-    if width < nx or height < ny:  # fewer pixels than grid cells: enlarge first
-        s = int(np.ceil(max(nx / width, ny / height)))
+    if width < cols * kmax or height < rows * kmax:  # fewer pixels than grid cells: enlarge
+        s = int(np.ceil(max(cols * kmax / width, rows * kmax / height)))
         if is_array:
             img = img.repeat(s, axis=0).repeat(s, axis=1)
         else:
             img = img.zoom(s, s)
         width, height = width * s, height * s
-    f = max(1, min(width // nx, height // ny) // MIN_CELL_PX)
+    f = max(1, min(width // (cols * kmin), height // (rows * kmin)) // MIN_CELL_PX)
     ws, hs = width // f, height // f
-    xb = np.round(np.arange(nx + 1) * ws / nx).astype(np.int64)
-    yb = np.round(np.arange(ny + 1) * hs / ny).astype(np.int64)
-    area = np.diff(yb)[:, None, None] * np.diff(xb)[None, :, None]
-    out = np.empty((ny, nx, 3), dtype=np.float64)
-    step = max(1, int(_STRIP_PIXELS // max(1, width * height / ny)))
-    for i0 in range(0, ny, step):
-        i1 = min(ny, i0 + step)
-        y0, y1 = int(yb[i0]), int(yb[i1])
+    cy = np.round(np.arange(rows + 1) * hs / rows).astype(np.int64)  # cell row edges
+    bounds = []
+    for k in ks:
+        xb = np.round(np.arange(cols * k + 1) * ws / (cols * k)).astype(np.int64)
+        yb = np.round(np.arange(rows * k + 1) * hs / (rows * k)).astype(np.int64)
+        area = np.diff(yb)[:, None, None] * np.diff(xb)[None, :, None]
+        bounds.append((k, xb, yb, area, np.empty((rows * k, cols * k, 3), np.float64)))
+    step = max(1, int(_STRIP_PIXELS // max(1, width * height / rows)))
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        y0, y1 = int(cy[r0]), int(cy[r1])
         if is_array:
             px = img[y0 * f : y1 * f, : ws * f]
         else:
@@ -168,10 +178,15 @@ def _grid_means(img, cols: int, rows: int, k: int, lab: bool) -> np.ndarray:
         if f > 1:
             px = _box_mean(px, f)
         v = (F.srgb8_to_lab(px) if lab else px).astype(np.float64)
-        v = np.add.reduceat(np.add.reduceat(v, xb[:-1], axis=1), yb[i0:i1] - y0, axis=0)
-        out[i0:i1] = v / area[i0:i1]
-    out = out.reshape(rows, k, cols, k, 3).transpose(0, 2, 1, 3, 4)
-    return np.ascontiguousarray(out.reshape(rows, cols, k * k * 3), dtype=np.float32)
+        for k, xb, yb, area, out in bounds:
+            i0, i1 = r0 * k, r1 * k
+            sums = np.add.reduceat(np.add.reduceat(v, xb[:-1], axis=1), yb[i0:i1] - y0, axis=0)
+            out[i0:i1] = sums / area[i0:i1]
+    result = []
+    for k, _xb, _yb, _area, out in bounds:
+        out = out.reshape(rows, k, cols, k, 3).transpose(0, 2, 1, 3, 4)
+        result.append(np.ascontiguousarray(out.reshape(rows, cols, k * k * 3), np.float32))
+    return result
 
 
 def _box_mean(px: np.ndarray, f: int) -> np.ndarray:
@@ -200,8 +215,13 @@ def centre_crop_array(a: np.ndarray, aspect: float) -> np.ndarray:
 
 def tile_vector(img, k: int, aspect: float = 1.0) -> np.ndarray:
     """A tile's feature vector: the Lab grid of its centre crop at the cell aspect."""
+    return tile_vectors(img, (k,), aspect)[0]
+
+
+def tile_vectors(img, ks: tuple[int, ...], aspect: float = 1.0) -> list[np.ndarray]:
+    """tile_vector for several grid sizes from one Lab conversion (see lab_grids)."""
     a = img if isinstance(img, np.ndarray) else img.numpy()
-    return lab_grid(centre_crop_array(a, aspect), 1, 1, k)[0, 0]
+    return [g[0, 0] for g in lab_grids(centre_crop_array(a, aspect), 1, 1, ks)]
 
 
 def encode_thumb(pixels: np.ndarray) -> bytes:

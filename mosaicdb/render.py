@@ -163,7 +163,10 @@ def _ensure_spec_vectors(lib: Library, spec) -> None:
             rows = []
             for pid, _codec, data in chunk:
                 px = imaging.decode_thumb(data).numpy()
-                v = imaging.tile_vector(px, spec.grid, spec.aspect)
+                if spec.grid > lib.spec.grid:  # as index makes them (scan.process_batch)
+                    v = imaging.tile_vectors(px, (lib.spec.grid, spec.grid), spec.aspect)[1]
+                else:
+                    v = imaging.tile_vector(px, spec.grid, spec.aspect)
                 m = v.reshape(-1, 3).mean(axis=0)
                 rows.append((pid, v.tobytes(), (float(m[0]), float(m[1]), float(m[2]))))
             lib.catalog.write_features(spec.key, rows)
@@ -233,8 +236,12 @@ def run(
     timings["target"] = time.monotonic() - t0
 
     # -- matching and placement -------------------------------------------------------------
-    cells = None
-    if region is not None:
+    cells = fine_cells = None
+    rerank = (F.RERANK_GRID if opts.rerank is None else opts.rerank) if plan_id is None else 0
+    if region is not None and rerank > spec.grid:  # both grids from one Lab conversion
+        cells, fine_cells = imaging.lab_grids(region, cols, rows, (spec.grid, rerank))
+        cells = cells.reshape(n, spec.dim)
+    elif region is not None:
         cells = imaging.lab_grid(region, cols, rows, spec.grid).reshape(n, spec.dim)
     if plan_id is None:
         t1 = time.monotonic()
@@ -247,11 +254,12 @@ def run(
             k = min(opts.candidates, index.ntotal)
             cand_dist, cand_ids = V.search(search_index, cells, k)
             t.advance(n)
-        rerank = F.RERANK_GRID if opts.rerank is None else opts.rerank
         if rerank:
             fine = F.FeatureSpec(rerank).with_aspect(aw, ah)
             _ensure_spec_vectors(lib, fine)
-            fine_cells = imaging.lab_grid(region, cols, rows, fine.grid).reshape(n, fine.dim)
+            if fine_cells is None:
+                fine_cells = imaging.lab_grid(region, cols, rows, fine.grid)
+            fine_cells = fine_cells.reshape(n, fine.dim)
             cand_dist, cand_ids = _rerank(lib, fine, fine_cells, cand_ids)
 
         ids_internal = V.ids_of(index)

@@ -136,10 +136,12 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
             continue
         try:
             thumb, w, h, fmt = imaging.load_photo(p, opts.thumb_size, opts.max_pixels)
-            vec = imaging.tile_vector(thumb, opts.grid)
             fine = None
-            if rerank_spec is not None and rerank_spec.grid != opts.grid:
-                fine = (rerank_spec.key, imaging.tile_vector(thumb, rerank_spec.grid).tobytes())
+            if rerank_spec is not None and rerank_spec.grid > opts.grid:
+                vec, fv = imaging.tile_vectors(thumb, (opts.grid, rerank_spec.grid))
+                fine = (rerank_spec.key, fv.tobytes())
+            else:
+                vec = imaging.tile_vector(thumb, opts.grid)
             data = imaging.encode_thumb(thumb)
         except imaging.PhotoReadError as e:
             out.append(PhotoResult(p, size, mtime, "error", error=str(e) or "unreadable"))
