@@ -325,11 +325,22 @@ class RenderCatalog:
         return out
 
     def write_features(self, spec: str, rows: list[tuple[int, bytes, tuple]]) -> None:
-        """Add derived vectors: rows of (photo_id, vector bytes, (mean L, a, b))."""
+        """Add derived vectors: rows of (photo_id, vector bytes, (mean L, a, b)). A vector
+        already there for (photo, spec) is replaced (another writer may have made it)."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as c:
+                _write_features_pg(self, c, spec, rows)
+            return
         with self.engine.begin() as c:
             seq = self.next_seq(c)
+            ins = _insert(c)(features)
             c.execute(
-                insert(features),
+                ins.on_conflict_do_update(
+                    index_elements=[features.c.photo_id, features.c.spec],
+                    set_={
+                        k: ins.excluded[k] for k in ("vector", "mean_l", "mean_a", "mean_b", "seq")
+                    },
+                ),
                 [
                     {
                         "photo_id": pid,
@@ -475,6 +486,8 @@ class Catalog(RenderCatalog):
         """
         now = time.time()
         if self.engine.dialect.name == "postgresql":
+            # one row per path (the last): a file claimed again after its lease ran out
+            results = list({r.path: r for r in results}.values())
             with self.engine.begin() as c:
                 _write_results_pg(self, c, results, root_of, spec, now)
             return
@@ -598,7 +611,9 @@ class Catalog(RenderCatalog):
             )
             got = c.execute(
                 update(scan_queue)
-                .where(q.path.in_(free.scalar_subquery()))
+                # the lease test again on the row itself: if another indexer claimed it since
+                # the subquery read it, PostgreSQL re-checks this on the new row and skips it
+                .where(q.path.in_(free.scalar_subquery()), q.lease_until < now)
                 .values(owner=owner, lease_until=now + lease_seconds)
                 .returning(q.path, q.root_id)
             ).all()
@@ -917,17 +932,24 @@ def _write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, 
     c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(mine)))
     c.execute(delete(features).where(features.c.photo_id.in_(mine)))
     ok = select(p.id).join(_stage_results, s.path == p.path).where(s.status == "ok")
+    # ON CONFLICT: another indexer that took over this file (a lease ran out while it was
+    # still being read) may commit the same photo between our DELETE and INSERT
+    ins = _insert(c)(thumbnails)
+    tcols = ["width", "height", "codec", "data"]
     c.execute(
-        insert(thumbnails).from_select(
-            ["photo_id", "width", "height", "codec", "data"],
-            ok.add_columns(s.thumb_w, s.thumb_h, s.thumb_codec, s.thumb),
+        ins.from_select(
+            ["photo_id", *tcols], ok.add_columns(s.thumb_w, s.thumb_h, s.thumb_codec, s.thumb)
+        ).on_conflict_do_update(
+            index_elements=[thumbnails.c.photo_id], set_={k: ins.excluded[k] for k in tcols}
         )
     )
     c.execute(delete(scan_queue).where(scan_queue.c.path.in_(select(s.path))))
     seq = cat.next_seq(c)  # last: the counter's row stays locked until commit
+    ins = _insert(c)(features)
+    fcols = ["vector", "mean_l", "mean_a", "mean_b", "seq"]
     c.execute(
-        insert(features).from_select(
-            ["photo_id", "spec", "vector", "mean_l", "mean_a", "mean_b", "seq"],
+        ins.from_select(
+            ["photo_id", "spec", *fcols],
             ok.add_columns(
                 literal(spec, String),
                 s.vector,
@@ -936,8 +958,57 @@ def _write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, 
                 s.mean_b,
                 literal(seq, BigInteger),
             ),
+        ).on_conflict_do_update(
+            index_elements=[features.c.photo_id, features.c.spec],
+            set_={k: ins.excluded[k] for k in fcols},
         )
     )
+
+
+_STAGE_FEATURES_COLS = "photo_id int4, vector bytea, mean_l float8, mean_a float8, mean_b float8"
+_stage_features = _stage_table("_stage_features", _STAGE_FEATURES_COLS)
+
+
+def _write_features_pg(cat: Catalog, c: Connection, spec: str, rows) -> None:
+    """Derived vectors: COPY into a staging table, then one upsert."""
+    _copy_rows(
+        c,
+        "_stage_features",
+        _STAGE_FEATURES_COLS,
+        ["int4", "bytea", "float8", "float8", "float8"],
+        ((pid, v, *m) for pid, v, m in rows),
+    )
+    s = _stage_features.c
+    fcols = ["vector", "mean_l", "mean_a", "mean_b", "seq"]
+    seq = cat.next_seq(c)
+    ins = _insert(c)(features)
+    c.execute(
+        ins.from_select(
+            ["photo_id", "spec", *fcols],
+            select(
+                s.photo_id,
+                literal(spec, String),
+                s.vector,
+                s.mean_l,
+                s.mean_a,
+                s.mean_b,
+                literal(seq, BigInteger),
+            )
+            .ext(_distinct_on(s.photo_id))
+            .order_by(s.photo_id)
+            # a photo deleted since its vector was computed: nothing to attach it to
+            .where(s.photo_id.in_(select(photos.c.id))),
+        ).on_conflict_do_update(
+            index_elements=[features.c.photo_id, features.c.spec],
+            set_={k: ins.excluded[k] for k in fcols},
+        )
+    )
+
+
+def _distinct_on(col):
+    from sqlalchemy.dialects.postgresql import distinct_on
+
+    return distinct_on(col)
 
 
 def _chunks(seq: Sequence, n: int) -> Iterable[Sequence]:

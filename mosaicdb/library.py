@@ -265,6 +265,7 @@ class Library:
         from . import shards
 
         url = self.catalog.engine.url.render_as_string(hide_password=False)
+        crashed: list[bytes] = []
         with self.progress.task("Indexing photos (dask)", total=len(plan.todo)) as t:
             tot = shards.run(
                 url,
@@ -276,8 +277,20 @@ class Library:
                 shard_size=shard_size,
                 resource=resource,
                 on_shard=lambda r: t.advance(r["files"]),
+                on_crash=crashed.append,
             )
         summary.added, summary.updated, summary.failed = tot["added"], tot["updated"], tot["failed"]
+        if crashed:  # files whose own task killed its worker every time: error rows
+            from .records import PhotoResult
+            from .scan import BatchWriter
+
+            writer = BatchWriter(self.catalog, plan, self.spec.key, len(crashed))
+            msg = "the image decoder crashed on this file"
+            writer([PhotoResult(p, -1, -1, "error", error=msg) for p in crashed])
+            writer.flush()
+            summary.added += writer.added
+            summary.updated += writer.updated
+            summary.failed += writer.failed
 
     def _index_local(self, plan, opts, scopes, pool, batch_size, summary):
         from .scan import BatchWriter, ClaimFeed, run_batches
@@ -288,6 +301,8 @@ class Library:
             feed.enqueue()
         with self.progress.task("Indexing photos", total=len(plan.todo)) as t:
             writer = BatchWriter(self.catalog, plan, self.spec.key, batch_size)
+            if feed is not None:
+                feed.on_idle = writer.flush
 
             def on_results(results):
                 writer(results)

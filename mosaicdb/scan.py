@@ -293,19 +293,28 @@ class ClaimFeed:
         self.n = BATCH_FILES * max(1, opts.workers) * 2
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.buf: list[bytes] = []
+        self.taken: set[bytes] = set()  # handed out in this run (never twice)
+        self.on_idle: Callable[[], None] | None = None
 
     def enqueue(self) -> None:
         p = self.plan
         self.catalog.enqueue([(f, p.root_of[f], *p.seen[f]) for f in p.todo])
 
     def __call__(self) -> list[bytes] | None:
-        if not self.buf:
+        while not self.buf:
             got, held = self.catalog.claim(self.owner, self.root_ids, self.n, self.lease)
             if not got:
+                if held and self.on_idle:
+                    # write what we hold before waiting on others: they may be waiting on
+                    # these very files (their walk queued them too)
+                    self.on_idle()
                 return [] if held else None
             for path, rid in got:
                 self.plan.root_of.setdefault(path, rid)
-            self.buf = [path for path, _ in got]
+            # a file of ours whose lease ran out before its result was written comes back:
+            # it is still on its way, not to be read again
+            self.buf = [path for path, _ in got if path not in self.taken]
+            self.taken.update(self.buf)
         b, self.buf = self.buf[:BATCH_FILES], self.buf[BATCH_FILES:]
         return b
 

@@ -12,6 +12,7 @@ it only inside the driver.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import uuid
@@ -99,11 +100,16 @@ def run(
     retries: int = 3,
     resource: str | None = None,
     on_shard: Callable[[dict], None] | None = None,
+    on_crash: Callable[[bytes], None] | None = None,
 ) -> dict:
     """Index `plan.todo` on a Dask cluster: the one at `scheduler` (tcp://host:8786), or a
-    LocalCluster of `workers` processes started here. Returns the summed shard counts."""
+    LocalCluster of `workers` processes started here. Returns the summed shard counts.
+
+    A shard that keeps killing its worker (Dask gives up: KilledWorker) is split into one
+    task per file it still has, like the local pool does; a file whose own task kills its
+    worker is handed to `on_crash` (the caller records it as an error)."""
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, KilledWorker, LocalCluster, as_completed
     except ImportError:
         raise MosaicdbError(
             "--executor dask needs Dask: pip install 'mosaicdb[dask]' (dask[distributed])"
@@ -139,32 +145,51 @@ def run(
         slots = sum(client.nthreads().values()) or 1
         limit = in_flight or 2 * slots  # bounded: shards wait here, not in worker memory
 
+        rows_of: dict = {}
+        counter = itertools.count()
+        singles: list = []  # files of a shard that kept killing workers, one task each
+
+        def submit(key: str, rows) -> None:
+            fut = client.submit(
+                index_shard,
+                url,
+                rows,
+                spec,
+                opts,
+                key=key,
+                retries=retries,
+                pure=False,
+                resources={resource: 1} if resource else None,
+            )
+            rows_of[fut.key] = rows
+            futures.add(fut)
+
         def submit_next() -> bool:
+            if singles:
+                submit(f"mosaicdb-file-{run_id}-{next(counter)}", [singles.pop()])
+                return True
             nxt = next(pending, None)
             if nxt is None:
                 return False
             i, rows = nxt
-            futures.add(
-                client.submit(
-                    index_shard,
-                    url,
-                    rows,
-                    spec,
-                    opts,
-                    key=f"mosaicdb-shard-{run_id}-{i}",
-                    retries=retries,
-                    pure=False,
-                    resources={resource: 1} if resource else None,
-                )
-            )
+            submit(f"mosaicdb-shard-{run_id}-{i}", rows)
             return True
 
         for _ in range(limit):
             if not submit_next():
                 break
         for fut in futures:
+            rows = rows_of.pop(fut.key)
             try:
                 res = fut.result()
+            except KilledWorker:
+                fut.release()
+                if len(rows) > 1:
+                    singles.extend(rows)  # find the file that kills workers
+                elif on_crash is not None:
+                    on_crash(rows[0][0])
+                submit_next()
+                continue
             except Exception as e:
                 raise MosaicdbError(
                     f"a shard failed {retries + 1} times, last with {type(e).__name__}: {e}; "
@@ -178,7 +203,7 @@ def run(
             submit_next()
     finally:
         for f in list(getattr(futures, "futures", ())):
-            f.cancel()
+            f.cancel()  # Ctrl-C or a failed shard: nothing more runs for this index
         client.close()
         if cluster is not None:
             cluster.close()

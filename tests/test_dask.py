@@ -6,6 +6,7 @@ cluster. Skips without dask[distributed] (the `dask` extra)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import COLOURS, noise_jpeg, solid
@@ -86,3 +87,17 @@ def test_scheduler_needs_a_shared_catalog(cli, library):
     assert r.output.startswith("Error: --scheduler: workers on other machines cannot write")
     r = cli("index", library, "--scheduler", "tcp://127.0.0.1:1")
     assert r.exit_code == 1 and "needs --executor dask" in r.output
+
+
+def test_file_that_always_kills_its_worker_costs_one_file(lib, library, monkeypatch):
+    """Like the local pool: a shard that keeps killing workers is split into one task per
+    file, and only the file that kills its worker becomes an error row."""
+    import dask
+
+    monkeypatch.setenv("MOSAICDB_TEST_CRASH_ON", "d1/p004.jpg")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        s = lib.index([library], workers=2, executor="dask", shard_size=16)
+    assert (s.added, s.failed) == (N_GOOD + 2, 2)
+    errs = {os.path.basename(e["path"]): e["error"] for e in lib.errors()}
+    assert errs["p004.jpg"] == "the image decoder crashed on this file"
+    assert set(errs) == {"p004.jpg", "empty.jpg"}
