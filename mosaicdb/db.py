@@ -839,11 +839,13 @@ class Catalog(RenderCatalog):
 
 _STAGE_RESULTS_COLS = (
     "path bytea, root_id int4, size int8, mtime_ns int8, status text, error text, "
-    "width int4, height int4, format text, thumb_w int4, thumb_h int4, "
-    "thumb_codec text, thumb bytea, vector bytea, mean_l float8, mean_a float8, "
-    "mean_b float8"
+    "width int4, height int4, format text"
 )
 _STAGE_RESULTS_TYPES = [c.split()[1] for c in _STAGE_RESULTS_COLS.split(", ")]
+_THUMB_COLS = ["photo_id", "width", "height", "codec", "data"]
+_THUMB_TYPES = ["int4", "int4", "int4", "text", "bytea"]
+_FEATURE_COLS = ["photo_id", "spec", "vector", "mean_l", "mean_a", "mean_b", "seq"]
+_FEATURE_TYPES = ["int4", "text", "bytea", "float8", "float8", "float8", "int8"]
 
 
 def _stage_table(name: str, cols: str) -> Table:
@@ -882,10 +884,43 @@ def _copy_rows(c: Connection, table: str, cols: str, types: list[str], rows) -> 
         cur.close()
 
 
+def _copy_into(c: Connection, table: Table, cols: list[str], types: list[str], rows) -> None:
+    """Binary COPY of `rows` straight into `table` (psycopg 3, this transaction's connection)."""
+    cur = c.connection.driver_connection.cursor()
+    try:
+        with cur.copy(f"COPY {table.name} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(types)
+            for r in rows:
+                cp.write_row(r)
+    finally:
+        cur.close()
+
+
+def _copy_or_upsert(c: Connection, table: Table, cols, types, key, rows: list) -> None:
+    """COPY into `table` (the fast path: the rows of these photos were just deleted); if
+    another writer committed one of them in between (a lease taken over while the file was
+    still being read), roll back to the savepoint and upsert instead."""
+    from psycopg.errors import UniqueViolation
+
+    try:
+        with c.begin_nested():
+            _copy_into(c, table, cols, types, rows)
+    except UniqueViolation:
+        ins = _insert(c)(table)
+        c.execute(
+            ins.on_conflict_do_update(
+                index_elements=[table.c[k] for k in key],
+                set_={k: ins.excluded[k] for k in cols if k not in key},
+            ),
+            [dict(zip(cols, r, strict=True)) for r in rows],
+        )
+
+
 def _write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, now: float):
-    """One batch in one transaction: COPY every result into a staging table, upsert photos by
-    path (a changed file keeps its id), replace their thumbnails and vectors with INSERT …
-    SELECT, and drop the written files from the work queue."""
+    """One batch in one transaction: COPY the photo rows into a staging table and upsert them
+    by path (a changed file keeps its id) with RETURNING ids; delete the old thumbnails and
+    vectors of those photos; COPY the new ones straight into their tables; drop the written
+    files from the work queue."""
     from sqlalchemy.dialects.postgresql import distinct_on
 
     _copy_rows(
@@ -904,12 +939,6 @@ def _write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, 
                 r.width,
                 r.height,
                 r.format,
-                r.thumb_w,
-                r.thumb_h,
-                r.thumb_codec,
-                r.thumb,
-                r.vector,
-                *(r.mean or (None, None, None)),
             )
             for r in results
         ),
@@ -917,52 +946,46 @@ def _write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, 
     s, p = _stage_results.c, photos.c
     fields = ["size", "mtime_ns", "status", "error", "width", "height", "format"]
     ins = _insert(c)(photos)
-    c.execute(
-        ins.from_select(
-            ["path", "root_id", *fields, "indexed_at"],
-            select(s.path, s.root_id, *(s[f] for f in fields), literal(now, Float))
-            .ext(distinct_on(s.path))  # a path twice in one batch would fail the upsert
-            .order_by(s.path),
-        ).on_conflict_do_update(  # a changed file keeps its id (render plans refer to it)
-            index_elements=[p.path],
-            set_={f: ins.excluded[f] for f in [*fields, "indexed_at"]},
-        )
+    ids = dict(
+        c.execute(
+            ins.from_select(
+                ["path", "root_id", *fields, "indexed_at"],
+                select(s.path, s.root_id, *(s[f] for f in fields), literal(now, Float))
+                .ext(distinct_on(s.path))  # a path twice in one batch would fail the upsert
+                .order_by(s.path),
+            )
+            .on_conflict_do_update(  # a changed file keeps its id (render plans refer to it)
+                index_elements=[p.path],
+                set_={f: ins.excluded[f] for f in [*fields, "indexed_at"]},
+            )
+            .returning(p.path, p.id)
+        ).all()
     )
-    mine = select(p.id).join(_stage_results, s.path == p.path)
-    c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(mine)))
-    c.execute(delete(features).where(features.c.photo_id.in_(mine)))
-    ok = select(p.id).join(_stage_results, s.path == p.path).where(s.status == "ok")
-    # ON CONFLICT: another indexer that took over this file (a lease ran out while it was
-    # still being read) may commit the same photo between our DELETE and INSERT
-    ins = _insert(c)(thumbnails)
-    tcols = ["width", "height", "codec", "data"]
-    c.execute(
-        ins.from_select(
-            ["photo_id", *tcols], ok.add_columns(s.thumb_w, s.thumb_h, s.thumb_codec, s.thumb)
-        ).on_conflict_do_update(
-            index_elements=[thumbnails.c.photo_id], set_={k: ins.excluded[k] for k in tcols}
+    mine = list(ids.values())
+    for chunk in _chunks(mine, 5000):
+        c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(chunk)))
+        c.execute(delete(features).where(features.c.photo_id.in_(chunk)))
+    ok = [r for r in results if r.status == "ok"]
+    if ok:
+        _copy_or_upsert(
+            c,
+            thumbnails,
+            _THUMB_COLS,
+            _THUMB_TYPES,
+            ["photo_id"],
+            [(ids[r.path], r.thumb_w, r.thumb_h, r.thumb_codec, r.thumb) for r in ok],
         )
-    )
     c.execute(delete(scan_queue).where(scan_queue.c.path.in_(select(s.path))))
     seq = cat.next_seq(c)  # last: the counter's row stays locked until commit
-    ins = _insert(c)(features)
-    fcols = ["vector", "mean_l", "mean_a", "mean_b", "seq"]
-    c.execute(
-        ins.from_select(
-            ["photo_id", "spec", *fcols],
-            ok.add_columns(
-                literal(spec, String),
-                s.vector,
-                s.mean_l,
-                s.mean_a,
-                s.mean_b,
-                literal(seq, BigInteger),
-            ),
-        ).on_conflict_do_update(
-            index_elements=[features.c.photo_id, features.c.spec],
-            set_={k: ins.excluded[k] for k in fcols},
+    if ok:
+        _copy_or_upsert(
+            c,
+            features,
+            _FEATURE_COLS,
+            _FEATURE_TYPES,
+            ["photo_id", "spec"],
+            [(ids[r.path], spec, r.vector, *r.mean, seq) for r in ok],
         )
-    )
 
 
 _STAGE_FEATURES_COLS = "photo_id int4, vector bytea, mean_l float8, mean_a float8, mean_b float8"

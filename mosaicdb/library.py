@@ -280,7 +280,21 @@ class Library:
                 on_crash=crashed.append,
             )
         summary.added, summary.updated, summary.failed = tot["added"], tot["updated"], tot["failed"]
-        if crashed:  # files whose own task killed its worker every time: error rows
+        # files whose own task killed its worker every time: error rows, unless the file was
+        # written after all (its worker died after the commit, before it could report)
+        states = self.catalog.photo_states_of(crashed)
+        lost = []
+        for p in dict.fromkeys(crashed):
+            st, (size, mtime, seen) = states.get(p), plan.seen[p]
+            if st is not None:
+                if (st.size, st.mtime_ns) == (size, mtime) and (st.indexed_at or 0.0) > (
+                    seen if seen is not None else -1.0
+                ):
+                    continue
+                plan.existing[p] = st.id
+            lost.append(p)
+        crashed = lost
+        if crashed:
             from .records import PhotoResult
             from .scan import BatchWriter
 

@@ -53,6 +53,7 @@ def index_shard(url: str, rows: Sequence[ShardRow], spec: str, opts: ScanOptions
     existing: dict[bytes, int] = {}
     root_of: dict[bytes, int] = {}
     skipped = 0
+    earlier = {"added": 0, "updated": 0, "failed": 0}  # what an earlier attempt wrote
     for path, rid, size, mtime, seen in rows:
         st = states.get(path)
         if (
@@ -61,7 +62,9 @@ def index_shard(url: str, rows: Sequence[ShardRow], spec: str, opts: ScanOptions
             and st.mtime_ns == mtime
             and (st.indexed_at or 0.0) > (seen if seen is not None else -1.0)
         ):
-            skipped += 1  # written by an earlier attempt of this shard
+            skipped += 1  # written by an earlier attempt of this shard: counted, not read
+            earlier["added" if seen is None else "updated"] += 1
+            earlier["failed"] += st.status != "ok"
             continue
         todo.append(path)
         root_of[path] = rid
@@ -73,9 +76,9 @@ def index_shard(url: str, rows: Sequence[ShardRow], spec: str, opts: ScanOptions
         writer(process_batch(todo[i : i + BATCH_FILES], opts))
     writer.flush()
     return {
-        "added": writer.added,
-        "updated": writer.updated,
-        "failed": writer.failed,
+        "added": writer.added + earlier["added"],
+        "updated": writer.updated + earlier["updated"],
+        "failed": writer.failed + earlier["failed"],
         "skipped": skipped,
         "files": len(rows),
         "worker": os.getpid(),

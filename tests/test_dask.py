@@ -95,7 +95,8 @@ def test_file_that_always_kills_its_worker_costs_one_file(lib, library, monkeypa
     import dask
 
     monkeypatch.setenv("MOSAICDB_TEST_CRASH_ON", "d1/p004.jpg")
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    # 1: a task may be on the dying worker by bad luck once, not twice
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         s = lib.index([library], workers=2, executor="dask", shard_size=16)
     assert (s.added, s.failed) == (N_GOOD + 2, 2)
     errs = {os.path.basename(e["path"]): e["error"] for e in lib.errors()}

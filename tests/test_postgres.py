@@ -213,3 +213,38 @@ def test_db_option_and_bad_url_are_one_line(pg, cli, lib_dir, tmp_path):
     r = cli("--db", bad, "roots")
     assert r.exit_code == 1 and r.output.startswith("Error: cannot open the catalog in")
     assert "no_such_database" in r.output and "\n" == r.output[-1] and r.output.count("\n") == 1
+
+
+def test_copy_falls_back_to_upsert_when_another_writer_got_there_first(pg, tmp_path):
+    """The fast path COPYs thumbnails straight into their table; if another writer committed
+    one of the same photos in between, the batch still goes in (savepoint, then upsert)."""
+    from mosaicdb.records import PhotoResult
+
+    url = pg.create_database()
+    with mosaicdb.open(tmp_path / "h", db=url) as lib:
+        rid = lib.catalog.add_root(b"/p")
+        a, b = b"/p/a.jpg", b"/p/b.jpg"
+
+        def res(path, thumb):
+            return PhotoResult(
+                path, 10, 20, "ok", width=4, height=3, format="jpeg", thumb=thumb, thumb_w=4,
+                thumb_h=3, thumb_codec="jpeg", vector=b"\0" * 108, mean=(1.0, 2.0, 3.0),
+            )  # fmt: skip
+
+        lib.catalog.write_results([res(a, b"old")], {a: rid}, {}, "lab3v1")
+        ida = lib.catalog.photo_ids([a])[a]
+        real_delete = db.delete
+
+        def keep_thumbnail_of_a(table):  # as if another writer re-inserted it after our DELETE
+            stmt = real_delete(table)
+            return stmt.where(table.c.photo_id != ida) if table is db.thumbnails else stmt
+
+        db.delete = keep_thumbnail_of_a
+        try:
+            lib.catalog.write_results(
+                [res(a, b"new"), res(b, b"bee")], {a: rid, b: rid}, {}, "lab3v1"
+            )
+        finally:
+            db.delete = real_delete
+        got = lib.catalog.thumbnails(lib.catalog.photo_ids([a, b]).values())
+        assert sorted(v[1] for v in got.values()) == [b"bee", b"new"]
