@@ -236,12 +236,19 @@ class Library:
             lease_seconds=lease_seconds,
         )
         pool = start_pool(workers) if executor == "local" else None
+        started = None
+        if executor == "dask":  # the cluster starts (or is joined) while the folders are walked
+            from .shards import Starting
+
+            started = Starting(scheduler, workers)
         try:
             with self.progress.task("Scanning folders", total=None) as t:
                 plan = plan_scan(self.catalog, scopes, opts, stats, on_file=t.advance)
         except BaseException:
             if pool:
                 pool.shutdown(cancel_futures=True)
+            if started:
+                started.close()
             raise
         if not plan.todo and pool:
             pool.shutdown(cancel_futures=True)
@@ -250,7 +257,7 @@ class Library:
         summary.removed = self.catalog.delete_photos(plan.gone) if plan.gone else 0
 
         if executor == "dask":
-            self._index_dask(plan, opts, scheduler, workers, shard_size, resource, summary)
+            self._index_dask(plan, opts, started, shard_size, resource, summary)
         else:
             self._index_local(plan, opts, scopes, pool, batch_size, summary)
         vs = self.sync_vectors()
@@ -261,7 +268,7 @@ class Library:
         summary.seconds = time.monotonic() - t0
         return summary
 
-    def _index_dask(self, plan, opts, scheduler, workers, shard_size, resource, summary):
+    def _index_dask(self, plan, opts, started, shard_size, resource, summary):
         from . import shards
 
         url = self.catalog.engine.url.render_as_string(hide_password=False)
@@ -272,8 +279,7 @@ class Library:
                 plan,
                 self.spec.key,
                 opts,
-                scheduler=scheduler,
-                workers=workers,
+                started=started,
                 shard_size=shard_size,
                 resource=resource,
                 on_shard=lambda r: t.advance(r["files"]),
@@ -289,7 +295,12 @@ class Library:
             if st is not None:
                 if (st.size, st.mtime_ns) == (size, mtime) and (st.indexed_at or 0.0) > (
                     seen if seen is not None else -1.0
-                ):
+                ):  # written: count it like its task would have
+                    if seen is None:
+                        summary.added += 1
+                    else:
+                        summary.updated += 1
+                    summary.failed += st.status != "ok"
                     continue
                 plan.existing[p] = st.id
             lost.append(p)

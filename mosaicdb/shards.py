@@ -85,6 +85,50 @@ def index_shard(url: str, rows: Sequence[ShardRow], spec: str, opts: ScanOptions
     }
 
 
+def _connect(scheduler: str | None, workers: int):
+    """(cluster or None, client): the running cluster at `scheduler`, or a LocalCluster of
+    `workers` processes with one thread each (decoding scales with processes)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise MosaicdbError(
+            "--executor dask needs Dask: pip install 'mosaicdb[dask]' (dask[distributed])"
+        ) from None
+    if scheduler:
+        return None, Client(scheduler, timeout="30s")
+    cluster = LocalCluster(
+        n_workers=max(1, workers or os.cpu_count() or 1),
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    return cluster, Client(cluster)
+
+
+class Starting:
+    """A cluster being started (or joined) in a thread while the caller walks the folders."""
+
+    def __init__(self, scheduler: str | None, workers: int):
+        import concurrent.futures
+
+        self._pool = concurrent.futures.ThreadPoolExecutor(1)
+        self._fut = self._pool.submit(_connect, scheduler, workers)
+        self._pool.shutdown(wait=False)
+
+    def result(self):
+        return self._fut.result()
+
+    def close(self) -> None:
+        try:
+            cluster, client = self._fut.result()
+        except Exception:
+            return
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def make_shards(plan: ScanPlan, shard_size: int) -> list[list[ShardRow]]:
     rows = [(p, plan.root_of[p], *plan.seen[p]) for p in plan.todo]
     return [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
@@ -104,6 +148,7 @@ def run(
     resource: str | None = None,
     on_shard: Callable[[dict], None] | None = None,
     on_crash: Callable[[bytes], None] | None = None,
+    started: Starting | None = None,
 ) -> dict:
     """Index `plan.todo` on a Dask cluster: the one at `scheduler` (tcp://host:8786), or a
     LocalCluster of `workers` processes started here. Returns the summed shard counts.
@@ -112,8 +157,10 @@ def run(
     task per file it still has, like the local pool does; a file whose own task kills its
     worker is handed to `on_crash` (the caller records it as an error)."""
     try:
-        from distributed import Client, KilledWorker, LocalCluster, as_completed
+        from distributed import KilledWorker, as_completed
     except ImportError:
+        if started is not None:
+            started.close()
         raise MosaicdbError(
             "--executor dask needs Dask: pip install 'mosaicdb[dask]' (dask[distributed])"
         ) from None
@@ -126,31 +173,37 @@ def run(
             "(--db postgresql+psycopg://…), or no --scheduler for a LocalCluster here",
         )
     totals = {"added": 0, "updated": 0, "failed": 0, "skipped": 0, "files": 0}
-    shards = make_shards(plan, shard_size)
-    if not shards:
+    if not plan.todo:
+        if started is not None:
+            started.close()
         return totals
-    cluster = None
-    if scheduler:
-        client = Client(scheduler, timeout="30s")
+    if started is not None:
+        cluster, client = started.result()
     else:
-        cluster = LocalCluster(
-            n_workers=max(1, workers or os.cpu_count() or 1),
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster)
+        cluster, client = _connect(scheduler, workers)
+    try:
+        slots = sum(client.nthreads().values()) or 1
+    except Exception:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        raise
+    # shards of `shard_size` files at most, and small enough that every worker thread gets
+    # several (a short to-do list in one shard would keep one worker busy and the others idle,
+    # and the last shards decide when the run ends)
+    shards = make_shards(plan, max(1, min(shard_size, -(-len(plan.todo) // (8 * slots)))))
     run_id = uuid.uuid4().hex[:8]
     pending = iter(enumerate(shards))
     futures = as_completed()
     try:
-        slots = sum(client.nthreads().values()) or 1
         limit = in_flight or 2 * slots  # bounded: shards wait here, not in worker memory
 
         rows_of: dict = {}
         counter = itertools.count()
-        singles: list = []  # files of a shard that kept killing workers, one task each
+        # files of a shard that kept killing workers: one task each, and one at a time, so
+        # that a worker death can only be blamed on the file that caused it
+        singles: list = []
+        single_running: list = []
 
         def submit(key: str, rows) -> None:
             fut = client.submit(
@@ -168,8 +221,10 @@ def run(
             futures.add(fut)
 
         def submit_next() -> bool:
-            if singles:
-                submit(f"mosaicdb-file-{run_id}-{next(counter)}", [singles.pop()])
+            if singles and not single_running:
+                key = f"mosaicdb-file-{run_id}-{next(counter)}"
+                single_running.append(key)
+                submit(key, [singles.pop()])
                 return True
             nxt = next(pending, None)
             if nxt is None:
@@ -183,6 +238,8 @@ def run(
                 break
         for fut in futures:
             rows = rows_of.pop(fut.key)
+            if fut.key in single_running:
+                single_running.remove(fut.key)
             try:
                 res = fut.result()
             except KilledWorker:

@@ -98,6 +98,20 @@ def test_two_indexers_at_once_equal_one(pg, library, tmp_path):
     # default --batch-size: each indexer holds its results a while before writing; it must
     # write them before waiting on the other's files, or both wait out the 120 s lease
     procs = [_indexer(tmp_path / f"h{i}", shared, library, "--workers", "1") for i in (1, 2)]
+    # the catalog answers queries and renders while both write into it
+    seen, rendered = [], False
+    with mosaicdb.open(tmp_path / "reader", db=shared) as reader:
+        while any(p.poll() is None for p in procs):
+            seen.append(reader.stats()["photos"])
+            reader.ls(limit=3, sort="lightness")
+            if seen[-1] >= 8 and not rendered:
+                # (no re-ranking: it would derive 6×6 vectors that race the indexers' own)
+                reader.render(
+                    library / "solid.png", str(tmp_path / "m.jpg"), tiles_across=4, rerank=0
+                )
+                rendered = True
+            time.sleep(0.05)
+    assert seen == sorted(seen)  # committed batches only, never fewer rows
     outs = [p.communicate(timeout=300) for p in procs]
     seconds = time.monotonic() - t0
     for p, (_out, err) in zip(procs, outs, strict=True):
@@ -114,7 +128,10 @@ def test_two_indexers_at_once_equal_one(pg, library, tmp_path):
     assert got["photos"] == want["photos"]
     assert got["thumbs"] == want["thumbs"]
     assert got["vecs"] == want["vecs"]
-    print(f"two indexers: {[s['added'] for s in sums]} files each, {seconds:.1f} s")
+    print(
+        f"two indexers: {[s['added'] for s in sums]} files each, {seconds:.1f} s, "
+        f"{len(seen)} stats calls during the run, rendered during the run: {rendered}"
+    )
 
     # both machines' vector caches agree with the catalog; a rerun changes nothing
     for i in (1, 2):
