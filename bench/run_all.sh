@@ -9,5 +9,6 @@ $PY bench/bench_render.py
 $PY bench/bench_placement.py
 $PY bench/bench_gigapixel.py
 $PY bench/bench_queries.py
+$PY bench/bench_quality.py
 $PY bench/bench_viewer.py   # needs Debian's chromium (apt-get install chromium)
 $PY bench/bench_postgres.py   # needs Debian's postgresql (apt-get install postgresql)
