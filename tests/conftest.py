@@ -130,3 +130,25 @@ def work_dir(tmp_path) -> Path:
     d = tmp_path / "out"
     d.mkdir()
     return d
+
+
+LAYOUT = [["red", "green", "blue", "yellow"], ["black", "white", "purple", "grey"]]
+
+
+def blocks_target(path, layout=LAYOUT, cell=40):
+    """A target made of solid blocks of the named colours."""
+    rows = [
+        pyvips.Image.arrayjoin(
+            [
+                pyvips.Image.black(cell, cell, bands=3)
+                .new_from_image(list(COLOURS[n]))
+                .cast("uchar")
+                for n in row
+            ],
+            across=len(row),
+        )
+        for row in layout
+    ]
+    img = pyvips.Image.arrayjoin(rows, across=1).copy(interpretation="srgb")
+    img.write_to_file(str(path))
+    return path

@@ -10,33 +10,12 @@ import shutil
 import numpy as np
 import pytest
 import pyvips
-from conftest import COLOURS, solid
+from conftest import COLOURS, LAYOUT, blocks_target, solid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaicdb.errors import OptionError, RenderError
 from mosaicdb.placement import place
-
-LAYOUT = [["red", "green", "blue", "yellow"], ["black", "white", "purple", "grey"]]
-
-
-def blocks_target(path, layout=LAYOUT, cell=40):
-    """A target made of solid blocks of the named colours."""
-    rows = [
-        pyvips.Image.arrayjoin(
-            [
-                pyvips.Image.black(cell, cell, bands=3)
-                .new_from_image(list(COLOURS[n]))
-                .cast("uchar")
-                for n in row
-            ],
-            across=len(row),
-        )
-        for row in layout
-    ]
-    img = pyvips.Image.arrayjoin(rows, across=1).copy(interpretation="srgb")
-    img.write_to_file(str(path))
-    return path
 
 
 @pytest.fixture

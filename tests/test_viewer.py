@@ -19,33 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyvips
-from conftest import COLOURS, solid
+from conftest import COLOURS, LAYOUT, blocks_target, solid
 
 import mosaicdb
 from mosaicdb import viewer as V
 from mosaicdb.errors import MosaicdbError, NotFoundError, RenderError
 
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"
-LAYOUT = [["red", "green", "blue", "yellow"], ["black", "white", "purple", "grey"]]
 FILE_OF = {n: (HOSTILE if n == "purple" else f"{n}.jpg") for n in COLOURS}
-
-
-def blocks(path: Path, layout=LAYOUT, cell=40) -> Path:
-    """A target of solid blocks of the named colours (one per cell of a 4×2 grid)."""
-    rows = [
-        pyvips.Image.arrayjoin(
-            [
-                pyvips.Image.black(cell, cell, bands=3)
-                .new_from_image(list(COLOURS[n]))
-                .cast("uchar")
-                for n in row
-            ],
-            across=len(row),
-        )
-        for row in layout
-    ]
-    pyvips.Image.arrayjoin(rows, across=1).copy(interpretation="srgb").write_to_file(str(path))
-    return path
 
 
 def build_render(base: Path, output: str = "mosaic.dz", tile_size: int = 64) -> dict:
@@ -54,7 +35,7 @@ def build_render(base: Path, output: str = "mosaic.dz", tile_size: int = 64) -> 
     photos = base / "photos"
     for name, rgb in COLOURS.items():
         solid(photos / FILE_OF[name], rgb, size=(300, 200), Q=95)
-    target = blocks(base / "target.png")
+    target = blocks_target(base / "target.png")
     out_dir = base / "out"
     out_dir.mkdir(exist_ok=True)
     home = base / "store"
@@ -400,7 +381,8 @@ def test_non_square_cells(tmp_path):
     photos = tmp_path / "photos"
     for name, rgb in COLOURS.items():
         solid(photos / f"{name}.jpg", rgb, size=(300, 200), Q=95)
-    target = blocks(tmp_path / "target.png", cell=60)  # 240 × 120: 4 × 2 cells of 3:2 → 4 × 3
+    # 240 × 120: 4 × 2 cells of 3:2 → 4 × 3
+    target = blocks_target(tmp_path / "target.png", cell=60)
     (tmp_path / "out").mkdir()
     with mosaicdb.open(tmp_path / "store") as lib:
         lib.index([photos], workers=0)
