@@ -30,9 +30,9 @@ TILE_CACHE_BYTES = 256 * 2**20
 # (features.RERANK_GRID) with lightness weighted 3× picks the one whose light and dark parts sit
 # where the cell's do.
 # Chosen in bench/ablation_quality.py on the real 2,000-photo library (t1, t2; 100 and 200
-# across; 32 px tiles): SSIM on L* +0.06–0.09 at 400 px wide and +0.06–0.09 at 1600, mean
-# ΔE2000 +0.2–0.8 at 400 and −0.4–+0.0 at 1600, against no re-ranking. Lightness weights
-# 1, 2, 4 and grids 5 and 8 were measured too (see the closing note).
+# across; 32 px tiles): SSIM on L* +0.02–0.09 at 400 px wide and +0.06–0.09 at 1600, mean
+# ΔE2000 +0.2–0.8 at 400 and −0.4–0.0 at 1600, against no re-ranking. Lightness weights
+# 1, 2, 4 and grids 5 and 8 were measured too: bench/results/ablation.md.
 RERANK_L_WEIGHT = 3.0
 
 
@@ -392,6 +392,8 @@ def _rerank(lib: Library, fine, fine_cells, cand_ids):
 
     n, k = cand_ids.shape
     blobs = lib.catalog.feature_vectors(fine.key, np.unique(cand_ids[cand_ids >= 0]))
+    if not blobs:
+        return np.zeros(cand_ids.shape, np.float32), cand_ids
     ids = np.array(sorted(blobs), np.int64)
     vecs = np.frombuffer(b"".join(blobs[i] for i in ids.tolist()), np.float32)
     vecs = vecs.reshape(len(ids), fine.dim)
