@@ -236,7 +236,6 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     files gone from disk (never a row whose file exists; never under a missing root folder)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import imaging
     from . import vecindex as V
 
     problems: list[str] = []
@@ -282,6 +281,8 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     report["orphans"] = orphans
 
     if deep:
+        from . import imaging
+
         known = set(bad_thumbs)
         for chunk in lib.catalog.iter_thumbnail_data():
             for pid, codec, data in chunk:
