@@ -873,22 +873,18 @@ def _copy_rows(c: Connection, table: str, cols: str, types: list[str], rows) -> 
     """COPY `rows` (tuples) into a per-session temporary table emptied at commit (binary
     COPY through psycopg 3 on the raw connection of this transaction)."""
     c.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({cols}) ON COMMIT DELETE ROWS"))
-    names = ", ".join(x.split()[0] for x in cols.split(", "))
-    cur = c.connection.driver_connection.cursor()
-    try:
-        with cur.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as cp:
-            cp.set_types(types)
-            for r in rows:
-                cp.write_row(r)
-    finally:
-        cur.close()
+    _copy(c, table, [x.split()[0] for x in cols.split(", ")], types, rows)
 
 
 def _copy_into(c: Connection, table: Table, cols: list[str], types: list[str], rows) -> None:
     """Binary COPY of `rows` straight into `table` (psycopg 3, this transaction's connection)."""
+    _copy(c, table.name, cols, types, rows)
+
+
+def _copy(c: Connection, table: str, cols: list[str], types: list[str], rows) -> None:
     cur = c.connection.driver_connection.cursor()
     try:
-        with cur.copy(f"COPY {table.name} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
+        with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
             cp.set_types(types)
             for r in rows:
                 cp.write_row(r)
