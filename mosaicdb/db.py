@@ -550,14 +550,15 @@ class Catalog(RenderCatalog):
                     [
                         {
                             "photo_id": ids[r.path],
-                            "spec": spec,
-                            "vector": r.vector,
+                            "spec": key,
+                            "vector": vector,
                             "mean_l": r.mean[0],
                             "mean_a": r.mean[1],
                             "mean_b": r.mean[2],
                             "seq": seq,
                         }
                         for r in ok
+                        for key, vector in _vectors_of_result(r, spec)
                     ],
                 )
 
@@ -980,8 +981,18 @@ def _write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, 
             _FEATURE_COLS,
             _FEATURE_TYPES,
             ["photo_id", "spec"],
-            [(ids[r.path], spec, r.vector, *r.mean, seq) for r in ok],
+            [
+                (ids[r.path], key, vector, *r.mean, seq)
+                for r in ok
+                for key, vector in _vectors_of_result(r, spec)
+            ],
         )
+
+
+def _vectors_of_result(r: PhotoResult, spec: str) -> list[tuple[str, bytes]]:
+    """(spec key, vector) of each feature row a scanned photo gets: the store's spec, and
+    the re-ranking grid when the scan made it."""
+    return [(spec, r.vector)] + ([r.fine] if r.fine is not None else [])
 
 
 _STAGE_FEATURES_COLS = "photo_id int4, vector bytea, mean_l float8, mean_a float8, mean_b float8"

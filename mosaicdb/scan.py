@@ -441,16 +441,6 @@ class BatchWriter:
             return
         buf, self.buf = self.buf, []
         self.catalog.write_results(buf, self.plan.root_of, self.plan.existing, self.spec)
-        # the re-ranking vectors follow in their own transaction: if one is lost to a crash,
-        # render derives it from the stored thumbnail
-        fine = [r for r in buf if r.status == "ok" and r.fine is not None]
-        if fine:
-            ids = self.catalog.photo_ids([r.path for r in fine])
-            by_spec: dict[str, list] = {}
-            for r in fine:
-                by_spec.setdefault(r.fine[0], []).append((ids[r.path], r.fine[1], r.mean))
-            for key, rows in by_spec.items():
-                self.catalog.write_features(key, rows)
         self.last = time.monotonic()
         for r in buf:
             if r.path in self.plan.existing:
