@@ -399,6 +399,7 @@ def headline(rows: list[dict]) -> list[str]:
             wins: dict[str, int] = {}
             detail = []
             for (t, n), grp in groups.items():
+
                 def val(r: dict, w: int = w, metric: str = metric) -> float:
                     return r["scores"][w][metric]
 
@@ -414,8 +415,9 @@ def headline(rows: list[dict]) -> list[str]:
                     bp = pick(peers, key=val)
                     txt += f" vs best peer {bp['tool']} {fmt.format(val(bp))}"
                 detail.append(txt)
-            won = ", ".join(f"{k} {v}/{len(groups)}" for k, v in
-                            sorted(wins.items(), key=lambda kv: -kv[1]))
+            won = ", ".join(
+                f"{k} {v}/{len(groups)}" for k, v in sorted(wins.items(), key=lambda kv: -kv[1])
+            )
             parts.append(f"best {label}: {won} — " + "; ".join(detail))
         lines.append(f"- **{w} px wide ({what})**: " + ". ".join(parts) + ".")
     ratios, walls = [], []
@@ -480,8 +482,9 @@ def write_report(path: Path, rows: list[dict], ctx: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # docs/compare.jpg
 # ---------------------------------------------------------------------------------------------
-def compare_image(target: Path, panels: list[tuple[str, Path, str]], out: Path, n: int,
-                  rows: int, px: int) -> None:
+def compare_image(
+    target: Path, panels: list[tuple[str, Path, str]], out: Path, n: int, rows: int, px: int
+) -> None:
     """Target and every mosaic of one grid side by side: whole (top row) and a 1:1 crop of the
     same region (bottom row), labelled. panels: (name, mosaic path, score text)."""
     import pyvips
@@ -529,8 +532,14 @@ def compare_image(target: Path, panels: list[tuple[str, Path, str]], out: Path, 
         if name.startswith("target"):
             s, side = vw / w, max(4, round(col * vw / w))
             for d in (0, 1):  # a 2 px red frame
-                full = full.draw_rect([255, 0, 0], round(cx * s) - d, round(cy * s) - d,
-                                      side + 2 * d, side + 2 * d, fill=False)
+                full = full.draw_rect(
+                    [255, 0, 0],
+                    round(cx * s) - d,
+                    round(cy * s) - d,
+                    side + 2 * d,
+                    side + 2 * d,
+                    fill=False,
+                )
         head = head.embed(0, 0, col, top, extend="white")
         head = head.bandjoin([head, head])
         column = head.join(full.cast("uchar"), "vertical", shim=gap, background=[255])
@@ -547,8 +556,7 @@ def compare_image(target: Path, panels: list[tuple[str, Path, str]], out: Path, 
     )
     title = title.bandjoin([title, title])
     sheet = title.join(sheet, "vertical", shim=gap, background=[255])
-    sheet = sheet.embed(gap, gap, sheet.width + 2 * gap, sheet.height + 2 * gap,
-                        extend="white")
+    sheet = sheet.embed(gap, gap, sheet.width + 2 * gap, sheet.height + 2 * gap, extend="white")
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.cast("uchar").write_to_file(str(out), Q=85, strip=True)
 
@@ -561,12 +569,20 @@ def main() -> None:
     ap.add_argument("--targets", nargs="+", default=["t1", "t2"], choices=sorted(TARGETS))
     ap.add_argument("--skip", nargs="*", default=[], choices=TOOLS)
     ap.add_argument("--blend", type=float, default=0.3, help="mosaicdb --blend row (0: none)")
-    ap.add_argument("--min-distance", type=int, default=5,
-                    help="mosaicdb --min-distance row (0: none); 5 is metapixel's default")
+    ap.add_argument(
+        "--min-distance",
+        type=int,
+        default=5,
+        help="mosaicdb --min-distance row (0: none); 5 is metapixel's default",
+    )
     ap.add_argument("--fresh", action="store_true", help="rebuild every prepared library")
-    ap.add_argument("--mem-limit-gb", type=float, default=14.0,
-                    help="skip a mosaicraft render whose estimated peak RSS exceeds this "
-                    "(default 14: these 2-core, 23.5 GiB machines are shared)")
+    ap.add_argument(
+        "--mem-limit-gb",
+        type=float,
+        default=14.0,
+        help="skip a mosaicraft render whose estimated peak RSS exceeds this "
+        "(default 14: these 2-core, 23.5 GiB machines are shared)",
+    )
     ap.add_argument("--report", type=Path, default=HERE / "results" / "quality.md")
     ap.add_argument("--compare", type=Path, default=ROOT / "docs" / "compare.jpg")
     a = ap.parse_args()
@@ -607,8 +623,15 @@ def main() -> None:
         slug = re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-")
         out = outdir / f"{tk}-{n}-{px}-{slug}.jpg"
         out.unlink(missing_ok=True)
-        r: dict = {"tool": label, "kind": kind, "target": tk, "n": n, "rows": rows,
-                   "want": want, "out": out}
+        r: dict = {
+            "tool": label,
+            "kind": kind,
+            "target": tk,
+            "n": n,
+            "rows": rows,
+            "want": want,
+            "out": out,
+        }
         results.append(r)
         if pre is not None:
             if pre.get("skipped"):
@@ -645,9 +668,11 @@ def main() -> None:
         r["size"] = _size(out)
         r["scores"] = score(str(out), str(target))
         s4 = r["scores"][400]
-        print(f"{r['render_wall']:.1f} s, {mb(r['render_rss'])}, ΔE {s4['delta_e']:.2f} "
-              f"SSIM {s4['ssim']:.3f}, size {'ok' if r['size'] == want else r['size']}",
-              flush=True)
+        print(
+            f"{r['render_wall']:.1f} s, {mb(r['render_rss'])}, ΔE {s4['delta_e']:.2f} "
+            f"SSIM {s4['ssim']:.3f}, size {'ok' if r['size'] == want else r['size']}",
+            flush=True,
+        )
 
     def ready(name: str, d: dict) -> None:
         print(f"{name}: {d.get('skipped') or 'ready'}", flush=True)
@@ -661,12 +686,16 @@ def main() -> None:
     if a.blend:
         md_variants.append((f"mosaicdb --blend {a.blend:g}", ["--blend", f"{a.blend:g}"]))
     if a.min_distance:  # metapixel's default repetition rule, for a like-for-like row
-        md_variants.append((f"mosaicdb --min-distance {a.min_distance}",
-                            ["--min-distance", str(a.min_distance)]))
+        md_variants.append(
+            (f"mosaicdb --min-distance {a.min_distance}", ["--min-distance", str(a.min_distance)])
+        )
     for attempt in range(3):
         n_results, n_skipped = len(results), len(skipped)
-        md = prepare_mosaicdb(lib, prep, key, source0) if "mosaicdb" not in a.skip else {
-            "skipped": "--skip mosaicdb"}
+        md = (
+            prepare_mosaicdb(lib, prep, key, source0)
+            if "mosaicdb" not in a.skip
+            else {"skipped": "--skip mosaicdb"}
+        )
         ready("mosaicdb", md)
         for case in cases:
             for label, args in md_variants:
@@ -674,20 +703,29 @@ def main() -> None:
         source_md = source_fingerprint()
         if source_md == source0 or attempt == 2:
             break
-        print(f"mosaicdb's source changed while its rows ran ({source0} → {source_md}): "
-              "measuring them again", flush=True)
+        print(
+            f"mosaicdb's source changed while its rows ran ({source0} → {source_md}): "
+            "measuring them again",
+            flush=True,
+        )
         del results[n_results:], skipped[n_skipped:]
         source0 = source_md
     if "seed" not in a.skip:
         for case in cases:
             run("seed recipe", "seed", None, case, {})
-    mp = prepare_metapixel(lib, px, prep, key) if "metapixel" not in a.skip else {
-        "skipped": "--skip metapixel"}
+    mp = (
+        prepare_metapixel(lib, px, prep, key)
+        if "metapixel" not in a.skip
+        else {"skipped": "--skip metapixel"}
+    )
     ready("metapixel", mp)
     for case in cases:
         run("metapixel", "metapixel", mp, case, {})
-    mc = prepare_mosaicraft(lib, px, prep, key) if "mosaicraft" not in a.skip else {
-        "skipped": "--skip mosaicraft"}
+    mc = (
+        prepare_mosaicraft(lib, px, prep, key)
+        if "mosaicraft" not in a.skip
+        else {"skipped": "--skip mosaicraft"}
+    )
     ready("mosaicraft", mc)
     if not mc.get("skipped"):
         import numpy as np
@@ -699,23 +737,28 @@ def main() -> None:
         label = "mosaicraft" if hung or not mc_pool else "mosaicraft --preset fast"
         run(label, "mosaicraft", mc, case, {"preset": "auto", "hungarian": hung})
         if hung and i == 0:  # both placements on the same grid
-            run("mosaicraft --preset fast", "mosaicraft", mc, case,
-                {"preset": "fast", "hungarian": False})
+            run(
+                "mosaicraft --preset fast",
+                "mosaicraft",
+                mc,
+                case,
+                {"preset": "fast", "hungarian": False},
+            )
     order = {"seed": 0, "metapixel": 1, "mosaicraft": 2, "mosaicdb": 3}
     pos = {(c[0], c[3]): i for i, c in enumerate(cases)}
     results.sort(key=lambda r: (pos[(r["target"], r["n"])], order[r["kind"]]))
 
     cached = {}
-    for name, d in (("mosaicdb index", md), ("metapixel-prepare", mp),
-                    ("mosaicraft cache", mc)):
+    for name, d in (("mosaicdb index", md), ("metapixel-prepare", mp), ("mosaicraft cache", mc)):
         if d.get("cached"):
             extra = ""
             if "noop_wall" in d:
                 extra = f"; no-op re-index now {d['noop_wall']:.1f} s"
             cached[name] = f"built {d['built']}{extra}"
     vips = f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
-    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True).stdout.strip()
+    git = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
     versions = [
         f"mosaicdb {md.get('version', importlib.metadata.version('mosaicdb'))} (git {git}, "
         f"source fingerprint {source0})",
@@ -755,19 +798,27 @@ def main() -> None:
             f"--tile-size {px}`",
         ],
     }
-    first = [r for r in results if r["target"] == "t1" and r["n"] == a.grids[0]
-             and not r.get("skipped")]
+    first = [
+        r for r in results if r["target"] == "t1" and r["n"] == a.grids[0] and not r.get("skipped")
+    ]
     if first:
-        panels = [(r["tool"], r["out"],
-                   f"ΔE {r['scores'][400]['delta_e']:.2f} / SSIM {r['scores'][400]['ssim']:.3f}")
-                  for r in first]
+        panels = [
+            (
+                r["tool"],
+                r["out"],
+                f"ΔE {r['scores'][400]['delta_e']:.2f} / SSIM {r['scores'][400]['ssim']:.3f}",
+            )
+            for r in first
+        ]
         compare_image(tdir / TARGETS["t1"], panels, a.compare, a.grids[0], first[0]["rows"], px)
         print(f"wrote {a.compare}")
     ctx["total"] = time.perf_counter() - t_start
     ctx["load"] = (load0, os.getloadavg())
     if source_md != source0:
-        msg = (f"mosaicdb's source changed while its rows ran ({source0} → {source_md}): they "
-               "may mix versions; run again")
+        msg = (
+            f"mosaicdb's source changed while its rows ran ({source0} → {source_md}): they "
+            "may mix versions; run again"
+        )
         print(f"WARNING: {msg}", file=sys.stderr)
         skipped.insert(0, f"WARNING: {msg}")
     write_report(a.report, results, ctx)

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import DATA, VENV_BIN, machine, mb, run_measured  # noqa: E402
 
 
-def build(home: Path, n: int) -> None:
+def build(home: Path, n: int, first: int = 0, sync: bool = True, seed: int = 0) -> None:
+    """n synthetic photos numbered from `first`, written into the store at `home`."""
     import numpy as np
     import pyvips
 
@@ -29,14 +30,14 @@ def build(home: Path, n: int) -> None:
     from mosaicdb.records import PhotoResult
 
     thumb = pyvips.Image.black(16, 16, bands=3).copy(interpretation="srgb").jpegsave_buffer()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     t = time.perf_counter()
     with mosaicdb.open(home) as lib:
         root = b"/synthetic/photos"
         rid = lib.catalog.add_root(root)
         batch = 20_000
-        for start in range(0, n, batch):
-            m = min(batch, n - start)
+        for start in range(first, first + n, batch):
+            m = min(batch, first + n - start)
             base = np.column_stack(
                 [rng.uniform(0, 100, m), rng.uniform(-60, 60, m), rng.uniform(-60, 60, m)]
             )
@@ -67,7 +68,8 @@ def build(home: Path, n: int) -> None:
                     )
                 )
             lib.catalog.write_results(results, root_of, {}, lib.spec.key)
-        lib.sync_vectors()
+        if sync:
+            lib.sync_vectors()
     print(
         f"built a {n:,}-photo store in {time.perf_counter() - t:.0f} s "
         f"({sum(f.stat().st_size for f in home.iterdir()) / 2**20:,.0f} MB)"

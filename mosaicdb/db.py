@@ -823,6 +823,28 @@ class Catalog(RenderCatalog):
             q = select(features.c.photo_id).where(features.c.spec == spec)
             return [r[0] for r in c.execute(q)]
 
+    def sample_vectors(self, spec: str, n: int) -> tuple[list[int], list[bytes]]:
+        """About n vectors of `spec` spread over the store (every k-th photo id), for training
+        a quantizer without reading every vector."""
+        total = self.feature_state(spec)[0]
+        step = max(1, total // max(n, 1))
+        q = select(features.c.photo_id, features.c.vector).where(features.c.spec == spec)
+        if step > 1:
+            q = q.where(features.c.photo_id % step == 0)
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def feature_means(self, spec: str) -> Iterator[list[tuple[float, float, float]]]:
+        """The mean (L, a, b) of every vector of `spec`, in chunks."""
+        q = select(features.c.mean_l, features.c.mean_a, features.c.mean_b).where(
+            features.c.spec == spec
+        )
+        with self.engine.connect() as c:
+            res = c.execution_options(stream_results=True, yield_per=100_000).execute(q)
+            for part in res.partitions(100_000):
+                yield [tuple(r) for r in part]
+
     def iter_vectors(
         self, spec: str, since_seq: int | None = None, chunk: int = 50_000
     ) -> Iterator[tuple[list[int], list[bytes]]]:

@@ -391,34 +391,45 @@ class Library:
     # -- vectors -------------------------------------------------------------------------
     def sync_vectors(self, spec=None, rebuild: bool = False) -> dict:
         """Bring the FAISS file in line with the catalog: unchanged, updated in place from the
-        catalog's change counter, or rebuilt when it is missing or disagrees."""
+        catalog's change counter, or rebuilt when it is missing, disagrees, or (compressed
+        kind) the store has grown or shrunk twofold since its quantizer was trained."""
         import numpy as np
+
+        from . import vecindex as V
 
         spec = spec or self.spec
         path = self.vector_path(spec)
         n, idsum, maxseq = self.catalog.feature_state(spec.key)
+        kind = "compressed" if n >= V.COMPRESSED_MIN_TILES else "flat"
         key = self._cache_key(f"vectors.{spec.key}")
         raw = self.catalog.get_meta(key)
         state = json.loads(raw) if raw else None
         fst = path.stat() if path.exists() else None
         want = {"count": n, "idsum": idsum, "seq": maxseq}
-        if (
+        usable = (
             not rebuild
             and state
             and fst
+            and state.get("kind", "flat") == kind
+            and (kind == "flat" or state["trained"] <= 2 * n <= 4 * state["trained"])
+        )
+        if (
+            usable
             and {k: state.get(k) for k in want} == want
             and state.get("size") == fst.st_size
             and state.get("mtime_ns") == fst.st_mtime_ns
         ):
             return {"action": "unchanged", "count": n}
 
-        from . import vecindex as V
-
         def vecs(blobs):
             return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, spec.dim)
 
-        index, action = None, "rebuilt"
-        if not rebuild and state and fst:
+        def agrees(index) -> bool:
+            ids = V.ids_of(index)
+            return len(ids) == n and int(ids.sum()) == idsum
+
+        index, action, trained = None, "rebuilt", n
+        if usable:
             try:
                 index = V.read(path)
             except Exception:
@@ -426,26 +437,67 @@ class Library:
             if index is not None and (index.ntotal != state.get("count") or index.d != spec.dim):
                 index = None
             if index is not None:
-                gone = np.setdiff1d(V.ids_of(index), np.asarray(self.catalog.feature_ids(spec.key)))
-                V.remove(index, gone)
                 for ids, blobs in self.catalog.iter_vectors(spec.key, since_seq=state["seq"]):
                     V.remove(index, ids)
                     V.add(index, ids, vecs(blobs))
-                if index.ntotal != n or int(V.ids_of(index).sum()) != idsum:
-                    index = None
+                # Deletions leave no trace in the change counter: only when the counts say
+                # some happened is the whole id list read (10M ids cost seconds).
+                if not agrees(index):
+                    gone = np.setdiff1d(
+                        V.ids_of(index), np.asarray(self.catalog.feature_ids(spec.key))
+                    )
+                    V.remove(index, gone)
+                if agrees(index):
+                    action, trained = "updated", state.get("trained", n)
                 else:
-                    action = "updated"
+                    index = None
         if index is None:
-            action = "rebuilt"
-            index = V.new_index(spec.dim)
-            for ids, blobs in self.catalog.iter_vectors(spec.key):
-                V.add(index, ids, vecs(blobs))
+            index = (
+                self._build_compressed(spec, n, vecs)
+                if kind == "compressed"
+                else self._build_flat(spec, vecs)
+            )
         V.write_atomic(index, path)
         fst = path.stat()
         self.catalog.set_meta(
-            {key: json.dumps({**want, "size": fst.st_size, "mtime_ns": fst.st_mtime_ns})}
+            {
+                key: json.dumps(
+                    {
+                        **want,
+                        "kind": kind,
+                        "trained": trained,
+                        "size": fst.st_size,
+                        "mtime_ns": fst.st_mtime_ns,
+                    }
+                )
+            }
         )
         return {"action": action, "count": n}
+
+    def _build_flat(self, spec, vecs):
+        from . import vecindex as V
+
+        index = V.new_index(spec.dim)
+        for ids, blobs in self.catalog.iter_vectors(spec.key):
+            V.add(index, ids, vecs(blobs))
+        return index
+
+    def _build_compressed(self, spec, n: int, vecs):
+        """Train one quantizer on a sample of the catalog, build shards of SHARD_VECTORS with
+        it (build_shard is pure: a pool or Dask could run them) and merge them."""
+        from . import vecindex as V
+
+        nlist = V.ivf_nlist(n)
+        with self.progress.task("Building compressed vector index", total=n) as t:
+            _, sample = self.catalog.sample_vectors(spec.key, nlist * V.TRAIN_PER_LIST)
+            trained = V.to_bytes(V.train_compressed(vecs(sample), nlist))
+
+            def shards():
+                for ids, blobs in self.catalog.iter_vectors(spec.key, chunk=V.SHARD_VECTORS):
+                    yield V.build_shard(trained, ids, vecs(blobs))
+                    t.advance(len(ids))
+
+            return V.merge_shards(trained, shards())
 
     def _cache_key(self, name: str) -> str:
         """The meta key recording the state of a local vector file. A shared catalog serves
@@ -459,7 +511,8 @@ class Library:
         return f"{name}@{hashlib.sha1(where).hexdigest()[:16]}"
 
     def vector_index(self, spec=None):
-        """The exact FAISS index of `spec`, checked against the catalog (rebuilt if stale)."""
+        """The FAISS index of `spec` (exact, or compressed for big stores), checked against
+        the catalog (updated or rebuilt if stale)."""
         from . import vecindex as V
 
         self.sync_vectors(spec)
@@ -468,10 +521,11 @@ class Library:
     def search_index(self, spec, exact):
         """What render searches: the exact index for small stores, an HNSW graph (cached on
         disk next to the exact file, rebuilt when the catalog changed) above
-        vecindex.HNSW_MIN_TILES tiles."""
+        vecindex.HNSW_MIN_TILES tiles, the compressed index itself above
+        vecindex.COMPRESSED_MIN_TILES."""
         from . import vecindex as V
 
-        if exact.ntotal < V.HNSW_MIN_TILES:
+        if exact.ntotal < V.HNSW_MIN_TILES or V.is_compressed(exact):
             return exact
         path = self.home / f"vectors-{spec.key}.hnsw.faiss"
         key = self._cache_key(f"hnsw.{spec.key}")

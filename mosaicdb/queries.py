@@ -72,18 +72,23 @@ def hex_of(lab) -> str:
 
 def coverage(lib: Library) -> dict:
     """How the photos spread over Lab space: counts per lightness band × hue sector, and
-    near-greys (chroma < GREY_CHROMA) per band. Read from the vector file (checked against the
-    catalog first): a million photos in well under a second."""
+    near-greys (chroma < GREY_CHROMA) per band. Read from the exact vector file (checked
+    against the catalog first): a million photos in well under a second; a compressed store's
+    from the catalog's mean columns."""
     import numpy as np
 
     from . import vecindex as V
 
     index = lib.vector_index()
-    vecs = V.stored_vectors(index)
-    cells = index.d // 3
-    # mean L, a, b of each vector as one matrix product (cells have equal area)
-    avg = np.tile(np.eye(3, dtype=np.float32), (cells, 1)) / np.float32(cells)
-    m = vecs @ avg
+    if V.is_compressed(index):  # its vectors are approximate: the catalog's means are not
+        m = np.array([r for part in lib.catalog.feature_means(lib.spec.key) for r in part])
+        m = m.reshape(-1, 3).astype(np.float32)
+    else:
+        vecs = V.stored_vectors(index)
+        cells = index.d // 3
+        # mean L, a, b of each vector as one matrix product (cells have equal area)
+        avg = np.tile(np.eye(3, dtype=np.float32), (cells, 1)) / np.float32(cells)
+        m = vecs @ avg
     band, grey, hue = colour_bins(m)
     nb, nh = len(L_BANDS), len(HUES)
     greys = np.bincount(band[grey], minlength=nb)
@@ -395,7 +400,7 @@ def gaps(
     _, ids = V.search(lib.search_index(spec, index), cells, 1)
     from .render import _vectors_of
 
-    best = _vectors_of(index, ids[:, 0])
+    best = _vectors_of(lib, spec, index, ids[:, 0])
     de = F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).reshape(len(cells), -1).mean(1)
     cell_mean = cells.reshape(len(cells), -1, 3).mean(axis=1)
     poor = de > threshold

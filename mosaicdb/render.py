@@ -269,6 +269,8 @@ def run(
         def widen(which, allowed, kk: int):
             if allowed.all():
                 return V.search(index, cells[which], kk)[1]
+            if V.is_compressed(index):  # no exact vectors to copy: filter the search instead
+                return V.search(index, cells[which], kk, among=all_ids[allowed])[1]
             sub = V.new_index(spec.dim)
             rows_ = by_id[allowed]
             V.add(sub, ids_internal[rows_], index.index.reconstruct_batch(rows_))
@@ -336,9 +338,9 @@ def run(
         if index is None:
             index = lib.vector_index(spec)
         if mosaic_lab is None:  # no blend: the placed tiles' own feature grids
-            mosaic_lab = _vectors_of(index, plan)
+            mosaic_lab = _vectors_of(lib, spec, index, plan)
         if plan_id is None and (opts.max_uses or opts.min_distance):
-            best = _vectors_of(index, cand_ids[:, 0])
+            best = _vectors_of(lib, spec, index, cand_ids[:, 0])
             best_de = float(F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).mean())
         mean_de = float(F.ciede2000(cells.reshape(-1, 3), mosaic_lab.reshape(-1, 3)).mean())
     quality = None
@@ -415,14 +417,19 @@ def _rerank(lib: Library, fine, fine_cells, cand_ids):
     return np.take_along_axis(d, order, 1), np.take_along_axis(cand_ids, order, 1)
 
 
-def _vectors_of(index, ids):
-    """Stored vectors for ids (with repeats), reconstructing each distinct id once."""
+def _vectors_of(lib: Library, spec, index, ids):
+    """Stored vectors for ids (with repeats), each distinct id looked up once: from the exact
+    index, or from the catalog when the index is compressed (its vectors are approximate)."""
     import numpy as np
 
     from . import vecindex as V
 
     uniq, inverse = np.unique(ids, return_inverse=True)
-    return V.reconstruct(index, uniq)[inverse]
+    if not V.is_compressed(index):
+        return V.reconstruct(index, uniq)[inverse]
+    blobs = lib.catalog.feature_vectors(spec.key, uniq)
+    vecs = np.frombuffer(b"".join(blobs[int(i)] for i in uniq), np.float32)
+    return vecs.reshape(len(uniq), spec.dim)[inverse]
 
 
 def _assemble(

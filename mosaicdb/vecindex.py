@@ -1,8 +1,11 @@
 """The vector index: the only module that imports faiss.
 
-The FAISS file is a cache of the catalog's feature vectors, keyed by photo id
-(`IndexIDMap2` over an exact `IndexFlatL2`). It is written to a temporary file and renamed, and
-never trusted blindly: the catalog records what the file should hold (see library.py).
+The FAISS file is a cache of the catalog's feature vectors, keyed by photo id. Up to
+COMPRESSED_MIN_TILES photos it is exact (`IndexIDMap2` over `IndexFlatL2`); above, a trained
+compressed index (IVF with an 8-bit scalar quantizer, photo ids stored in the inverted lists),
+built in shards that share one trained quantizer and are merged. It is written to a temporary
+file and renamed, and never trusted blindly: the catalog records what the file should hold
+(see library.py).
 """
 
 from __future__ import annotations
@@ -41,6 +44,16 @@ def write_atomic(index, path: Path) -> None:
 
 
 def ids_of(index) -> np.ndarray:
+    if is_compressed(index):
+        invlists = faiss.extract_index_ivf(index).invlists
+        parts = []
+        for lst in range(invlists.nlist):
+            size = invlists.list_size(lst)
+            if size:
+                ptr = invlists.get_ids(lst)
+                parts.append(faiss.rev_swig_ptr(ptr, size).copy())
+                invlists.release_ids(lst, ptr)
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
     return faiss.vector_to_array(index.id_map).astype(np.int64)
 
 
@@ -58,10 +71,22 @@ def remove(index, ids) -> int:
     return index.remove_ids(faiss.IDSelectorBatch(ids))
 
 
-def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest (squared L2 distances, photo ids) per query; id -1 marks an empty slot."""
+def search(
+    index, queries: np.ndarray, k: int, among: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest (squared L2 distances, photo ids) per query; id -1 marks an empty slot.
+    `among` (compressed index only) restricts the answers to those photo ids."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
-    return index.search(q, min(k, max(1, index.ntotal)))
+    k = min(k, max(1, index.ntotal))
+    if among is None:
+        return index.search(q, k)
+    ivf = faiss.extract_index_ivf(index)
+    sel = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))
+    # A few allowed photos are spread thinly over the lists: probe more of them, in proportion.
+    share = max(len(among), 1) / max(index.ntotal, 1)
+    nprobe = min(ivf.nlist, max(ivf.nprobe, int(np.ceil(ivf.nprobe / share))))
+    params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+    return index.search(q, k, params=params)
 
 
 # Above this many tiles, render searches an HNSW graph instead of the exact index. Measured in
@@ -95,3 +120,89 @@ def stored_vectors(index) -> np.ndarray:
     read-only view of FAISS's own buffer: no copy."""
     flat = faiss.downcast_index(index.index)
     return faiss.rev_swig_ptr(flat.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+
+
+# -- the compressed index -------------------------------------------------------------------
+# Above this many tiles the cache is an IVF index with 8-bit scalar-quantized residuals (27 B
+# code + 8 B id per photo: 35 B, against 116 B exact and ~400 B for the HNSW graph). Measured
+# in bench/bench_vectors_scale.py: see the constants' comments there and docs/SCALING.md.
+COMPRESSED_MIN_TILES = 2_000_000
+IVF_NPROBE = 8
+# k-means wants ≥ 39 training points per list; more only costs training time.
+TRAIN_PER_LIST = 64
+# Vectors per shard when building: bounds the build's memory (1M × 27 floats = 108 MB).
+SHARD_VECTORS = 1_000_000
+
+
+class MergeError(Exception):
+    """Shards that must not be merged (their results would be silently wrong)."""
+
+
+def ivf_nlist(n: int) -> int:
+    """Inverted lists for n vectors: ~√n·2.5 (lists of ~400 at 1M, ~1,300 at 10M), a power of
+    two, at least 1 and never more than n / 39 so that training stays meaningful."""
+    return 1 << max(0, int(np.log2(max(1.0, min(2.5 * np.sqrt(n), n / 39)))))
+
+
+def is_compressed(index) -> bool:
+    return isinstance(faiss.downcast_index(index), faiss.IndexIVF)
+
+
+def train_compressed(sample: np.ndarray, nlist: int):
+    """An empty IVF-SQ8 index trained on `sample`: the one quantizer every shard shares."""
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    index = faiss.index_factory(sample.shape[1], f"IVF{nlist},SQ8")
+    index.train(sample)
+    faiss.extract_index_ivf(index).nprobe = IVF_NPROBE
+    return index
+
+
+def quantizer_fingerprint(index) -> str:
+    """What a shard was trained with (coarse centroids + scalar quantizer ranges): shards can
+    be merged only when theirs are equal, which FAISS itself does not check."""
+    import hashlib
+
+    ivf = faiss.extract_index_ivf(index)
+    coarse = faiss.downcast_index(ivf.quantizer)
+    h = hashlib.sha1()
+    h.update(faiss.rev_swig_ptr(coarse.get_xb(), coarse.ntotal * coarse.d).tobytes())
+    h.update(faiss.vector_to_array(faiss.downcast_index(index).sq.trained).tobytes())
+    return h.hexdigest()
+
+
+def to_bytes(index) -> bytes:
+    return faiss.serialize_index(index).tobytes()
+
+
+def from_bytes(data: bytes):
+    return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+
+def build_shard(trained: bytes, ids, vectors: np.ndarray) -> bytes:
+    """One shard: the trained empty index (serialized) plus these vectors under their photo
+    ids. Pure, so a process pool or a Dask worker can run it."""
+    shard = from_bytes(trained)
+    add(shard, ids, vectors)
+    return to_bytes(shard)
+
+
+def merge_shards(trained: bytes, shards) -> object:
+    """Merge shards built from `trained` into one index. Refuses the two merges that FAISS
+    would do silently and wrongly: a shard trained on other centroids (its codes mean other
+    vectors) and shards whose ids overlap (e.g. added without ids, so each counted from 0)."""
+    merged = from_bytes(trained)
+    want = quantizer_fingerprint(merged)
+    seen = 0
+    for i, data in enumerate(shards):
+        shard = from_bytes(data) if isinstance(data, (bytes, bytearray)) else data
+        if quantizer_fingerprint(shard) != want:
+            raise MergeError(f"shard {i} was trained with another quantizer")
+        before, adding = merged.ntotal, shard.ntotal
+        merged.merge_from(shard, 0)  # moves the shard's lists: it is empty afterwards
+        seen += adding
+        if merged.ntotal != before + adding:
+            raise MergeError(f"shard {i}: merged count {merged.ntotal} ≠ {before} + {adding}")
+    ids = ids_of(merged)
+    if len(ids) != seen or len(np.unique(ids)) != len(ids):
+        raise MergeError("shards share photo ids; each photo must be in exactly one shard")
+    return merged
