@@ -265,8 +265,13 @@ def render(
         float, typer.Option("--blend", help="0–1: shift tile colours toward the target.")
     ] = 0.0,
     candidates: Annotated[
-        int, typer.Option("--candidates", help="Nearest tiles considered per cell.")
-    ] = 16,
+        int | None,
+        typer.Option(
+            "--candidates",
+            help="Nearest tiles considered per cell (default 16; under --min-distance R, "
+            "(2R+1)² up to 128).",
+        ),
+    ] = None,
     grid: Annotated[
         int | None,
         typer.Option(

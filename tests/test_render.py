@@ -348,3 +348,13 @@ def _spec_rows(lib):
 
     with lib.catalog.engine.connect() as c:
         return c.execute(select(db.features.c.spec).distinct()).all()
+
+
+def test_min_distance_offers_each_cell_its_window_of_candidates():
+    from mosaicdb.render import RenderOptions
+
+    assert RenderOptions().candidates_per_cell() == 16
+    assert RenderOptions(min_distance=1).candidates_per_cell() == 16  # 3×3 window
+    assert RenderOptions(min_distance=5).candidates_per_cell() == 121
+    assert RenderOptions(min_distance=20).candidates_per_cell() == 128
+    assert RenderOptions(min_distance=5, candidates=8).candidates_per_cell() == 8
