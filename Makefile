@@ -1,12 +1,13 @@
 # make demo   sample library → index → render, in demo-out/ (SQLite store, no set-up needed)
 # make test   ruff + pytest
 # make bench  benchmarks on real photos (see bench/README.md)
+# make bench-scale  the 10,000,000-vector index benchmark (builds a 12 GB synthetic catalog once)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 MOSAIC := $(VENV)/bin/mosaicdb --home demo-out/store
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench bench-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,9 @@ demo: $(VENV)/.demo
 
 bench: install
 	bash bench/run_all.sh
+
+bench-scale: install
+	$(PY) bench/bench_vectors_scale.py
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache

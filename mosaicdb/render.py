@@ -283,7 +283,9 @@ def run(
             if allowed.all():
                 return V.search(index, cells[which], kk)[1]
             if V.is_compressed(index):  # no exact vectors to copy: filter the search instead
-                return V.search(index, cells[which], kk, among=all_ids[allowed])[1]
+                if allowed.sum() * 2 < len(allowed):
+                    return V.search(index, cells[which], kk, among=all_ids[allowed])[1]
+                return V.search(index, cells[which], kk, excluding=all_ids[~allowed])[1]
             sub = V.new_index(spec.dim)
             rows_ = by_id[allowed]
             V.add(sub, ids_internal[rows_], index.index.reconstruct_batch(rows_))

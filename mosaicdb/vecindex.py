@@ -72,21 +72,29 @@ def remove(index, ids) -> int:
 
 
 def search(
-    index, queries: np.ndarray, k: int, among: np.ndarray | None = None
+    index, queries: np.ndarray, k: int, among: np.ndarray | None = None, excluding=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """k nearest (squared L2 distances, photo ids) per query; id -1 marks an empty slot.
-    `among` (compressed index only) restricts the answers to those photo ids."""
+    For a compressed index, `among` restricts the answers to those photo ids, or `excluding`
+    leaves those out (the cheaper one to pass is the shorter list)."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, max(1, index.ntotal))
-    if among is None:
+    if among is None and excluding is None:
         return index.search(q, k)
     ivf = faiss.extract_index_ivf(index)
-    sel = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))
+    if among is not None:
+        inner = sel = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))
+        share = len(among) / max(index.ntotal, 1)
+    else:
+        inner = faiss.IDSelectorBatch(np.ascontiguousarray(excluding, dtype=np.int64))
+        sel = faiss.IDSelectorNot(inner)
+        share = 1 - len(excluding) / max(index.ntotal, 1)
     # A few allowed photos are spread thinly over the lists: probe more of them, in proportion.
-    share = max(len(among), 1) / max(index.ntotal, 1)
-    nprobe = min(ivf.nlist, max(ivf.nprobe, int(np.ceil(ivf.nprobe / share))))
+    nprobe = min(ivf.nlist, max(ivf.nprobe, int(np.ceil(ivf.nprobe / max(share, 1e-9)))))
     params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
-    return index.search(q, k, params=params)
+    found = index.search(q, k, params=params)
+    del inner  # the selectors must outlive the search (FAISS holds raw pointers)
+    return found
 
 
 # Above this many tiles, render searches an HNSW graph instead of the exact index. Measured in

@@ -46,6 +46,8 @@ def test_sharded_merged_index_returns_the_right_ids(shards):
     among = ids[::3]
     _, some = V.search(merged, x[:200], 4, among=among)
     assert np.isin(some[some >= 0], among).all() and (some[:, 0] >= 0).all()
+    _, rest = V.search(merged, x[:200], 4, excluding=among)
+    assert not np.isin(rest, among).any() and (rest[:, 0] >= 0).all()
 
 
 def test_merge_refuses_foreign_quantizer_and_shared_ids(shards):
@@ -85,6 +87,20 @@ def test_big_store_gets_the_compressed_index_kept_up_to_date(lib, lib_dir, tmp_p
     names = {p["id"]: Path(p["path"]).stem for p in lib.ls()}
     assert [names[i] for i in lib.catalog.plan(r.render_id)] == [n for row in LAYOUT for n in row]
     assert r.mean_delta_e < 1.5
+    # under --max-uses the search widens through the compressed index, filtered by id
+    filtered = []
+    search = V.search
+
+    def spy(index, queries, k, among=None, excluding=None):
+        filtered.append(among is not None or excluding is not None)
+        return search(index, queries, k, among=among, excluding=excluding)
+
+    monkeypatch.setattr(V, "search", spy)
+    red = solid(tmp_path / "red.png", COLOURS["red"], size=(80, 40))
+    r = lib.render(red, tmp_path / "red-out.png", tiles_across=4, max_uses=1, candidates=1)
+    assert any(filtered)
+    assert sorted(lib.catalog.plan(r.render_id)) == sorted(names)  # each photo once
+    monkeypatch.setattr(V, "search", search)
 
     # adding and removing photos updates the file in place (no retraining) ...
     solid(lib_dir / "teal.jpg", (20, 160, 160), size=(300, 200), Q=95)
