@@ -241,8 +241,6 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     files gone from disk (never a row whose file exists; never under a missing root folder)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import vecindex as V
-
     problems: list[str] = []
     report: dict = {"problems": problems}
     spec = lib.spec
@@ -254,6 +252,8 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         scans_job = pool.submit(
             lambda: (cat.feature_state(spec.key), cat.orphans(), cat.bad_thumbnail_markers())
         )
+        from . import vecindex as V  # faiss loads (~0.2 s) while the checks run
+
         path = lib.vector_path(spec)
         vec: dict = {"file": str(path)}
         index_state = None
