@@ -44,7 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 from .records import PhotoResult, PhotoState
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 metadata = MetaData()
 
@@ -130,6 +130,17 @@ meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Photos whose vectors were deleted (file gone, root forgotten, file changed, thumbnail found
+# broken), under the change counter of the deleting transaction: a machine's vector file drops
+# exactly these since its own counter instead of reading every id (seconds at 10M photos).
+# Rows are 12 bytes and kept: each machine's cache may be at a different counter.
+vector_deletions = Table(
+    "vector_deletions",
+    metadata,
+    Column("seq", BigInteger, primary_key=True),
+    Column("photo_id", Integer, primary_key=True),
 )
 
 # Files waiting to be indexed, shared by the indexers of one PostgreSQL catalog: each indexer
@@ -436,9 +447,17 @@ class Catalog(RenderCatalog):
     def remove_root(self, root_id: int) -> int:
         with self.engine.begin() as c:
             n = c.execute(select(func.count()).where(photos.c.root_id == root_id)).scalar_one()
-            c.execute(delete(roots).where(roots.c.id == root_id))
             if n:
-                self.next_seq(c)
+                seq = self.next_seq(c)
+                c.execute(
+                    insert(vector_deletions).from_select(
+                        ["seq", "photo_id"],
+                        select(literal(seq, BigInteger), photos.c.id).where(
+                            photos.c.root_id == root_id
+                        ),
+                    )
+                )
+            c.execute(delete(roots).where(roots.c.id == root_id))
             return n
 
     # -- photos -----------------------------------------------------------------------
@@ -469,7 +488,7 @@ class Catalog(RenderCatalog):
             for chunk in _chunks(list(ids), 500):
                 n += c.execute(delete(photos).where(photos.c.id.in_(chunk))).rowcount
             if n:
-                self.next_seq(c)
+                _log_deletions(c, ids, self.next_seq(c))
         return n
 
     def write_results(
@@ -497,6 +516,7 @@ class Catalog(RenderCatalog):
             for chunk in _chunks(old_ids, 500):
                 c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(chunk)))
                 c.execute(delete(features).where(features.c.photo_id.in_(chunk)))
+            _log_deletions(c, old_ids, seq)
 
             def row(r: PhotoResult) -> dict:
                 return {
@@ -772,8 +792,14 @@ class Catalog(RenderCatalog):
 
     def drop_orphans(self) -> None:
         with self.engine.begin() as c:
-            for t in (thumbnails, features):
-                c.execute(delete(t).where(t.c.photo_id.not_in(select(photos.c.id))))
+            c.execute(delete(thumbnails).where(thumbnails.c.photo_id.not_in(select(photos.c.id))))
+            gone = c.execute(
+                delete(features)
+                .where(features.c.photo_id.not_in(select(photos.c.id)))
+                .returning(features.c.photo_id)
+            ).all()
+            if gone:
+                _log_deletions(c, sorted({r[0] for r in gone}), self.next_seq(c))
 
     def mark_unreadable(self, ids: Sequence[int]) -> None:
         """Photos whose stored thumbnail is broken become errors (so `index --retry-errors`
@@ -787,7 +813,7 @@ class Catalog(RenderCatalog):
                     .where(photos.c.id.in_(chunk))
                     .values(status="error", error="stored thumbnail does not decode")
                 )
-            self.next_seq(c)
+            _log_deletions(c, ids, self.next_seq(c))
 
     def integrity_check(self, deep: bool = False) -> list[str]:
         """SQLite's own check (other databases check themselves): [] when fine. quick_check
@@ -808,7 +834,8 @@ class Catalog(RenderCatalog):
 
     # -- features -----------------------------------------------------------------------
     def feature_state(self, spec: str) -> tuple[int, int, int]:
-        """(count, sum of ids, max seq) of the vectors of `spec`: a cheap fingerprint."""
+        """(count, sum of ids, latest change counter of a vector or of a deletion) of the
+        vectors of `spec`: a cheap fingerprint."""
         with self.engine.connect() as c:
             q = select(
                 func.count(),
@@ -816,7 +843,14 @@ class Catalog(RenderCatalog):
                 func.coalesce(func.max(features.c.seq), 0),
             ).where(features.c.spec == spec)
             n, s, m = c.execute(q).one()
-        return int(n), int(s), int(m)
+            d = c.execute(select(func.coalesce(func.max(vector_deletions.c.seq), 0))).scalar()
+        return int(n), int(s), max(int(m), int(d))
+
+    def deleted_since(self, seq: int) -> list[int]:
+        """Photo ids whose vectors were deleted after change counter `seq`."""
+        with self.engine.connect() as c:
+            q = select(vector_deletions.c.photo_id).where(vector_deletions.c.seq > seq)
+            return sorted({r[0] for r in c.execute(q)})
 
     def feature_ids(self, spec: str) -> list[int]:
         with self.engine.connect() as c:
@@ -981,9 +1015,11 @@ def _write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, 
         ).all()
     )
     mine = list(ids.values())
+    replaced: set[int] = set()  # photos of this batch that had vectors (changed files)
     for chunk in _chunks(mine, 5000):
         c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(chunk)))
-        c.execute(delete(features).where(features.c.photo_id.in_(chunk)))
+        q = delete(features).where(features.c.photo_id.in_(chunk)).returning(features.c.photo_id)
+        replaced.update(r[0] for r in c.execute(q))
     ok = [r for r in results if r.status == "ok"]
     if ok:
         _copy_or_upsert(
@@ -996,6 +1032,7 @@ def _write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, 
         )
     c.execute(delete(scan_queue).where(scan_queue.c.path.in_(select(s.path))))
     seq = cat.next_seq(c)  # last: the counter's row stays locked until commit
+    _log_deletions(c, sorted(replaced), seq)
     if ok:
         _copy_or_upsert(
             c,
@@ -1061,6 +1098,12 @@ def _distinct_on(col):
     from sqlalchemy.dialects.postgresql import distinct_on
 
     return distinct_on(col)
+
+
+def _log_deletions(c: Connection, ids: Sequence[int], seq: int) -> None:
+    """Record that these photos' vectors are gone as of change counter `seq`."""
+    for chunk in _chunks(list(ids), 5000):
+        c.execute(insert(vector_deletions), [{"seq": seq, "photo_id": int(i)} for i in chunk])
 
 
 def _chunks(seq: Sequence, n: int) -> Iterable[Sequence]:

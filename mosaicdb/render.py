@@ -423,8 +423,9 @@ def _rerank(lib: Library, fine, fine_cells, cand_ids):
     vecs, fine_cells = vecs * scale, fine_cells * scale
     v_norm, c_norm = (vecs * vecs).sum(1), (fine_cells * fine_cells).sum(1)
     d = np.empty((n, k), np.float32)
-    for i in range(0, n, 4096):  # bounded memory: 4096 cells × k fine vectors at a time
-        p, j = pos[i : i + 4096], slice(i, i + 4096)
+    step = max(1, 65_536 // k)  # bounded memory: 65,536 fine vectors (28 MB at 6×6) at a time
+    for i in range(0, n, step):
+        p, j = pos[i : i + step], slice(i, i + step)
         dot = np.matmul(vecs[p], fine_cells[j, :, None])[..., 0]
         d[j] = (c_norm[j, None] + v_norm[p] - 2 * dot) / g2
     d[~found] = np.inf

@@ -271,6 +271,31 @@ def test_nested_roots_merge(lib, tmp_path, backend):
     assert (s.scanned, s.unchanged, s.removed) == (1, 1, 0)
 
 
+def test_vector_file_drops_deleted_photos_from_the_log(
+    lib, lib_dir, tmp_path, monkeypatch, backend
+):
+    """Deleted, broken and forgotten photos leave the vector file in place (not rebuilt),
+    found through the catalog's deletion log, never by reading every id."""
+    for name in ("red", "green", "blue", "grey"):
+        solid(lib_dir / f"{name}.png", COLOURS[name])
+    other = tmp_path / "other"
+    solid(other / "yellow.png", COLOURS["yellow"])
+    lib.index([lib_dir, other], workers=0)
+
+    def no_full_read(spec):
+        raise AssertionError("the whole id list was read")
+
+    monkeypatch.setattr(lib.catalog, "feature_ids", no_full_read)
+    (lib_dir / "red.png").unlink()  # a file gone
+    (lib_dir / "green.png").write_bytes(b"not an image any more")  # a file changed, now broken
+    s = lib.index([lib_dir], workers=0)
+    assert (s.removed, s.vector_index) == (1, "updated")
+    assert faiss_ids(lib) == ok_ids(lib) and len(ok_ids(lib)) == 3
+    lib.catalog.remove_root(lib.root_id(other))  # a root forgotten (what `forget` does)
+    assert lib.sync_vectors() == {"action": "updated", "count": 2}
+    assert faiss_ids(lib) == ok_ids(lib) and len(ok_ids(lib)) == 2
+
+
 def test_faiss_file_rebuilt_when_missing_or_wrong(lib, lib_dir, backend):
     for name in ("red", "green", "blue"):
         solid(lib_dir / f"{name}.png", COLOURS[name])
