@@ -388,8 +388,9 @@ def stats(
     vec = sum(st["vector_files"].values())
     con.print(
         f"store {st['home']}: catalog {st['catalog_bytes'] / 2**20:,.1f} MB (thumbnails "
-        f"{st['thumbnail_bytes'] / 2**20:,.1f} MB), vectors {vec / 2**20:,.1f} MB; "
-        f"features {s['feature_spec']}"
+        f"{st['thumbnail_bytes'] / 2**20:,.1f} MB), vectors {vec / 2**20:,.1f} MB"
+        + (f" ({s['vector_index']})" if s["vector_index"] else "")
+        + f"; features {s['feature_spec']}"
     )
     cov = s["coverage"]
 

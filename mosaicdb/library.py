@@ -502,6 +502,15 @@ class Library:
 
             return V.merge_shards(trained, shards())
 
+    def vector_kind(self, spec=None) -> str | None:
+        """What this machine's vector file of `spec` is, as last written: "exact" or
+        "compressed" (None before the first one)."""
+        spec = spec or self.spec
+        raw = self.catalog.get_meta(self._cache_key(f"vectors.{spec.key}"))
+        if not raw:
+            return None
+        return "exact" if json.loads(raw).get("kind", "flat") == "flat" else "compressed"
+
     def _cache_key(self, name: str) -> str:
         """The meta key recording the state of a local vector file. A shared catalog serves
         many machines, each with its own cache file: their keys must not collide."""

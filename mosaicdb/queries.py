@@ -153,6 +153,7 @@ def stats(lib: Library, plot: str | None = None) -> dict:
             "vector_files": vectors,
         },
         "feature_spec": lib.spec.key,
+        "vector_index": lib.vector_kind(),
         "last_index_at": float(last) if last else None,
         "coverage": cov,
     }

@@ -32,7 +32,7 @@ def test_stats_counts_and_coverage(store, lib_dir, work_dir, backend):
     assert s["by_status"] == {"ok": 8, "error": 1}
     assert s["by_format"] == {"png": 8}
     assert s["roots"] == [{"path": str(lib_dir), "photos": 9}]
-    assert s["feature_spec"] == "lab3v1"
+    assert s["feature_spec"] == "lab3v1" and s["vector_index"] == "exact"
     assert s["store"]["thumbnail_bytes"] > 0 and s["store"]["vector_files"]
     cov = s["coverage"]
     # grey (128) is L 53.6: the 40-60 band's near-greys; black in 0-20, white in 80-100
@@ -134,6 +134,7 @@ def test_stats_and_ls_json(cli, lib_dir, backend):
         "roots",
         "store",
         "feature_spec",
+        "vector_index",
         "last_index_at",
         "coverage",
     } <= s.keys()

@@ -80,6 +80,7 @@ def test_big_store_gets_the_compressed_index_kept_up_to_date(lib, lib_dir, tmp_p
     assert s.vector_index == "rebuilt"
     index = lib.vector_index()
     assert V.is_compressed(index) and index.ntotal == len(COLOURS)
+    assert lib.stats()["vector_index"] == "compressed"
 
     # renders from it: every cell still gets its own colour
     t = blocks_target(tmp_path / "target.png")
