@@ -1,13 +1,14 @@
 # make demo   sample library → index → render, in demo-out/ (SQLite store, no set-up needed)
 # make test   ruff + pytest
-# make bench  benchmarks on real photos (see bench/README.md)
+# make bench  mosaicdb against its peers on real photos: bench/results/quality.md, docs/compare.jpg
+# make bench-all  every benchmark (see bench/README.md), the quality comparison included
 # make bench-scale  the 10,000,000-vector index benchmark (builds a 12 GB synthetic catalog once)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 MOSAIC := $(VENV)/bin/mosaicdb --home demo-out/store
 
-.PHONY: install test lint demo bench bench-scale clean
+.PHONY: install test lint demo bench bench-all bench-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,9 @@ demo: $(VENV)/.demo
 	@echo "mosaics: demo-out/mosaic.jpg demo-out/mosaic-varied.jpg   store: demo-out/store"
 
 bench: install
+	$(PY) bench/bench_quality.py
+
+bench-all: install
 	bash bench/run_all.sh
 
 bench-scale: install
