@@ -169,7 +169,8 @@ def train_compressed(sample: np.ndarray, nlist: int):
 
 def quantizer_fingerprint(index) -> str:
     """What a shard was trained with (coarse centroids + scalar quantizer ranges): shards can
-    be merged only when theirs are equal, which FAISS itself does not check."""
+    be merged only when theirs are equal. FAISS 1.15 compares the centroids itself, not the
+    ranges."""
     import hashlib
 
     ivf = faiss.extract_index_ivf(index)
@@ -197,9 +198,10 @@ def build_shard(trained: bytes, ids, vectors: np.ndarray) -> bytes:
 
 
 def merge_shards(trained: bytes, shards) -> object:
-    """Merge shards built from `trained` into one index. Refuses the two merges that FAISS
-    would do silently and wrongly: a shard trained on other centroids (its codes mean other
-    vectors) and shards whose ids overlap (e.g. added without ids, so each counted from 0)."""
+    """Merge shards built from `trained` into one index. Refuses the merges that give wrong
+    answers: a shard trained with another quantizer (its codes mean other vectors; FAISS would
+    take one with the same centroids but other ranges) and shards whose ids overlap (e.g. added
+    without ids, so each counted from 0: FAISS merges those silently)."""
     merged = from_bytes(trained)
     want = quantizer_fingerprint(merged)
     seen = 0
