@@ -348,8 +348,10 @@ def test_cli_export_json(made, cli, tmp_path):
 
 def test_cli_serves_until_ctrl_c(made):
     env = {**os.environ, "MOSAICDB_HOME": str(made["home"])}
+    # -X faulthandler: if it ever hangs, SIGABRT makes it print every thread's stack
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "mosaicdb", "view", str(made["id"])]
     p = subprocess.Popen(
-        [sys.executable, "-m", "mosaicdb", "view", str(made["id"]), "--no-open", "--json"],
+        [*cmd, "--no-open", "--json"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -368,7 +370,12 @@ def test_cli_serves_until_ctrl_c(made):
         assert c.getresponse().status == 200
         c.close()
         p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=20)
+        try:
+            _, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGABRT)
+            _, err = p.communicate(timeout=20)
+            pytest.fail(f"`mosaicdb view` did not stop on Ctrl-C; its threads:\n{err}")
         assert p.returncode == 0, err
         assert "stopped" in err and "Traceback" not in err
     finally:
