@@ -352,6 +352,9 @@ def test_cli_serves_until_ctrl_c(made):
     cmd = [sys.executable, "-X", "faulthandler", "-m", "mosaicdb", "view", str(made["id"])]
     p = subprocess.Popen(
         [*cmd, "--no-open", "--json"],
+        # as at a terminal: a suite started in the background (`… &`, nohup) inherits an
+        # ignored SIGINT, and Python then never turns Ctrl-C into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
