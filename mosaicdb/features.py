@@ -176,6 +176,11 @@ _M = (
 ).astype(np.float32)
 
 
+def unpack_vectors(blobs, dim: int) -> np.ndarray:
+    """Feature vectors as the catalog stores them (float32 BLOBs) → an (n, dim) array."""
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim)
+
+
 def srgb8_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB with 0–255 channels (uint8, or float from box averaging) → CIE Lab (D65), float32."""
     rgb = np.asarray(rgb)

@@ -421,8 +421,10 @@ class Library:
         ):
             return {"action": "unchanged", "count": n}
 
+        from .features import unpack_vectors
+
         def vecs(blobs):
-            return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, spec.dim)
+            return unpack_vectors(blobs, spec.dim)
 
         def agrees(index) -> bool:
             ids = V.ids_of(index)

@@ -407,13 +407,14 @@ def _rerank(lib: Library, fine, fine_cells, cand_ids):
     a bright edge) follows the cell's. Only the candidates' fine vectors are read."""
     import numpy as np
 
+    from . import features as F
+
     n, k = cand_ids.shape
     blobs = lib.catalog.feature_vectors(fine.key, np.unique(cand_ids[cand_ids >= 0]))
     if not blobs:
         return np.zeros(cand_ids.shape, np.float32), cand_ids
     ids = np.array(sorted(blobs), np.int64)
-    vecs = np.frombuffer(b"".join(blobs[i] for i in ids.tolist()), np.float32)
-    vecs = vecs.reshape(len(ids), fine.dim)
+    vecs = F.unpack_vectors([blobs[i] for i in ids.tolist()], fine.dim)
     pos = np.searchsorted(ids, cand_ids)
     pos = np.minimum(pos, len(ids) - 1)
     found = (cand_ids >= 0) & (ids[pos] == cand_ids)
@@ -438,14 +439,14 @@ def _vectors_of(lib: Library, spec, index, ids):
     index, or from the catalog when the index is compressed (its vectors are approximate)."""
     import numpy as np
 
+    from . import features as F
     from . import vecindex as V
 
     uniq, inverse = np.unique(ids, return_inverse=True)
     if not V.is_compressed(index):
         return V.reconstruct(index, uniq)[inverse]
     blobs = lib.catalog.feature_vectors(spec.key, uniq)
-    vecs = np.frombuffer(b"".join(blobs[int(i)] for i in uniq), np.float32)
-    return vecs.reshape(len(uniq), spec.dim)[inverse]
+    return F.unpack_vectors([blobs[int(i)] for i in uniq], spec.dim)[inverse]
 
 
 def _assemble(
