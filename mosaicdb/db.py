@@ -857,11 +857,9 @@ class Catalog(RenderCatalog):
             q = select(features.c.photo_id).where(features.c.spec == spec)
             return [r[0] for r in c.execute(q)]
 
-    def sample_vectors(self, spec: str, n: int) -> tuple[list[int], list[bytes]]:
-        """About n vectors of `spec` spread over the store (every k-th photo id), for training
-        a quantizer without reading every vector."""
-        total = self.feature_state(spec)[0]
-        step = max(1, total // max(n, 1))
+    def sample_vectors(self, spec: str, step: int) -> tuple[list[int], list[bytes]]:
+        """The vectors of `spec` of every `step`-th photo id, spread over the store: for
+        training a quantizer without reading every vector."""
         q = select(features.c.photo_id, features.c.vector).where(features.c.spec == spec)
         if step > 1:
             q = q.where(features.c.photo_id % step == 0)

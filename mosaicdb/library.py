@@ -494,7 +494,8 @@ class Library:
 
         nlist = V.ivf_nlist(n)
         with self.progress.task("Building compressed vector index", total=n) as t:
-            _, sample = self.catalog.sample_vectors(spec.key, nlist * V.TRAIN_PER_LIST)
+            step = max(1, n // (nlist * V.TRAIN_PER_LIST))
+            _, sample = self.catalog.sample_vectors(spec.key, step)
             trained = V.to_bytes(V.train_compressed(vecs(sample), nlist))
 
             def shards():
