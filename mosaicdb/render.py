@@ -275,21 +275,23 @@ def run(
             fine_cells = fine_cells.reshape(n, fine.dim)
             cand_dist, cand_ids = _rerank(lib, fine, fine_cells, cand_ids)
 
-        ids_internal = V.ids_of(index)
-        by_id = np.argsort(ids_internal)
-        all_ids = ids_internal[by_id]
+        widen = all_ids = None
+        if opts.max_uses or opts.min_distance:  # only the rules need every id, sorted
+            ids_internal = V.ids_of(index)
+            by_id = np.argsort(ids_internal)
+            all_ids = ids_internal[by_id]
 
-        def widen(which, allowed, kk: int):
-            if allowed.all():
-                return V.search(index, cells[which], kk)[1]
-            if V.is_compressed(index):  # no exact vectors to copy: filter the search instead
-                if allowed.sum() * 2 < len(allowed):
-                    return V.search(index, cells[which], kk, among=all_ids[allowed])[1]
-                return V.search(index, cells[which], kk, excluding=all_ids[~allowed])[1]
-            sub = V.new_index(spec.dim)
-            rows_ = by_id[allowed]
-            V.add(sub, ids_internal[rows_], index.index.reconstruct_batch(rows_))
-            return V.search(sub, cells[which], kk)[1]
+            def widen(which, allowed, kk: int):
+                if allowed.all():
+                    return V.search(index, cells[which], kk)[1]
+                if V.is_compressed(index):  # no exact vectors to copy: filter the search
+                    if allowed.sum() * 2 < len(allowed):
+                        return V.search(index, cells[which], kk, among=all_ids[allowed])[1]
+                    return V.search(index, cells[which], kk, excluding=all_ids[~allowed])[1]
+                sub = V.new_index(spec.dim)
+                rows_ = by_id[allowed]
+                V.add(sub, ids_internal[rows_], index.index.reconstruct_batch(rows_))
+                return V.search(sub, cells[which], kk)[1]
 
         plan = place(
             cand_ids,
