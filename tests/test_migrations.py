@@ -18,11 +18,11 @@ def test_single_head_and_code_revision_is_head():
     assert script.get_current_head() == db.SCHEMA_REVISION
 
 
-def test_upgrade_from_empty_matches_models(tmp_path):
-    """Running every migration from nothing gives exactly the models' schema."""
+def upgrade_from_empty(engine) -> None:
+    """Run every migration on an empty database; check it ends at the head revision with
+    exactly the models' schema."""
     from alembic import command
 
-    engine = db.make_engine(db.sqlite_url(tmp_path / "c.sqlite"))
     assert migrate.current_revision(engine) is None
     cfg = migrate.alembic_config()
     with engine.begin() as conn:
@@ -32,6 +32,13 @@ def test_upgrade_from_empty_matches_models(tmp_path):
     with engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), db.metadata)
         assert diff == [], diff
+
+
+def test_upgrade_from_empty_matches_models(tmp_path):
+    """Running every migration from nothing gives exactly the models' schema."""
+    engine = db.make_engine(db.sqlite_url(tmp_path / "c.sqlite"))
+    upgrade_from_empty(engine)
+    with engine.connect() as c:
         assert c.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert c.execute(text("PRAGMA busy_timeout")).scalar() == 30000
@@ -137,17 +144,8 @@ def _pg_schema(engine) -> dict:
 def test_postgresql_upgrade_from_empty_matches_models_and_fast_path(pg):
     """Every migration runs on an empty PostgreSQL database and gives the models' schema;
     the new-catalog fast path (create_all + stamp) gives the same schema there too."""
-    from alembic import command
-
     migrated = db.make_engine(pg.create_database())
-    cfg = migrate.alembic_config()
-    with migrated.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-    assert migrate.current_revision(migrated) == db.SCHEMA_REVISION
-    with migrated.connect() as c:
-        diff = compare_metadata(MigrationContext.configure(c), db.metadata)
-        assert diff == [], diff
+    upgrade_from_empty(migrated)
     fresh = db.make_engine(pg.create_database())
     assert migrate.ensure_schema(fresh) == db.SCHEMA_REVISION
     with fresh.connect() as c:
