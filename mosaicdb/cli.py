@@ -614,7 +614,31 @@ def view(
 
 
 def main() -> None:
-    app()
+    """The console script. Once the command is done, its output flushed and the atexit
+    handlers run, the process ends with os._exit: tearing down the interpreter's modules
+    (SQLAlchemy, FAISS, numpy) cost 0.25–0.3 s of every command's wall time, measured."""
+    import atexit
+
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    import threading
+
+    main_thread = threading.main_thread()
+    if any(t.is_alive() and not t.daemon and t is not main_thread for t in threading.enumerate()):
+        sys.exit(code)  # a thread still working: the normal exit waits for it
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to say
+            pass
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 # Decoded tiles kept for reuse across rows (LRU). Memory of a render is about this plus two
 # strips of the output, whatever the output size.
 TILE_CACHE_BYTES = 256 * 2**20
+# Tiles decoded ahead of the row being placed (at most), in chunks of DECODE_CHUNK.
+DECODE_AHEAD = 256
+DECODE_CHUNK = 16
 
 # The coarse search finds tiles of the right colours; re-ranking its candidates on a 6×6 grid
 # (features.RERANK_GRID) with lightness weighted 3× picks the one whose light and dark parts sit
@@ -246,7 +249,6 @@ def run(
             f"tiles of {tile_w}×{tile_h} px are enlarged from the stored thumbnails; "
             "re-index with a larger --thumb-size for sharper tiles"
         )
-    timings["target"] = time.monotonic() - t0
 
     # -- matching and placement -------------------------------------------------------------
     cells = fine_cells = None
@@ -256,6 +258,7 @@ def run(
         cells = cells.reshape(n, spec.dim)
     elif region is not None:
         cells = imaging.lab_grid(region, cols, rows, spec.grid).reshape(n, spec.dim)
+    timings["target"] = time.monotonic() - t0  # loaded, and its cells described
     if plan_id is None:
         t1 = time.monotonic()
         if spec.key != lib.spec.key:
@@ -350,6 +353,7 @@ def run(
     )
 
     # -- report ------------------------------------------------------------------------------
+    t3 = time.monotonic()
     mean_de = best_de = None
     if cells is not None:
         if index is None:
@@ -367,13 +371,14 @@ def run(
         else:
             from .quality import score
 
-            t3 = time.monotonic()
+            t4 = time.monotonic()
             quality = {
                 str(w): {k: round(v, 4) for k, v in s.items()}
                 for w, s in score(output, target).items()
             }
-            timings["score"] = time.monotonic() - t3
+            timings["score"] = time.monotonic() - t4
     uniq, counts = np.unique(plan, return_counts=True)
+    timings["report"] = time.monotonic() - t3
     seconds = time.monotonic() - t0
     lib.catalog.update_render(
         render_id,
@@ -484,19 +489,47 @@ def _assemble(
     # The plan says when each tile is needed again, so the cache keeps exactly the tiles that
     # will be reused (farthest next use evicted first when over budget): every distinct tile
     # is decoded once as long as the reused ones fit in TILE_CACHE_BYTES.
+    row_sets = [list(dict.fromkeys(plan[r].tolist())) for r in range(rows)]  # distinct, in order
     uses: dict[int, list[int]] = {}
     for r in range(rows - 1, -1, -1):
-        for p in dict.fromkeys(plan[r].tolist()):
+        for p in row_sets[r]:
             uses.setdefault(p, []).append(r)  # descending: the next use is at the end
     cache: dict[int, np.ndarray] = {-1: np.full((tile_h, tile_w, 3), 255, np.uint8)}  # blank
     uses[-1] = [-1] * (rows * cols + 1)  # never evicted
     max_tiles = max(cols * 2, TILE_CACHE_BYTES // (tile_w * tile_h * 3))
     mosaic_lab = np.empty((rows, cols, 3 * k * k), np.float32) if blend else None
 
-    def decode_row(r):
-        need = [p for p in dict.fromkeys(plan[r].tolist()) if p not in cache and p >= 0]
+    # Tiles are decoded on two threads ahead of the row being placed: up to DECODE_AHEAD
+    # tiles, read from the catalog in one query per window, decoded in chunks of DECODE_CHUNK
+    # (one future each). Few, large steps: the Python work per tile is what limits a render.
+    pending: dict[int, tuple] = {}  # photo id → (future of a chunk of tiles, index in it)
+    scanned = [0]  # rows whose tiles have been looked at for prefetching
+
+    def decode_chunk(items):
+        return [imaging.decode_tile(*b, tile_w, tile_h) for b in items]
+
+    def submit(need):
         blobs = lib.catalog.thumbnails(need)
-        return need, list(pool.map(lambda p: imaging.decode_tile(*blobs[p], tile_w, tile_h), need))
+        for i in range(0, len(need), DECODE_CHUNK):
+            chunk = need[i : i + DECODE_CHUNK]
+            fut = pool.submit(decode_chunk, [blobs[p] for p in chunk])
+            pending.update((p, (fut, j)) for j, p in enumerate(chunk))
+
+    def prefetch(r):
+        # tiles of row r evicted since they were looked at: now
+        need = [p for p in row_sets[r] if p not in cache and p not in pending]
+        if need:
+            submit(need)
+        if len(pending) > DECODE_AHEAD // 2:
+            return
+        need = {}
+        while scanned[0] < rows and len(pending) + len(need) < DECODE_AHEAD:
+            for p in row_sets[scanned[0]]:
+                if p not in cache and p not in pending:
+                    need[p] = None
+            scanned[0] += 1
+        if need:
+            submit(list(need))
 
     # Tiles are small: libvips' own threads cost more than they give; two Python threads
     # decoding whole tiles, and the encoder in a third, use both cores better.
@@ -520,25 +553,26 @@ def _assemble(
         encoder = threading.Thread(target=encode, name="mosaicdb-encode", daemon=True)
         encoder.start()
         with ThreadPoolExecutor(2) as pool, lib.progress.task("Rendering", total=rows) as t:
-            nxt = pool.submit(decode_row, 0)
             for r in range(rows):
                 if encode_error:
                     break
-                need, arrays = nxt.result()
-                cache.update(zip(need, arrays, strict=True))
-                if r + 1 < rows:
-                    # safe beside the evictions below: a tile needed by row r+1 has the
-                    # nearest next use, so it is never evicted (max_tiles ≥ 2 rows)
-                    nxt = pool.submit(decode_row, r + 1)
+                scanned[0] = max(scanned[0], r)
+                prefetch(r)
+                for p in row_sets[r]:
+                    if p not in cache:
+                        fut, j = pending.pop(p)
+                        cache[p] = fut.result()[j]
                 row_ids = plan[r].tolist()
-                strip = np.empty((tile_h, W, 3), np.uint8)
-                for c, p in enumerate(row_ids):
-                    tile = cache[p]
-                    if blend:
+                if blend:
+                    strip = np.empty((tile_h, W, 3), np.uint8)
+                    for c, p in enumerate(row_ids):
+                        tile = cache[p]
                         off = blend * (cell_rgb[r, c] - tile.reshape(-1, 3).mean(axis=0))
                         tile = np.clip(tile + off.astype(np.float32), 0, 255).astype(np.uint8)
-                    strip[:, c * tile_w : (c + 1) * tile_w] = tile
-                for p in dict.fromkeys(row_ids):
+                        strip[:, c * tile_w : (c + 1) * tile_w] = tile
+                else:  # (tile_h, cols, tile_w, 3) is the strip's own memory layout
+                    strip = np.stack([cache[p] for p in row_ids], axis=1).reshape(tile_h, W, 3)
+                for p in row_sets[r]:
                     uses[p].pop()
                     if not uses[p]:
                         del cache[p]  # never needed again
