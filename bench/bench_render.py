@@ -17,7 +17,11 @@ mosaicdb/seed render-phase ratio conservative. Goals: mosaicdb render / seed who
 mosaicdb render / metapixel render ≤ 0.5. Outputs and stores go to a temporary folder under
 data/ that is removed at the end (--keep to keep it).
 
-    python bench/bench_render.py [--across 200] [--tile-size 64] [--skip-metapixel] [--keep]
+Each tool's render (the seed recipe's whole run) is repeated --repeat times (3), interleaved
+with the others', and the median is reported with every run's time.
+
+    python bench/bench_render.py [--across 200] [--tile-size 64] [--repeat 3]
+                                 [--skip-metapixel] [--keep]
 """
 
 from __future__ import annotations
@@ -71,50 +75,72 @@ def run_seed(lib: Path, target: Path, work: Path, across: int, px: int) -> dict:
     return {"wall": wall, "rss": rss, "out": out, **res}
 
 
-def run_metapixel(lib: Path, target: Path, work: Path, across: int, px: int) -> dict | str:
-    """Returns the measurements, or a string saying why metapixel was skipped."""
-    import pyvips
-
+def prepare_metapixel(lib: Path, work: Path, px: int) -> dict | str:
+    """metapixel-prepare once; returns the measurements, or a string saying why metapixel
+    was skipped."""
     script = ["bash", str(HERE / "metapixel_run.sh")]
     chk = subprocess.run(script + ["check"], capture_output=True, text=True)
     if chk.returncode != 0:
         return (chk.stderr.strip().splitlines() or [f"exit {chk.returncode}"])[-1]
-    w = pyvips.Image.new_from_file(str(target)).width
-    scale = across * px / w  # 12800 / 2560 = 5 for t1: no resize of the target needed
-    metalib, out = work / "metalib", work / "metapixel.jpg"
+    metalib = work / "metalib"
     p_wall, p_rss, p_out = run_measured(script + ["prepare", str(lib), str(metalib), str(px)])
-    r_wall, r_rss, _ = run_measured(
-        script + ["render", str(metalib), str(target), str(out), str(px), repr(scale), str(across)]
-    )
     return {
+        "metalib": metalib,
         "prepare_wall": p_wall,
         "prepare_rss": p_rss,
         "prepare_msg": re.sub(r" into [^,]+", "", p_out.strip()),
-        "render_wall": r_wall,
-        "render_rss": r_rss,
-        "scale": scale,
-        "out": out,
     }
 
 
-def run_mosaicdb(lib: Path, target: Path, work: Path, across: int, px: int) -> dict:
+def render_metapixel(prep: dict, target: Path, work: Path, across: int, px: int) -> dict:
+    import pyvips
+
+    script = ["bash", str(HERE / "metapixel_run.sh")]
+    w = pyvips.Image.new_from_file(str(target)).width
+    scale = across * px / w  # 12800 / 2560 = 5 for t1: no resize of the target needed
+    out = work / "metapixel.jpg"
+    r_wall, r_rss, _ = run_measured(
+        script
+        + ["render", str(prep["metalib"]), str(target), str(out), str(px), repr(scale)]
+        + [str(across)]
+    )
+    return {"render_wall": r_wall, "render_rss": r_rss, "scale": scale, "out": out}
+
+
+def index_mosaicdb(lib: Path, work: Path) -> dict:
     exe = str(VENV_BIN / "mosaicdb")
-    store, out = work / "store", work / "mosaicdb.jpg"
-    res: dict = {"out": out}
+    store = work / "store"
     try:
         wall, rss, stdout = run_measured([exe, "--home", str(store), "index", str(lib), "--json"])
-        res.update(index_wall=wall, index_rss=rss, index=json.loads(stdout))
+        return {"store": store, "index_wall": wall, "index_rss": rss, "index": json.loads(stdout)}
     except (RuntimeError, OSError, ValueError) as e:
-        res["index_error"] = _err(e)
-        return res
+        return {"index_error": _err(e)}
+
+
+def render_mosaicdb(store: Path, target: Path, work: Path, across: int, px: int) -> dict:
+    exe = str(VENV_BIN / "mosaicdb")
+    out = work / "mosaicdb.jpg"
     cmd = [exe, "--home", str(store), "render", str(target), "-o", str(out)]
     cmd += ["--tiles-across", str(across), "--tile-size", str(px), "--json"]
     try:
         wall, rss, stdout = run_measured(cmd)
-        res.update(render_wall=wall, render_rss=rss, render=json.loads(stdout))
+        return {"out": out, "render_wall": wall, "render_rss": rss, "render": json.loads(stdout)}
     except (RuntimeError, OSError, ValueError) as e:
-        res["render_error"] = _err(e)
-    return res
+        return {"out": out, "render_error": _err(e)}
+
+
+def median_run(runs: list[dict], key: str) -> dict:
+    """The run with the median `key` (the lower middle one of an even count), with every
+    run's value kept under key + "_runs"."""
+    ok = sorted((r for r in runs if key in r), key=lambda r: r[key])
+    if not ok:
+        return runs[-1] if runs else {}
+    return {**ok[(len(ok) - 1) // 2], key + "_runs": [r[key] for r in runs if key in r]}
+
+
+def _runs(d: dict, key: str) -> str:
+    vals = d.get(key + "_runs") or []
+    return "runs " + ", ".join(f"{v:.2f}" for v in vals) if len(vals) > 1 else ""
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -125,12 +151,17 @@ def report(seed: dict, mp: dict | str, md: dict, across: int, px: int) -> None:
     rows: list[tuple[str, float | None, int | None, str]] = [
         ("seed recipe: prepare (thumbnails + tree)", seed["prepare_s"], None, "own timer"),
         ("seed recipe: render (match + arrayjoin + write)", seed["render_s"], None, "own timer"),
-        ("seed recipe: whole process", seed["wall"], seed["rss"], ""),
+        ("seed recipe: whole process", seed["wall"], seed["rss"], _runs(seed, "wall")),
     ]
     if isinstance(mp, dict):
         rows += [
             ("metapixel-prepare", mp["prepare_wall"], mp["prepare_rss"], mp["prepare_msg"]),
-            (f"metapixel render (-s {mp['scale']:g})", mp["render_wall"], mp["render_rss"], ""),
+            (
+                f"metapixel render (-s {mp['scale']:g})",
+                mp["render_wall"],
+                mp["render_rss"],
+                _runs(mp, "render_wall"),
+            ),
         ]
     else:
         rows.append(("metapixel", None, None, f"skipped: {mp}"))
@@ -147,12 +178,16 @@ def report(seed: dict, mp: dict | str, md: dict, across: int, px: int) -> None:
         note = ", ".join(
             f"{k} {r[k]}" for k in ("distinct_tiles", "mean_delta_e", "seconds") if k in r
         )
+        note = "; ".join(x for x in (_runs(md, "render_wall"), note) if x)
         rows.append(("mosaicdb render", md["render_wall"], md["render_rss"], note))
     elif "render_error" in md:
         print(f"mosaicdb render: not available ({md['render_error']})")
         rows.append(("mosaicdb render", None, None, "not available"))
 
-    print(f"\n{across} tiles across, {px} px tiles; wall = whole command unless noted")
+    print(
+        f"\n{across} tiles across, {px} px tiles; wall = whole command unless noted; "
+        "renders: the median of the runs, interleaved"
+    )
     print(f"{'run':<48} | {'wall':>9} | {'peak RSS':>9} | note")
     print("-" * 100)
     for name, wall, rss, note in rows:
@@ -211,6 +246,7 @@ def main() -> None:
     ap.add_argument("--skip-metapixel", action="store_true")
     ap.add_argument("--skip-mosaicdb", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the outputs and stores")
+    ap.add_argument("--repeat", type=int, default=3, help="renders of each tool (median)")
     a = ap.parse_args()
 
     lib, targets = ensure_lib2k()
@@ -221,17 +257,25 @@ def main() -> None:
         p.read_bytes()
     work = Path(tempfile.mkdtemp(prefix="bench-render-", dir=DATA))
     try:
-        seed = run_seed(lib, target, work, a.across, a.tile_size)
-        mp: dict | str = (
-            "--skip-metapixel"
-            if a.skip_metapixel
-            else run_metapixel(lib, target, work, a.across, a.tile_size)
+        mp_prep: dict | str = (
+            "--skip-metapixel" if a.skip_metapixel else prepare_metapixel(lib, work, a.tile_size)
         )
-        md: dict = (
-            {"skipped": "--skip-mosaicdb"}
-            if a.skip_mosaicdb
-            else run_mosaicdb(lib, target, work, a.across, a.tile_size)
+        md_index: dict = (
+            {"skipped": "--skip-mosaicdb"} if a.skip_mosaicdb else index_mosaicdb(lib, work)
         )
+        # The renders interleaved, a.repeat times each: this machine's speed drifts by more
+        # than the margins being measured, so each tool gets the same mix of slow and fast
+        # moments and its median is compared.
+        seeds, mps, mds = [], [], []
+        for _ in range(a.repeat):
+            seeds.append(run_seed(lib, target, work, a.across, a.tile_size))
+            if isinstance(mp_prep, dict):
+                mps.append(render_metapixel(mp_prep, target, work, a.across, a.tile_size))
+            if "store" in md_index:
+                mds.append(render_mosaicdb(md_index["store"], target, work, a.across, a.tile_size))
+        seed = median_run(seeds, "wall")
+        mp = {**mp_prep, **median_run(mps, "render_wall")} if isinstance(mp_prep, dict) else mp_prep
+        md = {**md_index, **median_run(mds, "render_wall")}
         report(seed, mp, md, a.across, a.tile_size)
     finally:
         if a.keep:
