@@ -751,17 +751,35 @@ class Catalog(RenderCatalog):
             ).where(photos.c.root_id == root_id)
             return [tuple(r) for r in c.execute(q)]
 
-    def bad_thumbnail_markers(self) -> list[int]:
-        """Ids of JPEG thumbnails that do not start with SOI and end with EOI: a cheap test
-        for truncated or overwritten blobs, done in the database."""
+    def check_rows(self) -> tuple[dict[str, int], list[int]]:
+        """For `check`: the number of orphan rows per table (their photo or root is gone,
+        only possible if foreign keys were ever off), and the ids of JPEG thumbnails that do
+        not start with SOI and end with EOI (a cheap test for truncated or overwritten blobs,
+        done in the database). The thumbnails, the biggest table, are read once for both."""
         t = thumbnails.c
+        orphan = t.photo_id.not_in(select(photos.c.id))
         tail = func.substr(t.data, func.length(t.data) - 1, 2)
-        q = select(t.photo_id).where(
-            (t.codec == "jpeg")
-            & ((func.substr(t.data, 1, 2) != b"\xff\xd8") | (tail != b"\xff\xd9"))
+        bad = (t.codec == "jpeg") & (
+            (func.substr(t.data, 1, 2) != b"\xff\xd8") | (tail != b"\xff\xd9")
         )
+        q = select(t.photo_id, orphan, bad).where(orphan | bad).order_by(t.photo_id)
+        out = {}
         with self.engine.connect() as c:
-            return [r[0] for r in c.execute(q.order_by(t.photo_id))]
+            rows = c.execute(q).all()
+            out["thumbnails"] = sum(1 for r in rows if r[1])
+            q = (
+                select(func.count())
+                .select_from(features)
+                .where(features.c.photo_id.not_in(select(photos.c.id)))
+            )
+            out["features"] = int(c.execute(q).scalar_one())
+            q = (
+                select(func.count())
+                .select_from(photos)
+                .where(photos.c.root_id.not_in(select(roots.c.id)))
+            )
+            out["photos"] = int(c.execute(q).scalar_one())
+        return out, [r[0] for r in rows if r[2] and not r[1]]
 
     def iter_thumbnail_data(self, chunk: int = 1000):
         t = thumbnails.c
@@ -770,25 +788,6 @@ class Catalog(RenderCatalog):
             res = c.execution_options(stream_results=True, yield_per=chunk).execute(q)
             for part in res.partitions(chunk):
                 yield [tuple(r) for r in part]
-
-    def orphans(self) -> dict[str, int]:
-        """Rows whose photo is gone (only possible if foreign keys were ever off)."""
-        out = {}
-        with self.engine.connect() as c:
-            for name, t in (("thumbnails", thumbnails), ("features", features)):
-                q = (
-                    select(func.count())
-                    .select_from(t)
-                    .where(t.c.photo_id.not_in(select(photos.c.id)))
-                )
-                out[name] = int(c.execute(q).scalar_one())
-            q = (
-                select(func.count())
-                .select_from(photos)
-                .where(photos.c.root_id.not_in(select(roots.c.id)))
-            )
-            out["photos"] = int(c.execute(q).scalar_one())
-        return out
 
     def drop_orphans(self) -> None:
         with self.engine.begin() as c:

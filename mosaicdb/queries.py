@@ -250,9 +250,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     # the row scans run on the other; the vector file meanwhile is only mapped, not read.
     with ThreadPoolExecutor(2) as pool:
         integrity_job = pool.submit(cat.integrity_check, deep=deep)
-        scans_job = pool.submit(
-            lambda: (cat.feature_state(spec.key), cat.orphans(), cat.bad_thumbnail_markers())
-        )
+        scans_job = pool.submit(lambda: (cat.feature_state(spec.key), *cat.check_rows()))
         from . import vecindex as V  # faiss loads (~0.2 s) while the checks run
 
         path = lib.vector_path(spec)
