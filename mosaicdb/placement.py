@@ -2,9 +2,11 @@
 
 Rules: `max_uses` (a photo fills at most N cells; 0 = no limit) and `min_distance` R (the same
 photo never twice within a (2R+1)×(2R+1) square; 0 = off). Cells are served best-match first
-(ties broken by a seeded shuffle), each taking its nearest candidate that the rules allow;
-when every candidate is taken the search for that cell is widened. Same inputs and seed give
-the same plan.
+(ties broken by a seeded shuffle). Under --min-distance each cell in turn takes its nearest
+candidate that the rules allow. Under --max-uses alone the first pass is rank-first (every
+cell's first choice before any cell's second, in one vectorised capacity round). Either way,
+a cell whose candidates are all taken waits and is searched again, widened, among the photos
+still allowed. Same inputs and seed give the same plan.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import RenderError
+
+# Cells left waiting under --max-uses alone are searched again this many at a time, with at
+# least this many candidates each (see _widen_in_batches).
+WIDEN_BATCH = 512
+WIDEN_K = 32
 
 
 def check_feasible(
@@ -94,6 +101,20 @@ def place(
         if max_uses:
             uses[pos_of[choice]] += 1
 
+    if not R:  # --max-uses alone
+        got = _capacity_round(cand_ids[order], all_ids, max_uses - uses)
+        ok = got >= 0
+        grid.flat[order[ok]] = got[ok]
+        np.add.at(uses, np.searchsorted(all_ids, got[ok]), 1)
+        waiting = order[~ok].tolist()
+        if waiting and widen is not None:
+            waiting = _widen_in_batches(
+                waiting, grid, uses, all_ids, max_uses, widen, max(K, WIDEN_K)
+            )
+        if waiting:
+            raise RenderError("the repetition rules cannot be met for this grid; loosen --max-uses")
+        return grid.reshape(-1)
+
     waiting = []
     for cell in order:
         r, c = divmod(int(cell), cols)
@@ -115,14 +136,6 @@ def place(
         for i in range(0, len(waiting), step):
             part = waiting[i : i + step]
             wider = widen(np.asarray(part), allowed, k)
-            if not R:
-                got = _capacity_round(wider, all_ids, max_uses - uses)
-                for cell, choice in zip(part, got, strict=True):
-                    if choice < 0:
-                        still.append(cell)
-                    else:
-                        assign(cell, int(choice))
-                continue
             for cell, cands in zip(part, wider, strict=True):
                 choice = pick(cands, *divmod(cell, cols))
                 if choice < 0:
@@ -139,6 +152,35 @@ def place(
             "the repetition rules cannot be met for this grid; loosen --max-uses / --min-distance"
         )
     return grid.reshape(-1)
+
+
+def _widen_in_batches(waiting, grid, uses, all_ids, max_uses, widen, k):
+    """Cells left without a photo under --max-uses, served in priority order, WIDEN_BATCH at a
+    time: each batch searches the photos still below max_uses and is assigned by a capacity
+    round; cells it could not place go first into the next batch (whose search no longer sees
+    the photos just used up), offered more candidates if a batch placed none. Few cells
+    compete for the same photos in a batch: measured on 64,000 cells × 22,000 photos at
+    --max-uses 3, this placed the 51,000 waiting cells in 4.4 s with mean ΔE2000 19.7, where
+    searching all of them at once, round after round, took 11 s for 21.0.
+    Returns the cells it could not place (none unless the photos ran out)."""
+    queue = list(waiting)
+    while queue:
+        allowed = uses < max_uses
+        n_allowed = int(allowed.sum())
+        if not n_allowed:
+            break
+        part = np.asarray(queue[:WIDEN_BATCH])
+        k = min(k, n_allowed)
+        got = _capacity_round(widen(part, allowed, k), all_ids, max_uses - uses)
+        ok = got >= 0
+        grid.flat[part[ok]] = got[ok]
+        np.add.at(uses, np.searchsorted(all_ids, got[ok]), 1)
+        if not ok.any():
+            if k >= n_allowed:
+                break  # every photo still free was offered: cannot happen while one is
+            k *= 4
+        queue = part[~ok].tolist() + queue[WIDEN_BATCH:]
+    return queue
 
 
 def _capacity_round(cands: np.ndarray, all_ids: np.ndarray, free: np.ndarray) -> np.ndarray:

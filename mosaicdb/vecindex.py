@@ -16,6 +16,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+# Exact search of 20 queries or more through BLAS (the distances as one matrix product), as
+# FAISS did before 1.15 raised this to 128,000: 512 queries against 22,000 27-d vectors took
+# 72 ms on FAISS's own SIMD path and 21 ms through BLAS; from ~8,000 queries on they are equal.
+faiss.cvar.distance_compute_blas_threshold = 20
+
 
 def new_index(dim: int):
     return faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
