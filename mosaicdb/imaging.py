@@ -206,14 +206,23 @@ def _grid_means(img, cols: int, rows: int, ks: tuple[int, ...], lab: bool) -> li
     for k in ks:
         if k in other_sums:
             kx, ky = other_bounds[k]
-            a = np.diff(ky)[:, None, None] * np.diff(kx)[None, :, None]
-            out = other_sums[k] / a
+            s_k, a_k = other_sums[k], np.diff(ky)[:, None, None] * np.diff(kx)[None, :, None]
+        elif k == kmax:
+            s_k, a_k = sums, area
         else:
             b = kmax // k  # blocks of b×b finest boxes
-            shape = (rows * k, b, cols * k, b, 3)
-            out = sums.reshape(shape).sum((1, 3)) / area.reshape(shape[:-1] + (1,)).sum((1, 3))
-        out = out.reshape(rows, k, cols, k, 3).transpose(0, 2, 1, 3, 4)
-        result.append(np.ascontiguousarray(out.reshape(rows, cols, k * k * 3), np.float32))
+            shape = (rows * k, b, cols * k, b)
+            s_k = sums.reshape(shape + (3,)).sum((1, 3))
+            a_k = area.reshape(shape + (1,)).sum((1, 3))
+        # divided straight into the (rows, cols, k, k, 3) layout: no full-size temporaries
+        out = np.empty((rows, cols, k, k, 3), np.float32)
+        np.divide(
+            s_k.reshape(rows, k, cols, k, 3).transpose(0, 2, 1, 3, 4),
+            a_k.reshape(rows, k, cols, k, 1).transpose(0, 2, 1, 3, 4),
+            out=out,
+            casting="same_kind",
+        )
+        result.append(out.reshape(rows, cols, k * k * 3))
     return result
 
 
