@@ -105,6 +105,16 @@ def test_real_subprocess_and_python_m(tmp_path, lib_dir):
     assert "Traceback" not in p.stderr
 
 
+def test_console_exit_keeps_codes_and_output(tmp_path):
+    # main() ends the process with os._exit once the output is flushed: codes and text intact
+    p = _run(["renders", "--json"], tmp_path / "s")
+    assert p.returncode == 0 and json.loads(p.stdout) == []
+    p = _run(["no-such-command"], tmp_path / "s")
+    assert p.returncode == 2 and "No such command" in p.stderr
+    p = _run(["render", "missing.jpg", "-o", tmp_path / "o.jpg"], tmp_path / "s")
+    assert p.returncode == 1 and p.stderr.startswith("Error: ") and p.stdout == ""
+
+
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, lib_dir):
     n_good = 60
     for i in range(n_good):

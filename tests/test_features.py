@@ -77,3 +77,34 @@ def test_spec_key_roundtrip_and_bad_grid():
     assert F.FeatureSpec.parse(s.key) == s
     with pytest.raises(OptionError, match="--grid"):
         F.FeatureSpec(0)
+
+
+def _grid_means_reference(px, cols, rows, k):
+    """Mean Lab of each k×k box of each cell, pixel by pixel (no box averaging first: the
+    test images are small enough that imaging skips it)."""
+    lab = F.srgb8_to_lab(px).astype(np.float64)
+    h, w = px.shape[:2]
+    xb = np.round(np.arange(cols * k + 1) * w / (cols * k)).astype(int)
+    yb = np.round(np.arange(rows * k + 1) * h / (rows * k)).astype(int)
+    out = np.empty((rows, cols, k, k, 3))
+    for i in range(rows * k):
+        for j in range(cols * k):
+            box = lab[yb[i] : yb[i + 1], xb[j] : xb[j + 1]].reshape(-1, 3)
+            out[i // k, j // k, i % k, j % k] = box.mean(axis=0)
+    return out.reshape(rows, cols, k * k * 3)
+
+
+@pytest.mark.parametrize("ks", [(3,), (3, 6), (2, 4, 6), (4, 6)])
+def test_lab_grids_nested_and_in_strips_match_pixel_means(ks, monkeypatch):
+    # (3, 6) and (2, 4, 6): the coarser grids are block sums of the finest one; (4, 6) is not
+    # nested and is summed on its own. Tiny strips force several strips on two threads.
+    from mosaicdb import imaging
+
+    rng = np.random.default_rng(1)
+    cols, rows = 7, 5
+    px = rng.integers(0, 256, (rows * 13 + 3, cols * 11 + 2, 3), dtype=np.uint8)
+    monkeypatch.setattr(imaging, "_STRIP_PIXELS", 300)
+    got = imaging.lab_grids(px, cols, rows, ks)
+    for k, g in zip(ks, got, strict=True):
+        assert g.shape == (rows, cols, 3 * k * k) and g.dtype == np.float32
+        np.testing.assert_allclose(g, _grid_means_reference(px, cols, rows, k), atol=2e-3)

@@ -260,6 +260,39 @@ def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed
     assert np.array_equal(plan, again)
 
 
+def test_max_uses_at_full_capacity_in_small_batches(monkeypatch):
+    """Every photo used exactly max_uses times (cells = max_uses × photos), the waiting cells
+    searched a few at a time: all placed, none over the limit, same plan twice."""
+    from mosaicdb import placement
+
+    monkeypatch.setattr(placement, "WIDEN_BATCH", 3)
+    rng = np.random.default_rng(7)
+    rows, cols, n_photos, max_uses = 6, 10, 20, 3
+    n = rows * cols
+    cells = rng.random((n, 2))
+    photos = np.concatenate([rng.random((5, 2)) * 0.1, rng.random((15, 2))])  # crowded
+    dist = ((cells[:, None] - photos[None]) ** 2).sum(-1)
+    order = np.argsort(dist, axis=1)
+    calls = []
+
+    def widen(which, allowed, kk):
+        calls.append(len(which))
+        assert len(which) <= 3
+        out = np.empty((len(which), kk), np.int64)
+        for j, cell in enumerate(which):
+            ranked = order[cell][allowed[order[cell]]]
+            out[j] = ranked[:kk]
+        return out
+
+    args = (order[:, :4], np.take_along_axis(dist, order, 1)[:, :4], rows, cols)
+    kw = dict(max_uses=max_uses, widen=widen, all_ids=np.arange(n_photos))
+    plan = place(*args, **kw)
+    assert (plan >= 0).all()
+    assert (np.bincount(plan, minlength=n_photos) == max_uses).all()
+    assert calls  # the crowded photos filled up: cells waited and were searched again
+    assert np.array_equal(plan, place(*args, **kw))
+
+
 def test_cli_render_contract(cli, lib_dir, tmp_path):
     for name in ("red", "green", "blue", "yellow", "black", "white", "purple", "grey"):
         solid(lib_dir / f"{name}.jpg", COLOURS[name], Q=95)
