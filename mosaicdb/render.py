@@ -411,34 +411,41 @@ def run(
 def _rerank(lib: Library, fine, fine_cells, cand_ids):
     """Each cell's candidates re-ordered by distance on the finer grid `fine`: the coarse
     search finds the right colours, the fine grid picks the tile whose layout (a dark corner,
-    a bright edge) follows the cell's. Only the candidates' fine vectors are read."""
+    a bright edge) follows the cell's. Only the candidates' fine vectors are read. Returns
+    (distances, ids); the ids are re-ordered in place in `cand_ids`, block by block, so that
+    memory stays at the candidate lists themselves (128 a cell under --min-distance)."""
     import numpy as np
 
     from . import features as F
 
     n, k = cand_ids.shape
-    blobs = lib.catalog.feature_vectors(fine.key, np.unique(cand_ids[cand_ids >= 0]))
+    step = max(1, 65_536 // k)  # bounded memory: 65,536 fine vectors (28 MB at 6×6) at a time
+    present = np.zeros(int(cand_ids.max()) + 1, bool)  # the distinct candidates, without a sort
+    for i in range(0, n, step):
+        c = cand_ids[i : i + step]
+        present[c[c >= 0]] = True
+    blobs = lib.catalog.feature_vectors(fine.key, np.flatnonzero(present))
     if not blobs:
         return np.zeros(cand_ids.shape, np.float32), cand_ids
     ids = np.array(sorted(blobs), np.int64)
     vecs = F.unpack_vectors([blobs[i] for i in ids.tolist()], fine.dim)
-    pos = np.searchsorted(ids, cand_ids)
-    pos = np.minimum(pos, len(ids) - 1)
-    found = (cand_ids >= 0) & (ids[pos] == cand_ids)
     # |c - v|² = |c|² + |v|² - 2 c·v, so only the dot products need each cell's own gather
     g2 = fine.grid**2
     scale = np.tile(np.array([RERANK_L_WEIGHT**0.5, 1, 1], np.float32), g2)
     vecs, fine_cells = vecs * scale, fine_cells * scale
     v_norm, c_norm = (vecs * vecs).sum(1), (fine_cells * fine_cells).sum(1)
-    d = np.empty((n, k), np.float32)
-    step = max(1, 65_536 // k)  # bounded memory: 65,536 fine vectors (28 MB at 6×6) at a time
+    dist = np.empty((n, k), np.float32)
     for i in range(0, n, step):
-        p, j = pos[i : i + step], slice(i, i + step)
-        dot = np.matmul(vecs[p], fine_cells[j, :, None])[..., 0]
-        d[j] = (c_norm[j, None] + v_norm[p] - 2 * dot) / g2
-    d[~found] = np.inf
-    order = np.argsort(d, axis=1, kind="stable")
-    return np.take_along_axis(d, order, 1), np.take_along_axis(cand_ids, order, 1)
+        j = slice(i, i + step)
+        c = cand_ids[j]
+        pos = np.minimum(np.searchsorted(ids, c), len(ids) - 1)
+        dot = np.matmul(vecs[pos], fine_cells[j, :, None])[..., 0]
+        d = (c_norm[j, None] + v_norm[pos] - 2 * dot) / g2
+        d[(c < 0) | (ids[pos] != c)] = np.inf
+        order = np.argsort(d, axis=1, kind="stable")
+        dist[j] = np.take_along_axis(d, order, 1)
+        cand_ids[j] = np.take_along_axis(c, order, 1)
+    return dist, cand_ids
 
 
 def _vectors_of(lib: Library, spec, index, ids):
