@@ -845,6 +845,21 @@ class Catalog(RenderCatalog):
             d = c.execute(select(func.coalesce(func.max(vector_deletions.c.seq), 0))).scalar()
         return int(n), int(s), max(int(m), int(d))
 
+    def change_counter(self, spec: str) -> int:
+        """The latest change counter of a vector of `spec` or of a deletion: feature_state's
+        third value, from two index seeks instead of a scan (10M rows: ~2 s)."""
+        with self.engine.connect() as c:
+            m = c.execute(
+                select(features.c.seq)
+                .where(features.c.spec == spec)
+                .order_by(features.c.seq.desc())
+                .limit(1)
+            ).scalar()
+            d = c.execute(
+                select(vector_deletions.c.seq).order_by(vector_deletions.c.seq.desc()).limit(1)
+            ).scalar()
+        return max(int(m or 0), int(d or 0))
+
     def deleted_since(self, seq: int) -> list[int]:
         """Photo ids whose vectors were deleted after change counter `seq`."""
         with self.engine.connect() as c:

@@ -399,12 +399,28 @@ class Library:
 
         spec = spec or self.spec
         path = self.vector_path(spec)
-        n, idsum, maxseq = self.catalog.feature_state(spec.key)
-        kind = "compressed" if n >= V.COMPRESSED_MIN_TILES else "flat"
         key = self._cache_key(f"vectors.{spec.key}")
         raw = self.catalog.get_meta(key)
         state = json.loads(raw) if raw else None
         fst = path.stat() if path.exists() else None
+        # Every write and deletion of a vector moves the change counter (logged deletions
+        # since schema 0006; states recorded since then say fp 2): when it and the file are as
+        # recorded, nothing changed, and counting the vectors (a scan: ~0.4 s at 1M, ~2 s at
+        # 10M) is left to `check`, which compares file and catalog in full.
+        if (
+            not rebuild
+            and state
+            and fst
+            and state.get("fp") == 2
+            and state.get("seq") == self.catalog.change_counter(spec.key)
+            and state.get("size") == fst.st_size
+            and state.get("mtime_ns") == fst.st_mtime_ns
+            and state.get("kind", "flat")
+            == ("compressed" if state["count"] >= V.COMPRESSED_MIN_TILES else "flat")
+        ):
+            return {"action": "unchanged", "count": state["count"]}
+        n, idsum, maxseq = self.catalog.feature_state(spec.key)
+        kind = "compressed" if n >= V.COMPRESSED_MIN_TILES else "flat"
         want = {"count": n, "idsum": idsum, "seq": maxseq}
         usable = (
             not rebuild
@@ -419,6 +435,8 @@ class Library:
             and state.get("size") == fst.st_size
             and state.get("mtime_ns") == fst.st_mtime_ns
         ):
+            if state.get("fp") != 2:  # counted and found equal: the counter can say so next time
+                self.catalog.set_meta({key: json.dumps({**state, "fp": 2})})
             return {"action": "unchanged", "count": n}
 
         from .features import unpack_vectors
@@ -469,6 +487,7 @@ class Library:
                 key: json.dumps(
                     {
                         **want,
+                        "fp": 2,
                         "kind": kind,
                         "trained": trained,
                         "size": fst.st_size,

@@ -517,6 +517,12 @@ def _assemble(
 
     def submit(need):
         blobs = lib.catalog.thumbnails(need)
+        if len(blobs) < len(need):
+            gone = sorted(set(need) - set(blobs))
+            raise RenderError(
+                f"{len(gone)} photos of the plan have no stored thumbnail (ids "
+                f"{', '.join(map(str, gone[:5]))}): run `mosaicdb check --repair`"
+            )
         for i in range(0, len(need), DECODE_CHUNK):
             chunk = need[i : i + DECODE_CHUNK]
             fut = pool.submit(decode_chunk, [blobs[p] for p in chunk])

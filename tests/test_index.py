@@ -312,6 +312,37 @@ def test_faiss_file_rebuilt_when_missing_or_wrong(lib, lib_dir, backend):
     assert faiss_ids(lib) == want
 
 
+def test_unchanged_vector_file_is_not_counted_and_check_finds_hand_edits(
+    lib, lib_dir, monkeypatch, backend
+):
+    """Nothing changed since the file was written: no scan of the features (the change
+    counter says so). A row deleted by hand, behind the counter's back, is what `check`
+    compares in full; `check --repair` brings the file back in line."""
+    from sqlalchemy import delete
+
+    from mosaicdb import db as D
+    from mosaicdb.queries import check
+
+    for name in ("red", "green", "blue"):
+        solid(lib_dir / f"{name}.png", COLOURS[name])
+    lib.index([lib_dir], workers=0)
+    real_state = lib.catalog.feature_state
+
+    def no_scan(spec):
+        raise AssertionError("the features were counted")
+
+    monkeypatch.setattr(lib.catalog, "feature_state", no_scan)
+    assert lib.sync_vectors() == {"action": "unchanged", "count": 3}
+    monkeypatch.setattr(lib.catalog, "feature_state", real_state)
+    victim = ok_ids(lib)[0]
+    with lib.catalog.engine.begin() as c:  # no deletion logged, counter not moved
+        c.execute(delete(D.features).where(D.features.c.photo_id == victim))
+    report = check(lib, files=False)
+    assert not report["ok"] and any("vector file holds 3" in p for p in report["problems"])
+    assert check(lib, repair=True, files=False)["remaining"] == []
+    assert victim not in faiss_ids(lib) and len(faiss_ids(lib)) == 2
+
+
 def test_pool_workers_match_in_process(home, lib_dir, tmp_path):
     import mosaicdb
 
