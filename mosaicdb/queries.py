@@ -244,12 +244,13 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
 
     problems: list[str] = []
     report: dict = {"problems": problems}
-    spec = lib.spec
     cat = lib.catalog
-    # SQLite gives up the GIL while it reads, so its own page check runs on one core while
-    # the row scans run on the other; the vector file meanwhile is only mapped, not read.
+    # SQLite gives up the GIL while it reads, so its own page check (the longest part) starts
+    # first and runs on one core while the row scans run on the other; the vector file
+    # meanwhile is only mapped, not read.
     with ThreadPoolExecutor(2) as pool:
         integrity_job = pool.submit(cat.integrity_check, deep=deep)
+        spec = lib.spec  # imports numpy (~0.1 s) while the page check runs
         scans_job = pool.submit(lambda: (cat.feature_state(spec.key), *cat.check_rows()))
         from . import vecindex as V  # faiss loads (~0.2 s) while the checks run
 
