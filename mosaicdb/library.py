@@ -403,24 +403,31 @@ class Library:
         raw = self.catalog.get_meta(key)
         state = json.loads(raw) if raw else None
         fst = path.stat() if path.exists() else None
+
+        def kind_of(count: int) -> str:
+            return "compressed" if count >= V.COMPRESSED_MIN_TILES else "flat"
+
+        # the file on disk is the one last written, and may be kept
+        recorded = (
+            not rebuild
+            and state
+            and fst
+            and state.get("size") == fst.st_size
+            and state.get("mtime_ns") == fst.st_mtime_ns
+        )
         # Every write and deletion of a vector moves the change counter (logged deletions
         # since schema 0006; states recorded since then say fp 2): when it and the file are as
         # recorded, nothing changed, and counting the vectors (a scan: ~0.4 s at 1M, ~2 s at
         # 10M) is left to `check`, which compares file and catalog in full.
         if (
-            not rebuild
-            and state
-            and fst
+            recorded
             and state.get("fp") == 2
+            and state.get("kind", "flat") == kind_of(state["count"])
             and state.get("seq") == self.catalog.change_counter(spec.key)
-            and state.get("size") == fst.st_size
-            and state.get("mtime_ns") == fst.st_mtime_ns
-            and state.get("kind", "flat")
-            == ("compressed" if state["count"] >= V.COMPRESSED_MIN_TILES else "flat")
         ):
             return {"action": "unchanged", "count": state["count"]}
         n, idsum, maxseq = self.catalog.feature_state(spec.key)
-        kind = "compressed" if n >= V.COMPRESSED_MIN_TILES else "flat"
+        kind = kind_of(n)
         want = {"count": n, "idsum": idsum, "seq": maxseq}
         usable = (
             not rebuild
@@ -429,12 +436,7 @@ class Library:
             and state.get("kind", "flat") == kind
             and (kind == "flat" or state["trained"] <= 2 * n <= 4 * state["trained"])
         )
-        if (
-            usable
-            and {k: state.get(k) for k in want} == want
-            and state.get("size") == fst.st_size
-            and state.get("mtime_ns") == fst.st_mtime_ns
-        ):
+        if usable and recorded and {k: state.get(k) for k in want} == want:
             if state.get("fp") != 2:  # counted and found equal: the counter can say so next time
                 self.catalog.set_meta({key: json.dumps({**state, "fp": 2})})
             return {"action": "unchanged", "count": n}
