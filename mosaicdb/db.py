@@ -757,7 +757,7 @@ class Catalog(RenderCatalog):
         not start with SOI and end with EOI (a cheap test for truncated or overwritten blobs,
         done in the database). The thumbnails, the biggest table, are read once for both."""
         t = thumbnails.c
-        orphan = t.photo_id.not_in(select(photos.c.id))
+        orphan = _photo_gone(thumbnails)
         tail = func.substr(t.data, func.length(t.data) - 1, 2)
         bad = (t.codec == "jpeg") & (
             (func.substr(t.data, 1, 2) != b"\xff\xd8") | (tail != b"\xff\xd9")
@@ -767,11 +767,7 @@ class Catalog(RenderCatalog):
         with self.engine.connect() as c:
             rows = c.execute(q).all()
             out["thumbnails"] = sum(1 for r in rows if r[1])
-            q = (
-                select(func.count())
-                .select_from(features)
-                .where(features.c.photo_id.not_in(select(photos.c.id)))
-            )
+            q = select(func.count()).select_from(features).where(_photo_gone(features))
             out["features"] = int(c.execute(q).scalar_one())
             q = (
                 select(func.count())
@@ -791,11 +787,9 @@ class Catalog(RenderCatalog):
 
     def drop_orphans(self) -> None:
         with self.engine.begin() as c:
-            c.execute(delete(thumbnails).where(thumbnails.c.photo_id.not_in(select(photos.c.id))))
+            c.execute(delete(thumbnails).where(_photo_gone(thumbnails)))
             gone = c.execute(
-                delete(features)
-                .where(features.c.photo_id.not_in(select(photos.c.id)))
-                .returning(features.c.photo_id)
+                delete(features).where(_photo_gone(features)).returning(features.c.photo_id)
             ).all()
             if gone:
                 _log_deletions(c, sorted({r[0] for r in gone}), self.next_seq(c))
@@ -836,18 +830,15 @@ class Catalog(RenderCatalog):
         """(count, sum of ids, latest change counter of a vector or of a deletion) of the
         vectors of `spec`: a cheap fingerprint."""
         with self.engine.connect() as c:
-            q = select(
-                func.count(),
-                func.coalesce(func.sum(features.c.photo_id), 0),
-                func.coalesce(func.max(features.c.seq), 0),
-            ).where(features.c.spec == spec)
-            n, s, m = c.execute(q).one()
-            d = c.execute(select(func.coalesce(func.max(vector_deletions.c.seq), 0))).scalar()
-        return int(n), int(s), max(int(m), int(d))
+            q = select(func.count(), func.coalesce(func.sum(features.c.photo_id), 0)).where(
+                features.c.spec == spec
+            )
+            n, s = c.execute(q).one()
+        return int(n), int(s), self.change_counter(spec)
 
     def change_counter(self, spec: str) -> int:
         """The latest change counter of a vector of `spec` or of a deletion: feature_state's
-        third value, from two index seeks instead of a scan (10M rows: ~2 s)."""
+        third value, from two index seeks."""
         with self.engine.connect() as c:
             m = c.execute(
                 select(features.c.seq)
@@ -1110,6 +1101,11 @@ def _distinct_on(col):
     from sqlalchemy.dialects.postgresql import distinct_on
 
     return distinct_on(col)
+
+
+def _photo_gone(table: Table):
+    """Rows of `table` (thumbnails, features) whose photo row is gone: orphans."""
+    return table.c.photo_id.not_in(select(photos.c.id))
 
 
 def _log_deletions(c: Connection, ids: Sequence[int], seq: int) -> None:
