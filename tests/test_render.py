@@ -146,6 +146,21 @@ def test_failed_write_leaves_nothing(colour_lib, work, monkeypatch):
     assert (work / "out.jpg").read_bytes() == b"previous"
 
 
+def test_missing_thumbnail_is_one_clear_error_and_leaves_nothing(colour_lib, work):
+    """A thumbnail row removed behind the catalog's back (the vector file still lists the
+    photo): the render stops with a line that names the fix, and writes nothing."""
+    from sqlalchemy import delete
+
+    from mosaicdb import db
+
+    t = blocks_target(work / "target.png")
+    with colour_lib.catalog.engine.begin() as c:
+        c.execute(delete(db.thumbnails))
+    with pytest.raises(RenderError, match=r"have no stored thumbnail .*check --repair"):
+        colour_lib.render(t, work / "out.jpg", tiles_across=4, tile_size=8)
+    assert sorted(os.listdir(work)) == ["target.png"]
+
+
 def test_jpeg_too_big_names_formats_that_work(colour_lib, work):
     t = blocks_target(work / "target.png")
     with pytest.raises(RenderError, match=r"too big for JPEG .* write \.tif .*\.dz"):
