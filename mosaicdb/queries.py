@@ -237,9 +237,11 @@ def listing(
 
 def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool = False) -> dict:
     """Compare catalog ↔ vector file ↔ disk, test every thumbnail (JPEG markers, in the
-    database), run the database's quick check (`deep`: decode every thumbnail and run the full
-    integrity check); with `repair`, rebuild the vector file, drop orphans and drop the rows of
-    files gone from disk (never a row whose file exists; never under a missing root folder)."""
+    database), run the database's quick check (`deep`: decode every thumbnail, compare the
+    tables row by row and run the full integrity check); with `repair`, rebuild the vector
+    file, drop orphans, turn photos whose thumbnail is broken or missing into errors and drop
+    the rows of files gone from disk (never a row whose file exists; never under a missing
+    root folder)."""
     from concurrent.futures import ThreadPoolExecutor
 
     problems: list[str] = []
@@ -250,8 +252,8 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     # meanwhile is only mapped, not read.
     with ThreadPoolExecutor(2) as pool:
         integrity_job = pool.submit(cat.integrity_check, deep=deep)
-        spec = lib.spec  # imports numpy (~0.1 s) while the page check runs
-        scans_job = pool.submit(lambda: (cat.feature_state(spec.key), *cat.check_rows()))
+        rows_job = pool.submit(cat.check_rows, exact=deep)
+        spec = lib.spec  # imports numpy (~0.1 s) while the checks run
         from . import vecindex as V  # faiss loads (~0.2 s) while the checks run
 
         path = lib.vector_path(spec)
@@ -266,10 +268,11 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
                 vec["file_vectors"] = index_state[0]
             except Exception as e:
                 problems.append(f"vector file {path.name} cannot be read: {e}")
-        (n, idsum, _seq), orphans, bad_thumbs = scans_job.result()
+        rows = rows_job.result()
         integrity = integrity_job.result()
     if integrity:
         problems.insert(0, "database integrity: " + "; ".join(integrity[:5]))
+    n, idsum = rows.vectors.get(spec.key, (0, 0))
     vec["catalog_vectors"] = n
     if index_state is not None:
         ntotal, file_idsum, dim = index_state
@@ -281,9 +284,17 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
             )
     report["vectors"] = vec
 
+    orphans, bad_thumbs, no_thumbs = rows.orphans, rows.bad_thumbnails, rows.missing_thumbnails
     if any(orphans.values()):
         problems.append("orphan rows: " + ", ".join(f"{v} {k}" for k, v in orphans.items() if v))
     report["orphans"] = orphans
+    if no_thumbs:
+        problems.append(
+            f"{len(no_thumbs)} photos have no stored thumbnail (photo ids "
+            f"{', '.join(map(str, no_thumbs[:10]))}); re-index with --retry-errors "
+            "after `check --repair`"
+        )
+    report["missing_thumbnails"] = no_thumbs
 
     if deep:
         from . import imaging
@@ -340,8 +351,11 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
             lib.catalog.drop_orphans()
             repaired.append("dropped orphan rows")
         if bad_thumbs:
-            lib.catalog.mark_unreadable(bad_thumbs)
+            lib.catalog.mark_unreadable(bad_thumbs, "stored thumbnail does not decode")
             repaired.append(f"marked {len(bad_thumbs)} photos with broken thumbnails as errors")
+        if no_thumbs:
+            lib.catalog.mark_unreadable(no_thumbs, "stored thumbnail is missing")
+            repaired.append(f"marked {len(no_thumbs)} photos without a thumbnail as errors")
         if missing:
             lib.catalog.delete_photos([pid for pid, _ in missing])
             repaired.append(f"dropped {len(missing)} rows of files gone from disk")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import COLOURS, solid
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from mosaicdb import db
 from mosaicdb import vecindex as V
@@ -101,6 +101,74 @@ def test_check_clean_then_each_fault_detected_and_repaired(store, lib_dir, backe
     assert store.check()["ok"]
 
 
+def test_check_finds_a_photo_without_thumbnail_and_repair_sends_it_back(store, backend):
+    """An ok photo whose thumbnail row is gone would stop a render that picks it; check names
+    it, and --repair turns it into an error that `index --retry-errors` reads again."""
+    with store.catalog.engine.begin() as c:
+        c.execute(delete(db.thumbnails).where(db.thumbnails.c.photo_id == 2))
+    r = store.check()
+    assert r["missing_thumbnails"] == [2] and not r["ok"]
+    assert "1 photos have no stored thumbnail (photo ids 2)" in r["problems"][0]
+    r = store.check(repair=True)
+    assert r["ok"], r
+    assert "marked 1 photos without a thumbnail as errors" in r["repaired"]
+    assert [e["error"] for e in store.errors()].count("stored thumbnail is missing") == 1
+    assert store.index(workers=0, retry_errors=True).updated == 2  # and broken.jpg, again
+    assert store.check()["ok"]
+
+
+def _foreign_keys_off(store, *statements):
+    """Write as another tool might: with foreign keys off, rows can lose their photo."""
+    with store.catalog.engine.connect() as c:
+        c.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        for st in statements:
+            c.execute(st)
+        c.commit()
+        c.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def _vectors_of(store, pid):
+    from sqlalchemy import func, select
+
+    with store.catalog.engine.connect() as c:
+        return c.execute(select(func.count()).where(db.features.c.photo_id == pid)).scalar_one()
+
+
+def test_check_counts_orphan_rows_and_repair_drops_them(store):
+    vectors = _vectors_of(store, 3)  # one per feature spec
+    _foreign_keys_off(store, delete(db.photos).where(db.photos.c.id == 3))
+    r = store.check()
+    assert r["orphans"] == {"thumbnails": 1, "features": vectors, "photos": 0}
+    assert f"orphan rows: 1 thumbnails, {vectors} features" in r["problems"]
+    r = store.check(repair=True)
+    assert r["ok"] and "dropped orphan rows" in r["repaired"]
+    assert store.check()["orphans"] == {"thumbnails": 0, "features": 0, "photos": 0}
+
+
+def test_check_deep_compares_row_by_row(store):
+    """The quick comparison is by count and id sum: orphan thumbnails of photos a and d and
+    missing thumbnails of photos b and c, with a + d = b + c, cancel out. --deep does not
+    compare sums, and finds all four."""
+    from sqlalchemy import select
+
+    with store.catalog.engine.connect() as c:
+        ok = [r[0] for r in c.execute(select(db.photos.c.id).where(db.photos.c.status == "ok"))]
+    a, b, c_, d = next(
+        w for w in zip(ok, ok[1:], ok[2:], ok[3:], strict=False) if w[0] + w[3] == w[1] + w[2]
+    )
+    t = db.thumbnails.c
+    _foreign_keys_off(
+        store,
+        delete(db.photos).where(db.photos.c.id.in_([a, d])),
+        delete(db.thumbnails).where(t.photo_id.in_([b, c_])),
+    )
+    quick = store.check()
+    assert quick["missing_thumbnails"] == [] and quick["orphans"]["thumbnails"] == 0
+    deep = store.check(deep=True)
+    assert deep["missing_thumbnails"] == [b, c_] and deep["orphans"]["thumbnails"] == 2
+    assert store.check(repair=True, deep=True)["ok"]
+
+
 def test_cli_check_exit_codes_and_json(cli, lib_dir):
     solid(lib_dir / "a.png", COLOURS["red"])
     cli("index", lib_dir, "-j", "0", "-q")
@@ -113,6 +181,7 @@ def test_cli_check_exit_codes_and_json(cli, lib_dir):
         "vectors",
         "orphans",
         "bad_thumbnails",
+        "missing_thumbnails",
         "files",
         "repaired",
     } <= d.keys()
