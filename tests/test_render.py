@@ -59,6 +59,29 @@ def test_known_colours_go_to_their_cells(colour_lib, work, backend):
     assert np.abs(out.crop(0, 0, 16, 16).numpy().mean(axis=(0, 1)) - COLOURS["red"]).max() < 4
 
 
+def test_big_store_searches_a_cached_hnsw_graph(colour_lib, lib_dir, work, monkeypatch):
+    """Above vecindex.HNSW_MIN_TILES render searches an HNSW graph: the same plan as the
+    exact search on distinct colours, built once, reused while the catalog is unchanged and
+    rebuilt when it changes."""
+    from mosaicdb import vecindex as V
+
+    t = blocks_target(work / "target.png")
+    exact = colour_lib.render(t, work / "a.png", tiles_across=4, tile_size=8)
+    monkeypatch.setattr(V, "HNSW_MIN_TILES", 4)
+    graph = colour_lib.home / f"vectors-{colour_lib.spec.key}.hnsw.faiss"
+    r = colour_lib.render(t, work / "b.png", tiles_across=4, tile_size=8)
+    assert plan_names(colour_lib, r.render_id) == plan_names(colour_lib, exact.render_id)
+    assert V.read(graph).ntotal == len(COLOURS)
+    built = graph.stat().st_mtime_ns
+    colour_lib.render(t, work / "c.png", tiles_across=4, tile_size=8)
+    assert graph.stat().st_mtime_ns == built  # unchanged catalog: the cached graph
+    (lib_dir / "red.jpg").unlink()
+    colour_lib.index(workers=0)
+    r = colour_lib.render(t, work / "d.png", tiles_across=4, tile_size=8)
+    assert V.read(graph).ntotal == len(COLOURS) - 1
+    assert "red" not in plan_names(colour_lib, r.render_id)
+
+
 def test_render_never_reads_the_photo_folder(colour_lib, lib_dir, work):
     t = blocks_target(work / "target.png")
     shutil.rmtree(lib_dir)
