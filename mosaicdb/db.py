@@ -775,6 +775,7 @@ class Catalog(RenderCatalog):
                 select(func.count(), _sum(t.photo_id), func.count().filter(bad))
             ).one()
             ok = _ints(c.execute(select(func.count(), _sum(p.id)).where(p.status == "ok")).one())
+            out.ok_photos = ok
             specs = c.execute(select(f.spec, func.count(), _sum(f.photo_id)).group_by(f.spec))
             out.vectors = {s: _ints(fp) for s, *fp in specs}
             if n_bad:
@@ -1131,6 +1132,7 @@ class RowCheck:
     bad_thumbnails: list[int] = field(default_factory=list)  # photo ids, JPEG markers wrong
     missing_thumbnails: list[int] = field(default_factory=list)  # ok photos without one
     vectors: dict[str, tuple[int, int]] = field(default_factory=dict)  # spec → (count, id sum)
+    ok_photos: tuple[int, int] = (0, 0)  # (count, id sum) of the photos with status ok
 
 
 def _sum(col):

@@ -275,6 +275,16 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         problems.insert(0, "database integrity: " + "; ".join(integrity[:5]))
     n, idsum = rows.vectors.get(spec.key, (0, 0))
     vec["catalog_vectors"] = n
+    # an ok photo without a vector of the store's spec is never placed, and nothing else says so
+    unplaced = 0
+    if deep or (n, idsum) != rows.ok_photos:
+        unplaced = cat.count_missing_features(spec.key)
+    if unplaced:
+        problems.append(
+            f"{unplaced} photos have no {spec.key} vector, so no render places them "
+            "(`check --repair` derives it from their stored thumbnails)"
+        )
+    vec["photos_without_vector"] = unplaced
     if index_state is not None:
         ntotal, file_idsum, dim = index_state
         if dim != spec.dim:
@@ -360,6 +370,11 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         if missing:
             lib.catalog.delete_photos([pid for pid, _ in missing])
             repaired.append(f"dropped {len(missing)} rows of files gone from disk")
+        if unplaced:
+            from .render import ensure_spec_vectors
+
+            ensure_spec_vectors(lib, spec)
+            repaired.append(f"derived {unplaced} missing vectors from the stored thumbnails")
         lib.sync_vectors(rebuild=True)
         repaired.append("rebuilt the vector file from the catalog")
         # what is left after repairing
@@ -404,9 +419,9 @@ def gaps(
         imaging.target_region(img, cols, rows, aw / ah), cols, rows, spec.grid
     ).reshape(cols * rows, spec.dim)
     if (aw, ah) != (1, 1):
-        from .render import _ensure_spec_vectors
+        from .render import ensure_spec_vectors
 
-        _ensure_spec_vectors(lib, spec)
+        ensure_spec_vectors(lib, spec)
     index = lib.vector_index(spec)
     if index.ntotal == 0:
         from .errors import RenderError

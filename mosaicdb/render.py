@@ -166,9 +166,10 @@ def grid_size(tw: int, th: int, aspect: float, across: int | None, count: int | 
     return across, rows
 
 
-def _ensure_spec_vectors(lib: Library, spec) -> None:
-    """Vectors for another cell aspect or grid than the store's own, derived once from the
-    stored thumbnails (the photo folders are not read) and kept in the catalog."""
+def ensure_spec_vectors(lib: Library, spec) -> None:
+    """Vectors of `spec` for the photos that lack one, derived from their stored thumbnails
+    (the photo folders are not read) and kept in the catalog: once for another cell aspect or
+    grid than the store's own, and by `check --repair` for a store vector gone missing."""
     n = lib.catalog.count_missing_features(spec.key)
     if not n:
         return
@@ -262,7 +263,7 @@ def run(
     if plan_id is None:
         t1 = time.monotonic()
         if spec.key != lib.spec.key:
-            _ensure_spec_vectors(lib, spec)
+            ensure_spec_vectors(lib, spec)
         index = lib.vector_index(spec)
         check_feasible(n, index.ntotal, rows, cols, opts.max_uses, opts.min_distance)
         search_index = lib.search_index(spec, index)
@@ -272,7 +273,7 @@ def run(
             t.advance(n)
         if rerank:
             fine = F.FeatureSpec(rerank).with_aspect(aw, ah)
-            _ensure_spec_vectors(lib, fine)
+            ensure_spec_vectors(lib, fine)
             if fine_cells is None:
                 fine_cells = imaging.lab_grid(region, cols, rows, fine.grid)
             fine_cells = fine_cells.reshape(n, fine.dim)

@@ -317,7 +317,8 @@ def test_unchanged_vector_file_is_not_counted_and_check_finds_hand_edits(
 ):
     """Nothing changed since the file was written: no scan of the features (the change
     counter says so). A row deleted by hand, behind the counter's back, is what `check`
-    compares in full; `check --repair` brings the file back in line."""
+    compares in full; `check --repair` derives the vector again from the stored thumbnail
+    and brings the file back in line."""
     from sqlalchemy import delete
 
     from mosaicdb import db as D
@@ -339,8 +340,14 @@ def test_unchanged_vector_file_is_not_counted_and_check_finds_hand_edits(
         c.execute(delete(D.features).where(D.features.c.photo_id == victim))
     report = check(lib, files=False)
     assert not report["ok"] and any("vector file holds 3" in p for p in report["problems"])
-    assert check(lib, repair=True, files=False)["remaining"] == []
-    assert victim not in faiss_ids(lib) and len(faiss_ids(lib)) == 2
+    assert report["vectors"]["photos_without_vector"] == 1
+    assert f"1 photos have no {lib.spec.key} vector, so no render places them" in " ".join(
+        report["problems"]
+    )
+    report = check(lib, repair=True, files=False)
+    assert "derived 1 missing vectors from the stored thumbnails" in report["repaired"]
+    assert report["remaining"] == []
+    assert victim in faiss_ids(lib) and len(faiss_ids(lib)) == 3  # placeable again
 
 
 def test_pool_workers_match_in_process(home, lib_dir, tmp_path):
