@@ -239,9 +239,9 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     """Compare catalog ↔ vector file ↔ disk, test every thumbnail (JPEG markers, in the
     database), run the database's quick check (`deep`: decode every thumbnail, compare the
     tables row by row and run the full integrity check); with `repair`, rebuild the vector
-    file, drop orphans, turn photos whose thumbnail is broken or missing into errors and drop
-    the rows of files gone from disk (never a row whose file exists; never under a missing
-    root folder)."""
+    file, drop orphans, turn photos whose thumbnail is broken or missing into errors, derive
+    missing vectors from the stored thumbnails and drop the rows of files gone from disk
+    (never a row whose file exists; never under a missing root folder)."""
     from concurrent.futures import ThreadPoolExecutor
 
     problems: list[str] = []
@@ -373,8 +373,8 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         if unplaced:
             from .render import ensure_spec_vectors
 
-            ensure_spec_vectors(lib, spec)
-            repaired.append(f"derived {unplaced} missing vectors from the stored thumbnails")
+            n_derived = ensure_spec_vectors(lib, spec)  # not those just turned into errors
+            repaired.append(f"derived {n_derived} missing vectors from the stored thumbnails")
         lib.sync_vectors(rebuild=True)
         repaired.append("rebuilt the vector file from the catalog")
         # what is left after repairing

@@ -166,13 +166,14 @@ def grid_size(tw: int, th: int, aspect: float, across: int | None, count: int | 
     return across, rows
 
 
-def ensure_spec_vectors(lib: Library, spec) -> None:
+def ensure_spec_vectors(lib: Library, spec) -> int:
     """Vectors of `spec` for the photos that lack one, derived from their stored thumbnails
     (the photo folders are not read) and kept in the catalog: once for another cell aspect or
-    grid than the store's own, and by `check --repair` for a store vector gone missing."""
+    grid than the store's own, and by `check --repair` for a store vector gone missing.
+    Returns how many were derived."""
     n = lib.catalog.count_missing_features(spec.key)
     if not n:
-        return
+        return 0
     from . import imaging
 
     with lib.progress.task(f"Deriving {spec.key} features", total=n) as t:
@@ -188,6 +189,7 @@ def ensure_spec_vectors(lib: Library, spec) -> None:
                 rows.append((pid, v.tobytes(), (float(m[0]), float(m[1]), float(m[2]))))
             lib.catalog.write_features(spec.key, rows)
             t.advance(len(chunk))
+    return n
 
 
 def run(
