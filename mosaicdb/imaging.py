@@ -313,11 +313,27 @@ def target_region(img, cols: int, rows: int, aspect: float):
     return centre_crop(img, cols * aspect / rows)
 
 
+def thumb_pixels(data: bytes, codec: str = THUMB_CODEC) -> np.ndarray:
+    """A stored thumbnail's pixels, uint8 (h, w, bands). Raises ImageError."""
+    try:
+        return decode_thumb(data, codec).numpy()
+    except pyvips.Error as e:
+        raise ImageError(f"stored thumbnail does not decode: {_vips_message(e)}") from None
+
+
 def decode_tile(codec: str, data: bytes, width: int, height: int, tw: int, th: int) -> np.ndarray:
     """A stored thumbnail (width×height) as a tw×th uint8 tile: the centred crop at the cell
     aspect, never squashed. JPEG shrink-on-load takes the largest power-of-two reduction that
     keeps the crop at least tile-sized; when that lands exactly on the tile size (tile sizes
-    of 256/2^n from the default 256 px thumbnails) the crop is a numpy slice, no resampling."""
+    of 256/2^n from the default 256 px thumbnails) the crop is a numpy slice, no resampling.
+    Raises ImageError."""
+    try:
+        return _decode_tile(codec, data, width, height, tw, th)
+    except pyvips.Error as e:
+        raise ImageError(f"stored thumbnail does not decode: {_vips_message(e)}") from None
+
+
+def _decode_tile(codec: str, data: bytes, width: int, height: int, tw: int, th: int):
     aspect = tw / th
     cw, ch = _crop_size(width, height, aspect)
     shrink = 1

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import NotFoundError, OptionError, RenderError
+from .errors import ImageError, NotFoundError, OptionError, RenderError
 
 if TYPE_CHECKING:
     from .library import Library
@@ -166,6 +166,15 @@ def grid_size(tw: int, th: int, aspect: float, across: int | None, count: int | 
     return across, rows
 
 
+def broken_thumbnail(photo_id: int) -> str:
+    """What to do about a stored thumbnail that does not decode (its JPEG markers can be
+    intact, so only `check --deep` finds it)."""
+    return (
+        f"the stored thumbnail of photo {photo_id} does not decode: run "
+        "`mosaicdb check --deep --repair`, then `mosaicdb index --retry-errors`"
+    )
+
+
 def ensure_spec_vectors(lib: Library, spec) -> int:
     """Vectors of `spec` for the photos that lack one, derived from their stored thumbnails
     (the photo folders are not read) and kept in the catalog: once for another cell aspect or
@@ -179,8 +188,11 @@ def ensure_spec_vectors(lib: Library, spec) -> int:
     with lib.progress.task(f"Deriving {spec.key} features", total=n) as t:
         for chunk in lib.catalog.iter_thumbnails_missing(spec.key):
             rows = []
-            for pid, _codec, data in chunk:
-                px = imaging.decode_thumb(data).numpy()
+            for pid, codec, data in chunk:
+                try:
+                    px = imaging.thumb_pixels(data, codec)
+                except ImageError:
+                    raise RenderError(broken_thumbnail(pid)) from None
                 if spec.grid > lib.spec.grid:  # as index makes them (scan.process_batch)
                     v = imaging.tile_vectors(px, (lib.spec.grid, spec.grid), spec.aspect)[1]
                 else:
@@ -516,7 +528,13 @@ def _assemble(
     scanned = [0]  # rows whose tiles have been looked at for prefetching
 
     def decode_chunk(items):
-        return [imaging.decode_tile(*b, tile_w, tile_h) for b in items]
+        out = []
+        for pid, blob in items:
+            try:
+                out.append(imaging.decode_tile(*blob, tile_w, tile_h))
+            except ImageError:
+                raise RenderError(broken_thumbnail(pid)) from None
+        return out
 
     def submit(need):
         blobs = lib.catalog.thumbnails(need)
@@ -528,7 +546,7 @@ def _assemble(
             )
         for i in range(0, len(need), DECODE_CHUNK):
             chunk = need[i : i + DECODE_CHUNK]
-            fut = pool.submit(decode_chunk, [blobs[p] for p in chunk])
+            fut = pool.submit(decode_chunk, [(p, blobs[p]) for p in chunk])
             pending.update((p, (fut, j)) for j, p in enumerate(chunk))
 
     def prefetch(r):

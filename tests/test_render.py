@@ -184,6 +184,27 @@ def test_missing_thumbnail_is_one_clear_error_and_leaves_nothing(colour_lib, wor
     assert sorted(os.listdir(work)) == ["target.png"]
 
 
+@pytest.mark.parametrize("aspect", ["1:1", "3:2"])  # 3:2 derives vectors from thumbnails
+def test_thumbnail_that_does_not_decode_is_one_clear_error(colour_lib, work, aspect):
+    """A stored thumbnail whose JPEG markers are intact but whose content is not (only
+    `check --deep` sees it): the render names the photo and the fix, and writes nothing."""
+    from sqlalchemy import select, update
+
+    from mosaicdb import db
+
+    t = blocks_target(work / "target.png")
+    th = db.thumbnails.c
+    with colour_lib.catalog.engine.begin() as c:
+        for pid, data in c.execute(select(th.photo_id, th.data)).all():
+            broken = data[:2] + bytes(len(data) - 4) + data[-2:]
+            c.execute(update(db.thumbnails).where(th.photo_id == pid).values(data=broken))
+    with pytest.raises(
+        RenderError, match=r"stored thumbnail of photo \d+ does not decode: .*check --deep --repair"
+    ):
+        colour_lib.render(t, work / "out.jpg", tiles_across=4, tile_size=8, aspect=aspect)
+    assert sorted(os.listdir(work)) == ["target.png"]
+
+
 def test_jpeg_too_big_names_formats_that_work(colour_lib, work):
     t = blocks_target(work / "target.png")
     with pytest.raises(RenderError, match=r"too big for JPEG .* write \.tif .*\.dz"):
