@@ -166,7 +166,7 @@ def grid_size(tw: int, th: int, aspect: float, across: int | None, count: int | 
     return across, rows
 
 
-def broken_thumbnail(photo_id: int) -> str:
+def _broken_thumbnail(photo_id: int) -> str:
     """What to do about a stored thumbnail that does not decode (its JPEG markers can be
     intact, so only `check --deep` finds it)."""
     return (
@@ -192,7 +192,7 @@ def ensure_spec_vectors(lib: Library, spec) -> int:
                 try:
                     px = imaging.thumb_pixels(data, codec)
                 except ImageError:
-                    raise RenderError(broken_thumbnail(pid)) from None
+                    raise RenderError(_broken_thumbnail(pid)) from None
                 if spec.grid > lib.spec.grid:  # as index makes them (scan.process_batch)
                     v = imaging.tile_vectors(px, (lib.spec.grid, spec.grid), spec.aspect)[1]
                 else:
@@ -533,7 +533,7 @@ def _assemble(
             try:
                 out.append(imaging.decode_tile(*blob, tile_w, tile_h))
             except ImageError:
-                raise RenderError(broken_thumbnail(pid)) from None
+                raise RenderError(_broken_thumbnail(pid)) from None
         return out
 
     def submit(need):
