@@ -313,6 +313,29 @@ def target_region(img, cols: int, rows: int, aspect: float):
     return centre_crop(img, cols * aspect / rows)
 
 
+def undecodable(items) -> list[int]:
+    """The ids among (id, codec, data) stored thumbnails that do not decode, for
+    `check --deep`: two threads with one libvips thread each (a thumbnail is too small for
+    libvips to split well), like render's tile decoding."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def bad(item):
+        pid, codec, data = item
+        try:
+            decode_thumb(data, codec).avg()
+        except Exception:  # any failure to decode, a decoder bug included, marks the photo
+            return pid
+        return None
+
+    conc = pyvips.concurrency_get()
+    pyvips.concurrency_set(1)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            return [pid for pid in pool.map(bad, items) if pid is not None]
+    finally:
+        pyvips.concurrency_set(conc)
+
+
 def thumb_pixels(data: bytes, codec: str = THUMB_CODEC) -> np.ndarray:
     """A stored thumbnail's pixels, uint8 (h, w, bands). Raises ImageError."""
     try:

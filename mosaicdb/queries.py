@@ -312,13 +312,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
 
         known = set(bad_thumbs)
         for chunk in lib.catalog.iter_thumbnail_data():
-            for pid, codec, data in chunk:
-                if pid in known:
-                    continue
-                try:
-                    imaging.decode_thumb(data, codec).avg()
-                except Exception:
-                    bad_thumbs.append(pid)
+            bad_thumbs += imaging.undecodable([r for r in chunk if r[0] not in known])
     if bad_thumbs:
         problems.append(
             f"{len(bad_thumbs)} thumbnails do not decode (photo ids "
