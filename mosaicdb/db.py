@@ -698,7 +698,7 @@ class Catalog(RenderCatalog):
 
     def thumbnail_bytes(self) -> int:
         with self.engine.connect() as c:
-            q = select(func.coalesce(func.sum(func.length(thumbnails.c.data)), 0))
+            q = select(_sum(func.length(thumbnails.c.data)))
             return int(c.execute(q).scalar_one())
 
     def photo_rows(
@@ -848,9 +848,7 @@ class Catalog(RenderCatalog):
         """(count, sum of ids, latest change counter of a vector or of a deletion) of the
         vectors of `spec`: a cheap fingerprint."""
         with self.engine.connect() as c:
-            q = select(func.count(), func.coalesce(func.sum(features.c.photo_id), 0)).where(
-                features.c.spec == spec
-            )
+            q = select(func.count(), _sum(features.c.photo_id)).where(features.c.spec == spec)
             n, s = c.execute(q).one()
         return int(n), int(s), self.change_counter(spec)
 

@@ -6,6 +6,7 @@ and target cells are described by, thumbnail encode/decode, and writing images.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -327,13 +328,24 @@ def undecodable(items) -> list[int]:
             return pid
         return None
 
+    with one_libvips_thread(), ThreadPoolExecutor(2) as pool:
+        return [pid for pid in pool.map(bad, items) if pid is not None]
+
+
+@contextlib.contextmanager
+def one_libvips_thread():
+    """libvips with one worker thread while inside: for small images decoded on Python
+    threads, where libvips' own threads cost more than they give."""
     conc = pyvips.concurrency_get()
     pyvips.concurrency_set(1)
     try:
-        with ThreadPoolExecutor(2) as pool:
-            return [pid for pid in pool.map(bad, items) if pid is not None]
+        yield
     finally:
         pyvips.concurrency_set(conc)
+
+
+def _thumbnail_error(e: Exception) -> ImageError:
+    return ImageError(f"stored thumbnail does not decode: {_vips_message(e)}")
 
 
 def thumb_pixels(data: bytes, codec: str = THUMB_CODEC) -> np.ndarray:
@@ -341,7 +353,7 @@ def thumb_pixels(data: bytes, codec: str = THUMB_CODEC) -> np.ndarray:
     try:
         return decode_thumb(data, codec).numpy()
     except pyvips.Error as e:
-        raise ImageError(f"stored thumbnail does not decode: {_vips_message(e)}") from None
+        raise _thumbnail_error(e) from None
 
 
 def decode_tile(codec: str, data: bytes, width: int, height: int, tw: int, th: int) -> np.ndarray:
@@ -353,7 +365,7 @@ def decode_tile(codec: str, data: bytes, width: int, height: int, tw: int, th: i
     try:
         return _decode_tile(codec, data, width, height, tw, th)
     except pyvips.Error as e:
-        raise ImageError(f"stored thumbnail does not decode: {_vips_message(e)}") from None
+        raise _thumbnail_error(e) from None
 
 
 def _decode_tile(codec: str, data: bytes, width: int, height: int, tw: int, th: int):

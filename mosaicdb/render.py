@@ -565,10 +565,6 @@ def _assemble(
         if need:
             submit(list(need))
 
-    # Tiles are small: libvips' own threads cost more than they give; two Python threads
-    # decoding whole tiles, and the encoder in a third, use both cores better.
-    conc = imaging.pyvips.concurrency_get()
-    imaging.pyvips.concurrency_set(1)
     f = src = None
     encode_error: list[BaseException] = []
     # dzsave takes a base name and adds .dzi and _files itself
@@ -581,65 +577,67 @@ def _assemble(
             encode_error.append(e)
             f.abort()
 
-    try:
-        f = imaging.StripTiff(W, H, tile_h)
-        src = f.source()
-        encoder = threading.Thread(target=encode, name="mosaicdb-encode", daemon=True)
-        encoder.start()
-        with ThreadPoolExecutor(2) as pool, lib.progress.task("Rendering", total=rows) as t:
-            for r in range(rows):
-                if encode_error:
-                    break
-                scanned[0] = max(scanned[0], r)
-                prefetch(r)
-                for p in row_sets[r]:
-                    if p not in cache:
-                        fut, j = pending.pop(p)
-                        cache[p] = fut.result()[j]
-                row_ids = plan[r].tolist()
-                if blend:
-                    strip = np.empty((tile_h, W, 3), np.uint8)
-                    for c, p in enumerate(row_ids):
-                        tile = cache[p]
-                        off = blend * (cell_rgb[r, c] - tile.reshape(-1, 3).mean(axis=0))
-                        tile = np.clip(tile + off.astype(np.float32), 0, 255).astype(np.uint8)
-                        strip[:, c * tile_w : (c + 1) * tile_w] = tile
-                else:  # (tile_h, cols, tile_w, 3) is the strip's own memory layout
-                    strip = np.stack([cache[p] for p in row_ids], axis=1).reshape(tile_h, W, 3)
-                for p in row_sets[r]:
-                    uses[p].pop()
-                    if not uses[p]:
-                        del cache[p]  # never needed again
-                if len(cache) > max_tiles:
-                    for p in sorted(cache, key=lambda q: uses[q][-1])[max_tiles:]:
-                        del cache[p]
-                if blend:
-                    mosaic_lab[r] = imaging.lab_grid(strip, cols, 1, k)[0]
-                f.write(strip)
-                t.advance(1)
-        timings["tiles"] = time.monotonic() - t0
-        encoder.join()
-        if encode_error:
-            raise encode_error[0]
-        if fmt == "dz":
-            final_files = out.with_name(out.stem + "_files")
-            if final_files.exists():
-                shutil.rmtree(final_files)
-            os.replace(tmp_files, final_files)
-        os.replace(tmp_out, out)
-        timings["tiles+encode"] = time.monotonic() - t0
-    except BaseException:
-        if f is not None:
-            f.abort()
-            if src is not None and encoder.is_alive():
-                encoder.join()
-        raise
-    finally:
-        imaging.pyvips.concurrency_set(conc)
-        if tmp_out.exists():
-            tmp_out.unlink()
-        if tmp_files is not None and tmp_files.exists():
-            shutil.rmtree(tmp_files)
+    # Tiles are small: libvips' own threads cost more than they give; two Python threads
+    # decoding whole tiles, and the encoder in a third, use both cores better.
+    with imaging.one_libvips_thread():
+        try:
+            f = imaging.StripTiff(W, H, tile_h)
+            src = f.source()
+            encoder = threading.Thread(target=encode, name="mosaicdb-encode", daemon=True)
+            encoder.start()
+            with ThreadPoolExecutor(2) as pool, lib.progress.task("Rendering", total=rows) as t:
+                for r in range(rows):
+                    if encode_error:
+                        break
+                    scanned[0] = max(scanned[0], r)
+                    prefetch(r)
+                    for p in row_sets[r]:
+                        if p not in cache:
+                            fut, j = pending.pop(p)
+                            cache[p] = fut.result()[j]
+                    row_ids = plan[r].tolist()
+                    if blend:
+                        strip = np.empty((tile_h, W, 3), np.uint8)
+                        for c, p in enumerate(row_ids):
+                            tile = cache[p]
+                            off = blend * (cell_rgb[r, c] - tile.reshape(-1, 3).mean(axis=0))
+                            tile = np.clip(tile + off.astype(np.float32), 0, 255).astype(np.uint8)
+                            strip[:, c * tile_w : (c + 1) * tile_w] = tile
+                    else:  # (tile_h, cols, tile_w, 3) is the strip's own memory layout
+                        strip = np.stack([cache[p] for p in row_ids], axis=1).reshape(tile_h, W, 3)
+                    for p in row_sets[r]:
+                        uses[p].pop()
+                        if not uses[p]:
+                            del cache[p]  # never needed again
+                    if len(cache) > max_tiles:
+                        for p in sorted(cache, key=lambda q: uses[q][-1])[max_tiles:]:
+                            del cache[p]
+                    if blend:
+                        mosaic_lab[r] = imaging.lab_grid(strip, cols, 1, k)[0]
+                    f.write(strip)
+                    t.advance(1)
+            timings["tiles"] = time.monotonic() - t0
+            encoder.join()
+            if encode_error:
+                raise encode_error[0]
+            if fmt == "dz":
+                final_files = out.with_name(out.stem + "_files")
+                if final_files.exists():
+                    shutil.rmtree(final_files)
+                os.replace(tmp_files, final_files)
+            os.replace(tmp_out, out)
+            timings["tiles+encode"] = time.monotonic() - t0
+        except BaseException:
+            if f is not None:
+                f.abort()
+                if src is not None and encoder.is_alive():
+                    encoder.join()
+            raise
+        finally:
+            if tmp_out.exists():
+                tmp_out.unlink()
+            if tmp_files is not None and tmp_files.exists():
+                shutil.rmtree(tmp_files)
     return mosaic_lab
 
 
