@@ -367,8 +367,12 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         if unplaced:
             from .render import ensure_spec_vectors
 
-            n_derived = ensure_spec_vectors(lib, spec)  # not those just turned into errors
+            broken: list[int] = []  # damaged inside, markers intact: only decoding tells
+            n_derived = ensure_spec_vectors(lib, spec, broken)  # not those just made errors
             repaired.append(f"derived {n_derived} missing vectors from the stored thumbnails")
+            if broken:
+                lib.catalog.mark_unreadable(broken, "stored thumbnail does not decode")
+                repaired.append(f"marked {len(broken)} photos with broken thumbnails as errors")
         lib.sync_vectors(rebuild=True)
         repaired.append("rebuilt the vector file from the catalog")
         # what is left after repairing

@@ -175,16 +175,19 @@ def _broken_thumbnail(photo_id: int) -> str:
     )
 
 
-def ensure_spec_vectors(lib: Library, spec) -> int:
+def ensure_spec_vectors(lib: Library, spec, broken: list[int] | None = None) -> int:
     """Vectors of `spec` for the photos that lack one, derived from their stored thumbnails
     (the photo folders are not read) and kept in the catalog: once for another cell aspect or
     grid than the store's own, and by `check --repair` for a store vector gone missing.
+    A thumbnail that does not decode stops a render with one line naming the fix; given a
+    `broken` list (the repair), its photo's id goes there instead and the others go on.
     Returns how many were derived."""
     n = lib.catalog.count_missing_features(spec.key)
     if not n:
         return 0
     from . import imaging
 
+    derived = 0
     with lib.progress.task(f"Deriving {spec.key} features", total=n) as t:
         for chunk in lib.catalog.iter_thumbnails_missing(spec.key):
             rows = []
@@ -192,7 +195,10 @@ def ensure_spec_vectors(lib: Library, spec) -> int:
                 try:
                     px = imaging.thumb_pixels(data, codec)
                 except ImageError:
-                    raise RenderError(_broken_thumbnail(pid)) from None
+                    if broken is None:
+                        raise RenderError(_broken_thumbnail(pid)) from None
+                    broken.append(pid)
+                    continue
                 if spec.grid > lib.spec.grid:  # as index makes them (scan.process_batch)
                     v = imaging.tile_vectors(px, (lib.spec.grid, spec.grid), spec.aspect)[1]
                 else:
@@ -200,8 +206,9 @@ def ensure_spec_vectors(lib: Library, spec) -> int:
                 m = v.reshape(-1, 3).mean(axis=0)
                 rows.append((pid, v.tobytes(), (float(m[0]), float(m[1]), float(m[2]))))
             lib.catalog.write_features(spec.key, rows)
+            derived += len(rows)
             t.advance(len(chunk))
-    return n
+    return derived
 
 
 def run(

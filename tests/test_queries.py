@@ -145,6 +145,30 @@ def test_check_counts_orphan_rows_and_repair_drops_them(store):
     assert store.check()["orphans"] == {"thumbnails": 0, "features": 0, "photos": 0}
 
 
+def test_repair_derives_vectors_and_sends_back_a_thumbnail_that_does_not_decode(store, backend):
+    """Two ok photos lost their vectors; one's thumbnail is also damaged inside, its JPEG
+    markers intact (only decoding tells). --repair derives the one vector it can, turns the
+    other photo into an error instead of stopping, and the store comes back clean."""
+    from sqlalchemy import select
+
+    th = db.thumbnails.c
+    with store.catalog.engine.begin() as c:
+        (a, data), (b, _) = c.execute(select(th.photo_id, th.data).order_by(th.photo_id)).all()[:2]
+        c.execute(delete(db.features).where(db.features.c.photo_id.in_([a, b])))
+        broken = data[:2] + bytes(len(data) - 4) + data[-2:]
+        c.execute(update(db.thumbnails).where(th.photo_id == a).values(data=broken))
+    r = store.check()
+    assert r["vectors"]["photos_without_vector"] == 2 and r["bad_thumbnails"] == []
+    r = store.check(repair=True)
+    assert r["ok"], r
+    assert "derived 1 missing vectors from the stored thumbnails" in r["repaired"]
+    assert "marked 1 photos with broken thumbnails as errors" in r["repaired"]
+    assert [e["error"] for e in store.errors()].count("stored thumbnail does not decode") == 1
+    assert _vectors_of(store, b) > 0 and _vectors_of(store, a) == 0
+    assert store.index(workers=0, retry_errors=True).updated == 2  # and broken.jpg, again
+    assert store.check()["ok"]
+
+
 def test_check_deep_compares_row_by_row(store):
     """The quick comparison is by count and id sum: orphan thumbnails of photos a and d and
     missing thumbnails of photos b and c, with a + d = b + c, cancel out. --deep does not
