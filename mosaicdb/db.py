@@ -339,6 +339,8 @@ class RenderCatalog:
     def write_features(self, spec: str, rows: list[tuple[int, bytes, tuple]]) -> None:
         """Add derived vectors: rows of (photo_id, vector bytes, (mean L, a, b)). A vector
         already there for (photo, spec) is replaced (another writer may have made it)."""
+        if not rows:  # an empty executemany would be one INSERT … DEFAULT VALUES
+            return
         if self.engine.dialect.name == "postgresql":
             with self.engine.begin() as c:
                 _write_features_pg(self, c, spec, rows)
@@ -403,6 +405,12 @@ class Catalog(RenderCatalog):
             set_={"value": cast(cast(meta.c.value, BigInteger) + 1, Text)},
         ).returning(meta.c.value)
         return int(conn.execute(stmt).scalar_one())
+
+    def current_seq(self) -> int:
+        """The catalog change counter as it stands (0 before any write)."""
+        with self.engine.connect() as c:
+            v = c.execute(select(meta.c.value).where(meta.c.key == "seq")).scalar()
+        return int(v or 0)
 
     @property
     def shared(self) -> bool:
@@ -483,14 +491,20 @@ class Catalog(RenderCatalog):
                 out.update({r[0]: PhotoState(r[1], r[2], r[3], r[4], r[5]) for r in c.execute(q)})
         return out
 
-    def delete_photos(self, ids: Sequence[int]) -> int:
-        n = 0
+    def delete_photos(self, ids: Sequence[int], since: int | None = None) -> int:
+        """Drop these photos' rows. With `since` (the change counter read before they were
+        judged gone), a photo written again after it, by an `index` running meanwhile, is
+        kept."""
+        gone: list[int] = []
         with self.engine.begin() as c:
-            for chunk in _chunks(list(ids), 500):
-                n += c.execute(delete(photos).where(photos.c.id.in_(chunk))).rowcount
-            if n:
-                _log_deletions(c, ids, self.next_seq(c))
-        return n
+            for chunk in _chunks(sorted(set(ids)), 500):
+                cond = photos.c.id.in_(chunk)
+                if since is not None:
+                    cond &= ~_rewritten_since(since)
+                gone += [r[0] for r in c.execute(delete(photos).where(cond).returning(photos.c.id))]
+            if gone:
+                _log_deletions(c, gone, self.next_seq(c))
+        return len(gone)
 
     def write_results(
         self,
@@ -736,7 +750,7 @@ class Catalog(RenderCatalog):
             "id": p.id,
             "path": p.path,
             "size": p.size.desc(),
-            "lightness": f.mean_l,
+            "lightness": f.mean_l.nulls_last(),  # failures have none; the engines differ
             "indexed": p.indexed_at.desc(),
         }[order]
         q = q.order_by(key, p.id)
@@ -766,7 +780,8 @@ class Catalog(RenderCatalog):
         fooled so."""
         t, p, f = thumbnails.c, photos.c, features.c
         bad = (t.codec == "jpeg") & (
-            (func.substr(t.data, 1, 2) != b"\xff\xd8")
+            (func.length(t.data) < 4)  # SQLite's substr of an empty blob is NULL, not b""
+            | (func.substr(t.data, 1, 2) != b"\xff\xd8")
             | (func.substr(t.data, func.length(t.data) - 1, 2) != b"\xff\xd9")
         )
         out = RowCheck()
@@ -804,27 +819,38 @@ class Catalog(RenderCatalog):
                 yield [tuple(r) for r in part]
 
     def drop_orphans(self) -> None:
+        """Photos whose root is gone, then thumbnails and vectors whose photo is gone."""
         with self.engine.begin() as c:
+            rootless = photos.c.root_id.not_in(select(roots.c.id))
+            gone = c.execute(delete(photos).where(rootless).returning(photos.c.id)).all()
             c.execute(delete(thumbnails).where(_photo_gone(thumbnails)))
-            gone = c.execute(
+            gone += c.execute(
                 delete(features).where(_photo_gone(features)).returning(features.c.photo_id)
             ).all()
             if gone:
                 _log_deletions(c, sorted({r[0] for r in gone}), self.next_seq(c))
 
-    def mark_unreadable(self, ids: Sequence[int], reason: str) -> None:
+    def mark_unreadable(self, ids: Sequence[int], reason: str, since: int | None = None) -> int:
         """Photos whose stored thumbnail is broken or missing become errors (so
-        `index --retry-errors` reads them again); their thumbnail and vectors go."""
+        `index --retry-errors` reads them again); their thumbnail and vectors go. With
+        `since` (as for delete_photos), a photo written again after it keeps what `index`
+        wrote. Returns how many were marked."""
+        marked: list[int] = []
         with self.engine.begin() as c:
-            for chunk in _chunks(list(ids), 500):
-                c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(chunk)))
-                c.execute(delete(features).where(features.c.photo_id.in_(chunk)))
-                c.execute(
-                    update(photos)
-                    .where(photos.c.id.in_(chunk))
-                    .values(status="error", error=reason)
-                )
-            _log_deletions(c, ids, self.next_seq(c))
+            for chunk in _chunks(sorted(set(ids)), 500):
+                cond = photos.c.id.in_(chunk)
+                if since is not None:
+                    cond &= ~_rewritten_since(since)
+                # the row is written first: it holds the write lock (SQLite) or the rows
+                # (PostgreSQL) until the thumbnails and vectors are gone too
+                q = update(photos).where(cond).values(status="error", error=reason)
+                mine = [r[0] for r in c.execute(q.returning(photos.c.id))]
+                c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(mine)))
+                c.execute(delete(features).where(features.c.photo_id.in_(mine)))
+                marked += mine
+            if marked:
+                _log_deletions(c, marked, self.next_seq(c))
+        return len(marked)
 
     def integrity_check(self, deep: bool = False) -> list[str]:
         """SQLite's own check (other databases check themselves): [] when fine. quick_check
@@ -1139,6 +1165,15 @@ def _sum(col):
 
 def _ints(row) -> tuple[int, ...]:
     return tuple(int(x) for x in row)  # PostgreSQL sums are Decimals
+
+
+def _rewritten_since(seq: int):
+    """Photos that an `index` wrote again after change counter `seq`: their old vectors'
+    deletion or their new vectors carry a later counter."""
+    d, f = vector_deletions.c, features.c
+    return select(d.photo_id).where((d.photo_id == photos.c.id) & (d.seq > seq)).exists() | (
+        select(f.photo_id).where((f.photo_id == photos.c.id) & (f.seq > seq)).exists()
+    )
 
 
 def _photo_gone(table: Table):

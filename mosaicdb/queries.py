@@ -247,6 +247,8 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     problems: list[str] = []
     report: dict = {"problems": problems}
     cat = lib.catalog
+    # a repair leaves alone any photo that an `index` running meanwhile writes after this
+    since = cat.current_seq() if repair else None
     # SQLite gives up the GIL while it reads, so its own page check (the longest part) starts
     # first and runs on one core while the row scans run on the other. FAISS (~0.2 s to
     # import) waits for the row scans: a third busy thread would only slow the page check.
@@ -353,26 +355,31 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     repaired: list[str] = []
     if repair:
         if any(orphans.values()):
-            lib.catalog.drop_orphans()
+            cat.drop_orphans()
             repaired.append("dropped orphan rows")
-        if bad_thumbs:
-            lib.catalog.mark_unreadable(bad_thumbs, "stored thumbnail does not decode")
-            repaired.append(f"marked {len(bad_thumbs)} photos with broken thumbnails as errors")
-        if no_thumbs:
-            lib.catalog.mark_unreadable(no_thumbs, "stored thumbnail is missing")
-            repaired.append(f"marked {len(no_thumbs)} photos without a thumbnail as errors")
-        if missing:
-            lib.catalog.delete_photos([pid for pid, _ in missing])
-            repaired.append(f"dropped {len(missing)} rows of files gone from disk")
-        if unplaced:
+        # Files gone first: marking a photo below logs its vectors' deletion, which would
+        # read as a rewrite after `since`. A file back on disk since it was looked for stays.
+        gone = [pid for pid, p in missing if not os.path.lexists(p)]
+        n = cat.delete_photos(gone, since)
+        if n:
+            repaired.append(f"dropped {n} rows of files gone from disk")
+        broken = "stored thumbnail does not decode"
+        n = cat.mark_unreadable(bad_thumbs, broken, since)
+        if n:
+            repaired.append(f"marked {n} photos with broken thumbnails as errors")
+        n = cat.mark_unreadable(no_thumbs, "stored thumbnail is missing", since)
+        if n:
+            repaired.append(f"marked {n} photos without a thumbnail as errors")
+        if unplaced:  # after the marking: no vector is derived for a photo just made an error
             from .render import ensure_spec_vectors
 
-            broken: list[int] = []  # damaged inside, markers intact: only decoding tells
-            n_derived = ensure_spec_vectors(lib, spec, broken)  # not those just made errors
-            repaired.append(f"derived {n_derived} missing vectors from the stored thumbnails")
-            if broken:
-                lib.catalog.mark_unreadable(broken, "stored thumbnail does not decode")
-                repaired.append(f"marked {len(broken)} photos with broken thumbnails as errors")
+            undecoded: list[int] = []  # damaged inside, markers intact: only decoding tells
+            n = ensure_spec_vectors(lib, spec, undecoded)
+            if n:
+                repaired.append(f"derived {n} missing vectors from the stored thumbnails")
+            n = cat.mark_unreadable(undecoded, broken, since)
+            if n:
+                repaired.append(f"marked {n} photos with broken thumbnails as errors")
         lib.sync_vectors(rebuild=True)
         repaired.append("rebuilt the vector file from the catalog")
         # what is left after repairing

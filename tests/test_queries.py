@@ -283,3 +283,78 @@ def test_sheet_is_sorted_by_colour_and_bounded(cli, lib_dir, work_dir):
     assert abs(int(px[8, 24][0]) - 128) <= 2
     assert px[40, 40].tolist() == [255, 255, 255]
     assert sorted(p.name for p in work_dir.iterdir()) == ["sheet.png"]
+
+
+def _index_meanwhile(store, monkeypatch, method, change):
+    """Make `store.catalog.<method>` first `change()` the photos and run an index, once: an
+    `index` that runs while check or its repair is under way."""
+    real = getattr(store.catalog, method)
+
+    def run(*args):
+        monkeypatch.setattr(store.catalog, method, real)
+        change()
+        store.index(workers=0)
+        return real(*args)
+
+    monkeypatch.setattr(store.catalog, method, run)
+
+
+def test_repair_keeps_a_photo_an_index_read_again_meanwhile(store, lib_dir, monkeypatch, backend):
+    """The thumbnail check saw a broken thumbnail; then (while check compares the files) an
+    `index` read the changed photo again. The repair keeps what that index wrote."""
+    red = lib_dir / "red.png"
+    pid = {r["path"]: r["id"] for r in store.ls()}[str(red)]
+    with store.catalog.engine.begin() as c:
+        c.execute(
+            update(db.thumbnails)
+            .where(db.thumbnails.c.photo_id == pid)
+            .values(data=b"\xff\xd8 broken")
+        )
+    _index_meanwhile(store, monkeypatch, "file_states", lambda: solid(red, (231, 30, 30)))
+    r = store.check(repair=True)
+    assert r["bad_thumbnails"] == [pid]
+    assert r["ok"] and r["repaired"] == ["rebuilt the vector file from the catalog"], r
+    assert store.stats()["by_status"] == {"ok": 8, "error": 1}
+
+
+def test_repair_keeps_a_file_that_came_back_meanwhile(store, lib_dir, monkeypatch, backend):
+    blue = lib_dir / "blue.png"
+    data = blue.read_bytes()
+    blue.unlink()
+    _index_meanwhile(store, monkeypatch, "delete_photos", lambda: blue.write_bytes(data))
+    r = store.check(repair=True)
+    assert r["files"]["missing"] == [str(blue)]
+    assert r["ok"] and r["repaired"] == ["rebuilt the vector file from the catalog"], r
+    assert store.stats()["by_status"] == {"ok": 8, "error": 1}
+
+
+def test_check_finds_an_empty_thumbnail(store, backend):
+    with store.catalog.engine.begin() as c:
+        c.execute(update(db.thumbnails).where(db.thumbnails.c.photo_id == 1).values(data=b""))
+    assert store.check()["bad_thumbnails"] == [1]
+    assert store.check(repair=True)["ok"]
+
+
+def test_repair_of_a_single_photo_whose_vector_cannot_be_derived(store, backend):
+    """Every thumbnail of the batch to derive is damaged inside: nothing to write, and the
+    repair still marks the photo and rebuilds the vector file."""
+    from sqlalchemy import select
+
+    th = db.thumbnails.c
+    with store.catalog.engine.begin() as c:
+        pid, data = c.execute(select(th.photo_id, th.data).order_by(th.photo_id)).first()
+        c.execute(delete(db.features).where(db.features.c.photo_id == pid))
+        broken = data[:2] + bytes(len(data) - 4) + data[-2:]
+        c.execute(update(db.thumbnails).where(th.photo_id == pid).values(data=broken))
+    r = store.check(repair=True)
+    assert r["ok"], r
+    assert "marked 1 photos with broken thumbnails as errors" in r["repaired"]
+
+
+def test_repair_drops_photos_whose_root_is_gone(store):
+    _foreign_keys_off(store, delete(db.roots))
+    r = store.check()
+    assert r["orphans"]["photos"] == 9
+    r = store.check(repair=True)
+    assert r["ok"], r
+    assert store.stats()["photos"] == 0
