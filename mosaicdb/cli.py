@@ -424,7 +424,14 @@ def ls_(
         str | None, typer.Option("--near", help="Closest to a colour: '#1e3a5f' or 'lab:30,5,-30'.")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most N rows.")] = None,
-    sort: Annotated[str, typer.Option("--sort", help="id, path, size, lightness, indexed.")] = "id",
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            help="id (default), path, size (largest first), lightness (darkest first), "
+            "indexed (latest first). Not with --near: nearest first.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ):
     """List photos with their mean colour (hex and Lab), size and status."""

@@ -725,7 +725,8 @@ class Catalog(RenderCatalog):
         order: str = "id",
         limit: int | None = None,
     ) -> list[dict]:
-        """Photos with their mean colour (NULL for failures), filtered and sorted."""
+        """Photos with their mean colour (NULL for failures), filtered and sorted (given
+        `ids`, those photos in no set order)."""
         p, f = photos.c, features.c
         q = select(
             p.id,
@@ -744,8 +745,13 @@ class Catalog(RenderCatalog):
             q = q.where(p.status == status)
         if root_id is not None:
             q = q.where(p.root_id == root_id)
-        if ids is not None:
-            q = q.where(p.id.in_(list(ids)))
+        if ids is not None:  # in chunks (engines cap the parameters), in no set order
+            with self.engine.connect() as c:
+                return [
+                    dict(r)
+                    for chunk in _chunks(sorted(set(ids)), 500)
+                    for r in c.execute(q.where(p.id.in_(chunk))).mappings()
+                ]
         key = {
             "id": p.id,
             "path": p.path,

@@ -55,9 +55,13 @@ def parse_colour(text: str):
     if m:
         rgb = [int(m.group(1)[i : i + 2], 16) for i in (0, 2, 4)]
         return F.srgb8_to_lab(np.array(rgb, dtype=np.uint8)).astype(np.float64)
-    m = re.fullmatch(r"lab:\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)", t)
+    num = r"\s*(-?(?:\d+\.?\d*|\.\d+))\s*"
+    m = re.fullmatch(rf"lab:{num},{num},{num}", t)
     if m:
-        return np.array([float(x) for x in m.groups()])
+        L, a, b = (float(x) for x in m.groups())
+        if not (0 <= L <= 100 and -128 <= a <= 127 and -128 <= b <= 127):
+            raise OptionError("--near", f"{text!r}: L must be 0-100, a and b -128-127")
+        return np.array([L, a, b])
     raise OptionError("--near", f"not a colour: {text!r} (use #rrggbb or lab:L,a,b)")
 
 
@@ -169,48 +173,46 @@ def stats(lib: Library, plot: str | None = None) -> dict:
     return out
 
 
+# A `--near` listing first searches the max(NEAR_FIRST, NEAR_PER_ROW × limit) nearest photos
+# (so that filters still leave enough), then 8× more while they do not; past NEAR_SEARCH_MAX
+# it ranks the photos the filters keep instead (their vectors from the catalog).
+NEAR_FIRST, NEAR_PER_ROW, NEAR_SEARCH_MAX = 200, 10, 50_000
+MAX_LIMIT = 10**12
+
+
 def listing(
-    lib: Library, *, status=None, root=None, path=None, near=None, limit=None, sort="id"
+    lib: Library, *, status=None, root=None, path=None, near=None, limit=None, sort=None
 ) -> list[dict]:
+    """Photos filtered and sorted (by `sort`, default id), or with `near` the ok photos
+    closest to a colour, nearest first (at most `limit`, default 200)."""
     import numpy as np
 
     if status not in (None, "ok", "error"):
         raise OptionError("--status", f"must be ok or error, got {status!r}")
-    if sort not in ("id", "path", "size", "lightness", "indexed"):
+    if sort not in (None, "id", "path", "size", "lightness", "indexed"):
         raise OptionError("--sort", "must be one of id, path, size, lightness, indexed")
-    if limit is not None and limit < 1:
-        raise OptionError("--limit", f"must be positive, got {limit}")
+    if near is not None and sort is not None:
+        raise OptionError("--sort", "does not go with --near (photos come nearest first)")
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise OptionError("--limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
     root_id = None
     if root is not None:
         root_id = lib.root_id(root)
-    order_ids = None
-    if near is not None:
-        from . import vecindex as V
-
-        lab = parse_colour(near)
-        index = lib.vector_index()
-        k = lib.spec.grid**2
-        query = np.tile(lab.astype(np.float32), k).reshape(1, -1)
-        # enough neighbours that filters still leave `limit` rows
-        want = min(index.ntotal, max(10 * (limit or 20), 200))
-        _, ids = V.search(index, query, want)
-        order_ids = [int(i) for i in ids[0] if i >= 0]
-        status = status or "ok"
-    rows = lib.catalog.photo_rows(
-        lib.spec.key,
-        status=status,
-        root_id=root_id,
-        ids=order_ids,
-        order=sort,
-        limit=None if (path or order_ids) else limit,
-    )
-    if path:
-        rows = [r for r in rows if fnmatch.fnmatch(_show(r["path"]), path)]
-    if order_ids is not None:
-        rank = {pid: i for i, pid in enumerate(order_ids)}
-        rows.sort(key=lambda r: rank[r["id"]])
-    if limit:
-        rows = rows[:limit]
+    lab_near = None if near is None else parse_colour(near)
+    if lab_near is not None:  # failures have no colour
+        rows = [] if status == "error" else _nearest(lib, lab_near, root_id, path, limit or 200)
+    else:
+        rows = lib.catalog.photo_rows(
+            lib.spec.key,
+            status=status,
+            root_id=root_id,
+            order=sort or "id",
+            limit=None if path else limit,
+        )
+        if path:
+            rows = [r for r in rows if fnmatch.fnmatch(_show(r["path"]), path)]
+        if limit:
+            rows = rows[:limit]
     out = []
     for r in rows:
         lab = None if r["mean_l"] is None else [r["mean_l"], r["mean_a"], r["mean_b"]]
@@ -224,15 +226,53 @@ def listing(
             "format": r["format"],
             "lab": None if lab is None else [round(x, 2) for x in lab],
             "hex": None if lab is None else hex_of(lab),
+            "error": r["error"],
         }
-        if r["status"] == "error":
-            d["error"] = r["error"]
-        if near is not None and lab is not None:
+        if lab_near is not None:
             from . import features as F
 
-            d["delta_e"] = round(float(F.ciede2000(parse_colour(near), np.array(lab))), 2)
+            d["delta_e"] = round(float(F.ciede2000(lab_near, np.array(lab))), 2)
         out.append(d)
     return out
+
+
+def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -> list[dict]:
+    """The `n` ok photos (in `root_id`, matching `path`) nearest to `lab`, nearest first:
+    the vector index's nearest, widened while the filters keep fewer than `n` of them, and
+    past NEAR_SEARCH_MAX the filtered photos ranked directly."""
+    import numpy as np
+
+    from . import vecindex as V
+
+    spec = lib.spec
+    index = lib.vector_index()
+    if index.ntotal == 0:
+        return []
+    query = np.tile(lab.astype(np.float32), spec.grid**2).reshape(1, -1)
+
+    def kept(rows):
+        return [r for r in rows if fnmatch.fnmatch(_show(r["path"]), path)] if path else rows
+
+    want = min(index.ntotal, max(NEAR_PER_ROW * n, NEAR_FIRST))
+    while True:
+        _, ids = V.search(index, query, want)
+        order = [int(i) for i in ids[0] if i >= 0]
+        rows = kept(lib.catalog.photo_rows(spec.key, status="ok", root_id=root_id, ids=order))
+        if len(rows) >= n or want >= index.ntotal:
+            rank = {pid: i for i, pid in enumerate(order)}
+            return sorted(rows, key=lambda r: rank[r["id"]])[:n]
+        if want >= NEAR_SEARCH_MAX:
+            break
+        want = min(index.ntotal, want * 8)
+    # the filters keep few photos: rank all of them
+    rows = kept(lib.catalog.photo_rows(spec.key, status="ok", root_id=root_id))
+    vectors = lib.catalog.feature_vectors(spec.key, [r["id"] for r in rows])
+    rows = [r for r in rows if r["id"] in vectors]
+    if not rows:
+        return []
+    x = np.stack([np.frombuffer(vectors[r["id"]], dtype=np.float32) for r in rows])
+    d = ((x - query) ** 2).sum(axis=1)
+    return [rows[i] for i in np.argsort(d, kind="stable")[:n]]
 
 
 def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool = False) -> dict:

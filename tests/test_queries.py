@@ -54,6 +54,8 @@ def test_ls_filters_and_near(store, lib_dir, backend):
     assert [r["path"].rsplit("/", 1)[1] for r in store.ls(sort="lightness", status="ok")][0] == (
         "black.png"
     )
+    assert [r["status"] for r in store.ls(sort="lightness")][-1] == "error"  # either engine
+    assert all("error" in r for r in store.ls())  # the same keys for every row
     with pytest.raises(OptionError, match="^--near: not a colour"):
         store.ls(near="bluish")
     with pytest.raises(OptionError, match="^--status:"):
@@ -358,3 +360,47 @@ def test_repair_drops_photos_whose_root_is_gone(store):
     r = store.check(repair=True)
     assert r["ok"], r
     assert store.stats()["photos"] == 0
+
+
+@pytest.mark.parametrize("search_max", [10**6, 1])  # widen the search / rank the filtered
+def test_ls_near_with_filters_finds_photos_far_down_the_list(
+    store, work_dir, monkeypatch, search_max, backend
+):
+    """The nearest photos to red are all in the first folder; --root (and --path) ask for
+    the other folder's, which the first search does not reach."""
+    from mosaicdb import queries
+
+    other = work_dir / "other"
+    other.mkdir()
+    solid(other / "navy.png", (20, 30, 90))
+    solid(other / "teal.png", (20, 120, 120))
+    store.index([other], workers=0)
+    monkeypatch.setattr(queries, "NEAR_FIRST", 1)
+    monkeypatch.setattr(queries, "NEAR_PER_ROW", 1)
+    monkeypatch.setattr(queries, "NEAR_SEARCH_MAX", search_max)
+    names = [r["path"].rsplit("/", 1)[1] for r in store.ls(near="#e01e1e", root=str(other))]
+    assert names == ["navy.png", "teal.png"]
+    rows = store.ls(near="#e01e1e", path="*/other/t*", limit=1)
+    assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["teal.png"]
+    assert store.ls(near="#e01e1e", status="error") == []
+
+
+def test_ls_near_on_a_store_without_photos(lib, lib_dir):
+    (lib_dir / "broken.jpg").write_bytes(b"nope")
+    lib.index([lib_dir], workers=0)
+    assert lib.ls(near="#ff0000") == []
+    assert lib.ls(near="#ff0000", limit=5) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"near": "lab:1.2.3,0,0"}, "--near: not a colour"),
+        ({"near": "lab:200,0,0"}, "--near: 'lab:200,0,0': L must be 0-100"),
+        ({"limit": 10**20}, "--limit: must be between 1 and"),
+        ({"near": "#ff0000", "sort": "path"}, "--sort: does not go with --near"),
+    ],
+)
+def test_ls_bad_values_name_the_option(store, kwargs, message):
+    with pytest.raises(OptionError, match="^" + message):
+        store.ls(**kwargs)
