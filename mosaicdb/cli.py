@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
-from .errors import MosaicdbError
+from .errors import MosaicdbError, OptionError
 
 app = typer.Typer(
     name="mosaicdb",
@@ -102,10 +102,18 @@ def _progress(quiet: bool):
     return RichProgress()
 
 
-def _open(quiet: bool = True):
+def _open(quiet: bool = True, create: bool = False):
+    """The store of --home/--db; only `index` makes a new one."""
     from .library import Library
 
-    return Library.open(_state["home"], progress=_progress(quiet), db_url=_state.get("db"))
+    return Library.open(
+        _state["home"], progress=_progress(quiet), db_url=_state.get("db"), create=create
+    )
+
+
+def _on_terminal() -> bool:
+    """Whether a question can be asked (stdin is a terminal)."""
+    return sys.stdin.isatty()
 
 
 def _print_json(obj) -> None:
@@ -179,7 +187,7 @@ def index(
         from .scan import prestart_forkserver
 
         prestart_forkserver()
-    with _open(quiet or json_out and not sys.stderr.isatty()) as lib:
+    with _open(quiet or json_out and not sys.stderr.isatty(), create=True) as lib:
         s = lib.index(
             paths or (),
             workers=workers,
@@ -539,6 +547,8 @@ def check(
             typer.echo(f"repaired: {x}")
         for p in r.get("remaining", []):
             typer.echo(f"still wrong: {p}")
+        for root in r["files"]["roots_not_found"]:
+            typer.echo(f"not compared: folder {root} not found (its photos are kept)", err=True)
         typer.echo("store is consistent" if r["ok"] else "problems remain", err=True)
     if not r["ok"]:
         raise typer.Exit(1)
@@ -552,9 +562,14 @@ def forget(
     json_out: JsonOpt = False,
 ):
     """Remove a registered folder and its photos from the store (files on disk are untouched)."""
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Remove {root} and its photos from the store?", abort=True)
     with _open() as lib:
+        if not yes:
+            if not _on_terminal():
+                raise OptionError("--yes", "is needed to forget a folder without a terminal")
+            path, n = lib.root_info(root)
+            typer.confirm(
+                f"Remove {path} and its {n:,} photos from the store?", abort=True, err=True
+            )
         r = lib.forget(root)
     if json_out:
         _print_json(r)

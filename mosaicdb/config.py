@@ -28,7 +28,8 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
 
 def resolve_db_url(url: str | None, home: Path) -> str:
     """The catalog's SQLAlchemy URL: given, from MOSAICDB_DB, or SQLite in `home`."""
-    url = url or os.environ.get(ENV_DB)
-    if url:
-        return url
+    return url or os.environ.get(ENV_DB) or default_db_url(home)
+
+
+def default_db_url(home: Path) -> str:
     return f"sqlite:///{home / CATALOG_NAME}"

@@ -64,18 +64,27 @@ class Library:
         home: str | os.PathLike | None = None,
         progress: Progress | None = None,
         db_url: str | None = None,
+        create: bool = True,
     ) -> Library:
         """`home` holds the vector file (a local cache) and, by default, the SQLite catalog;
         `db_url` (or MOSAICDB_DB) puts the catalog elsewhere: any SQLAlchemy URL, e.g.
-        postgresql+psycopg://user@host/name for a catalog shared by several machines."""
+        postgresql+psycopg://user@host/name for a catalog shared by several machines.
+        Without `create`, a store folder with no catalog in it is an error (a mistyped
+        `--home` should not quietly make an empty store)."""
         home = config.resolve_home(home)
         if home.exists() and not home.is_dir():
             raise StoreError(f"store path {home} exists and is not a folder")
+        url = config.resolve_db_url(db_url, home)
+        if (
+            not create
+            and url == config.default_db_url(home)
+            and not (home / config.CATALOG_NAME).exists()
+        ):
+            raise StoreError(f"no store in {home}: `mosaicdb index PATH` makes one")
         try:
             home.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the store folder {home}: {e.strerror}") from None
-        url = config.resolve_db_url(db_url, home)
         try:
             engine = db.make_engine(url)
         except Exception as e:  # a malformed URL or a driver that is not installed
@@ -159,6 +168,12 @@ class Library:
             if path == want:
                 return rid
         raise NotFoundError(f"{root} is not a registered folder; see `mosaicdb roots`")
+
+    def root_info(self, root: str | os.PathLike) -> tuple[str, int]:
+        """(path, photos) of a registered folder, given as the user typed it."""
+        rid = self.root_id(root)
+        path, n = next((p, n) for i, p, n in self.catalog.root_counts() if i == rid)
+        return _show(path), n
 
     def forget(self, root: str) -> dict:
         """Remove a registered folder and its photos from the store (not from disk)."""

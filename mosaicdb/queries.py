@@ -304,7 +304,8 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         vec: dict = {"file": str(path)}
         index_state = None
         if not path.exists():
-            problems.append(f"vector file {path.name} is missing")
+            if rows.vectors.get(spec.key, (0, 0))[0]:  # a store that never had a photo has none
+                problems.append(f"vector file {path.name} is missing")
         else:
             try:
                 index = V.read_mapped(path)

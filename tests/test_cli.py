@@ -107,8 +107,16 @@ def test_real_subprocess_and_python_m(tmp_path, lib_dir):
 
 def test_console_exit_keeps_codes_and_output(tmp_path):
     # main() ends the process with os._exit once the output is flushed: codes and text intact
+    p = _run(["renders", "--json"], tmp_path / "s")  # a mistyped --home makes no store
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr == f"Error: no store in {tmp_path / 's'}: `mosaicdb index PATH` makes one\n"
+    assert not (tmp_path / "s" / "catalog.sqlite").exists()
+    (tmp_path / "empty").mkdir()
+    assert _run(["index", tmp_path / "empty", "-q"], tmp_path / "s").returncode == 0
     p = _run(["renders", "--json"], tmp_path / "s")
     assert p.returncode == 0 and json.loads(p.stdout) == []
+    p = _run(["check"], tmp_path / "s")  # a new, empty store is consistent
+    assert p.returncode == 0 and p.stderr == "store is consistent\n", p.stdout + p.stderr
     p = _run(["no-such-command"], tmp_path / "s")
     assert p.returncode == 2 and "No such command" in p.stderr
     p = _run(["render", "missing.jpg", "-o", tmp_path / "o.jpg"], tmp_path / "s")

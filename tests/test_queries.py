@@ -404,3 +404,24 @@ def test_ls_near_on_a_store_without_photos(lib, lib_dir):
 def test_ls_bad_values_name_the_option(store, kwargs, message):
     with pytest.raises(OptionError, match="^" + message):
         store.ls(**kwargs)
+
+
+def test_a_store_without_photos_is_consistent(lib):
+    assert not lib.vector_path().exists()
+    r = lib.check()
+    assert r["ok"] and r["problems"] == [], r
+
+
+def test_forget_asks_on_a_terminal_and_refuses_without_one(cli, lib_dir, monkeypatch):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    cli("index", lib_dir, "-j", "0", "-q")
+    r = cli("forget", lib_dir, input="y\n")  # the test runner's stdin is no terminal
+    assert r.exit_code == 1
+    assert r.stderr == "Error: --yes: is needed to forget a folder without a terminal\n"
+    monkeypatch.setattr("mosaicdb.cli._on_terminal", lambda: True)
+    # the question goes to stderr, not into the JSON (the test runner echoes the answer)
+    r = cli("forget", lib_dir, "--json", input="n\n")
+    assert r.exit_code == 1 and r.stdout.strip() == "n"
+    assert f"Remove {lib_dir} and its 1 photos from the store?" in r.stderr
+    r = cli("forget", lib_dir, "--json", input="y\n")
+    assert r.exit_code == 0 and json.loads(r.stdout.split("\n", 1)[1])["photos_removed"] == 1

@@ -358,6 +358,10 @@ def test_cli_render_contract(cli, lib_dir, tmp_path):
     t = blocks_target(tmp_path / "target.png")
     r = cli("render", t, "-o", tmp_path / "x.jpg", "--tiles-across", "4", "--json")
     assert r.exit_code == 1
+    assert r.output == f"Error: no store in {tmp_path / 'store'}: `mosaicdb index PATH` makes one\n"
+    (tmp_path / "empty").mkdir()
+    assert cli("index", tmp_path / "empty", "-q").exit_code == 0
+    r = cli("render", t, "-o", tmp_path / "x.jpg", "--tiles-across", "4", "--json")
     assert r.output == "Error: the store has no indexed photos: run `mosaicdb index PATH` first\n"
     assert not (tmp_path / "x.jpg").exists()
     assert cli("index", lib_dir, "-j", "0", "-q").exit_code == 0
