@@ -372,7 +372,10 @@ def renders(json_out: JsonOpt = False):
 @_command
 def stats(
     plot: Annotated[
-        str | None, typer.Option("--plot", help="Also write the colour coverage as a picture.")
+        str | None,
+        typer.Option(
+            "--plot", help="Also write the colour coverage as a picture (.png .jpg .webp .tif)."
+        ),
     ] = None,
     json_out: JsonOpt = False,
 ):
@@ -466,7 +469,11 @@ def gaps(
         float, typer.Option("--threshold", help="A cell is poorly served above this ΔE2000.")
     ] = 10.0,
     plot: Annotated[
-        str | None, typer.Option("--plot", help="PNG of wanted vs closest colours.")
+        str | None,
+        typer.Option(
+            "--plot",
+            help="Also write wanted vs closest colours as a picture (.png .jpg .webp .tif).",
+        ),
     ] = None,
     json_out: JsonOpt = False,
 ):
@@ -489,6 +496,8 @@ def gaps(
             f"({x['hex']}); best tile is ΔE {x['best_delta_e']:.0f}. Adding ~"
             f"{x['suggest_photos']:,} such photos would help."
         )
+    if g.get("plot"):
+        typer.echo(f"wanted vs closest colours: {g['plot']}")
 
 
 @app.command()

@@ -597,7 +597,7 @@ def _write_atomic(img, path: str) -> None:
         img.write_to_file(tmp)
         os.replace(tmp, path)
     except pyvips.Error as e:
-        raise ImageError(f"cannot write {path}: {_vips_message(e)}") from None
+        raise ImageError(f"cannot write {path}: {_vips_message(e).replace(tmp, path)}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -6,8 +6,10 @@ Reads only the catalog and the vector file, except `check`, which is about the f
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import OptionError
@@ -122,8 +124,28 @@ def bin_colours():
     return F.lab_to_srgb8(np.array(labs))
 
 
+PLOT_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+
+
+def plot_path(plot: str) -> str:
+    """The absolute path for a --plot picture, refused before any work if its format or
+    folder will not do."""
+    p = Path(plot).expanduser().resolve()
+    if p.suffix.lower() not in PLOT_FORMATS:
+        raise OptionError(
+            "--plot",
+            f"unknown picture format {p.suffix or '(none)'!r}; use .png, .jpg, .webp or .tif",
+        )
+    if not p.parent.is_dir():
+        raise OptionError("--plot", f"folder {p.parent} does not exist")
+    return str(p)
+
+
 def stats(lib: Library, plot: str | None = None) -> dict:
     from concurrent.futures import ThreadPoolExecutor
+
+    if plot is not None:
+        plot = plot_path(plot)
 
     # the counting queries run in the database beside the coverage maths here (SQLite gives
     # up the GIL while it reads): on a million photos each side takes about a second
@@ -452,8 +474,10 @@ def gaps(
     from . import vecindex as V
     from .render import grid_size, parse_aspect
 
-    if threshold <= 0:
-        raise OptionError("--threshold", f"must be positive, got {threshold}")
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise OptionError("--threshold", f"must be a positive number, got {threshold}")
+    if plot is not None:
+        plot = plot_path(plot)
     if not 1 <= tiles_across <= 100_000:
         raise OptionError("--tiles-across", f"must be between 1 and 100000, got {tiles_across}")
     aw, ah = parse_aspect(aspect)

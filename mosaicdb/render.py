@@ -157,12 +157,22 @@ def prepare_output(output: str) -> tuple[str, str]:
     return path, fmt
 
 
+# ~300 bytes a cell while matching (features, candidates): 4M cells is ~1.2 GB, and a
+# 4-gigapixel mosaic at 32 px tiles
+MAX_CELLS = 4_000_000
+
+
 def grid_size(tw: int, th: int, aspect: float, across: int | None, count: int | None):
     """cols × rows of cells of `aspect` (w/h) that cover a tw×th target."""
     if count is not None:
         across = max(1, round((count * tw / th / aspect) ** 0.5))
     across = across or 100
     rows = max(1, round(th / (tw / across / aspect)))
+    if across * rows > MAX_CELLS:
+        raise OptionError(
+            "--tile-count" if count is not None else "--tiles-across",
+            f"{across:,}×{rows:,} cells on this target, more than {MAX_CELLS:,}",
+        )
     return across, rows
 
 

@@ -265,6 +265,18 @@ def test_gaps_finds_the_missing_colour(lib, lib_dir, work_dir):
     assert grp["colour"] == "dark blues" and grp["cells"] == 1 and grp["best_delta_e"] > 10
     assert grp["suggest_photos"] == 1
     assert (work_dir / "gaps.png").exists()
+    for bad, message in [
+        ({"threshold": float("inf")}, "--threshold: must be a positive number, got inf"),
+        ({"threshold": float("nan")}, "--threshold: must be a positive number, got nan"),
+        ({"tiles_across": 100_000}, "--tiles-across: 100,000×50,000 cells on this target"),
+        ({"plot": str(work_dir / "g.dz")}, "--plot: unknown picture format '.dz'"),
+        ({"plot": str(work_dir / "no" / "g.png")}, "--plot: folder .*/no does not exist"),
+    ]:
+        with pytest.raises(OptionError, match="^" + message):
+            lib.gaps(t, **{"tiles_across": 4, **bad})
+    with pytest.raises(OptionError, match="^--plot: unknown picture format '.txt'"):
+        lib.stats(plot=str(work_dir / "c.txt"))
+    assert sorted(p.name for p in work_dir.iterdir()) == ["gaps.png", "target.png"]
 
 
 def test_sheet_is_sorted_by_colour_and_bounded(cli, lib_dir, work_dir):
