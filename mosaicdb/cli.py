@@ -557,7 +557,7 @@ def check(
         for p in r.get("remaining", []):
             typer.echo(f"still wrong: {p}")
         for root in r["files"]["roots_not_found"]:
-            typer.echo(f"not compared: folder {root} not found (its photos are kept)", err=True)
+            typer.echo(f"not compared: folder {root} is missing or empty (photos kept)", err=True)
         typer.echo("store is consistent" if r["ok"] else "problems remain", err=True)
     if not r["ok"]:
         raise typer.Exit(1)

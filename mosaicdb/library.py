@@ -239,7 +239,7 @@ class Library:
         t0 = time.monotonic()
         summary = IndexSummary()
         stats = WalkStats()
-        scopes = self._scopes(paths, stats)
+        scopes = self._skip_empty(self._scopes(paths, stats), stats)
         opts = ScanOptions(
             thumb_size=thumb_size,
             grid=self.spec.grid,
@@ -373,8 +373,7 @@ class Library:
                 raise MosaicdbError("no folders are registered yet: run `mosaicdb index PATH`")
             scopes = []
             for rid, rpath in roots:
-                if not os.path.isdir(rpath):
-                    # an unmounted disk must not read as "every photo deleted"
+                if not os.path.isdir(rpath):  # an unmounted disk (an empty folder: _skip_empty)
                     stats.warnings.append(
                         f"{_show(rpath)}: folder not found, skipped (kept its photos)"
                     )
@@ -402,6 +401,32 @@ class Library:
                 scopes = [s for s in scopes if not s.root_path.startswith(rp.rstrip(b"/") + b"/")]
                 scopes.append(Scope(rid, rp, rp))
         return scopes
+
+    def _skip_empty(self, scopes, stats) -> list:
+        kept = []
+        for sc in scopes:
+            n = self.indexed_under_empty_folder(sc.root_id, sc.walk_path)
+            if n:
+                stats.warnings.append(
+                    f"{_show(sc.walk_path)}: folder is empty but {n:,} photos were indexed from "
+                    "it (a disk not mounted?), skipped (kept its photos; `mosaicdb forget` "
+                    "drops them)"
+                )
+            else:
+                kept.append(sc)
+        return kept
+
+    def indexed_under_empty_folder(self, root_id: int, folder: bytes) -> int:
+        """How many photos were indexed under `folder` if it is now empty, else 0: a disk not
+        mounted on its mount point leaves an empty folder, which must not read as every
+        photo deleted."""
+        try:
+            with os.scandir(folder) as entries:
+                if next(entries, None) is not None:
+                    return 0
+        except OSError:
+            return 0
+        return len(self.catalog.photo_states(root_id, folder))
 
     # -- vectors -------------------------------------------------------------------------
     def sync_vectors(self, spec=None, rebuild: bool = False) -> dict:

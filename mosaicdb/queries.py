@@ -389,7 +389,8 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     missing, changed, skipped_roots = [], [], []
     if files:
         for rid, rpath in lib.catalog.roots():
-            if not os.path.isdir(rpath):
+            # a missing or empty root folder (a disk not mounted) is not compared
+            if not os.path.isdir(rpath) or lib.indexed_under_empty_folder(rid, rpath):
                 skipped_roots.append(_show(rpath))
                 continue
             for pid, p, size, mtime, _status in lib.catalog.file_states(rid):

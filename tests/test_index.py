@@ -400,3 +400,23 @@ def test_box_sum_is_the_block_sum(shape, f):
     h, w = shape[0] // f, shape[1] // f
     want = a[: h * f, : w * f].reshape(h, f, w, f, 3).sum(axis=(1, 3))
     np.testing.assert_array_equal(imaging._box_sum(a, f), want)
+
+
+def test_an_empty_root_folder_keeps_its_photos(lib, lib_dir, tmp_path):
+    """A disk not mounted leaves its mount point empty: neither index nor check --repair
+    takes that as every photo deleted."""
+    for name in ("red", "green"):
+        solid(lib_dir / f"{name}.png", COLOURS[name])
+    lib.index([lib_dir], workers=0)
+    away = tmp_path / "away"
+    lib_dir.rename(away)
+    lib_dir.mkdir()
+    for s in (lib.index(workers=0), lib.index([lib_dir], workers=0)):
+        assert s.removed == 0
+        assert any("folder is empty but 2 photos were indexed" in w for w in s.warnings), s
+    r = lib.check(repair=True)
+    assert r["files"]["roots_not_found"] == [str(lib_dir)] and r["ok"], r
+    assert lib.stats()["photos"] == 2
+    lib_dir.rmdir()
+    away.rename(lib_dir)
+    assert lib.index(workers=0).unchanged == 2

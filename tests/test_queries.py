@@ -197,6 +197,7 @@ def test_check_deep_compares_row_by_row(store):
 
 def test_cli_check_exit_codes_and_json(cli, lib_dir):
     solid(lib_dir / "a.png", COLOURS["red"])
+    solid(lib_dir / "b.png", COLOURS["blue"])  # an emptied folder is not compared
     cli("index", lib_dir, "-j", "0", "-q")
     r = cli("check", "--json")
     assert r.exit_code == 0
