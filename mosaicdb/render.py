@@ -686,7 +686,7 @@ def sheet(
 
     rows_.sort(key=colour_key)
     ids = np.array([r["id"] for r in rows_], dtype=np.int64)
-    cols = across or max(1, math.ceil(math.sqrt(len(ids))))
+    cols = min(across, len(ids)) if across else max(1, math.ceil(math.sqrt(len(ids))))
     nrows = math.ceil(len(ids) / cols)
     if fmt in ("jpeg", "webp"):
         from .imaging import MAX_SIDE

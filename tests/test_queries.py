@@ -298,6 +298,8 @@ def test_sheet_is_sorted_by_colour_and_bounded(cli, lib_dir, work_dir):
     assert abs(int(px[8, 24][0]) - 128) <= 2
     assert px[40, 40].tolist() == [255, 255, 255]
     assert sorted(p.name for p in work_dir.iterdir()) == ["sheet.png"]
+    r = cli("sheet", "-o", out, "--tile-size", "16", "--across", "1000", "--json")
+    assert json.loads(r.stdout)["cols"] == 8  # no wider than the photos it shows
 
 
 def _index_meanwhile(store, monkeypatch, method, change):
