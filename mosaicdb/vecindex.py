@@ -37,6 +37,12 @@ def read_mapped(path: Path):
 
 
 def write_atomic(index, path: Path) -> None:
+    """Write to a temporary file named by this process, then rename. The temporary files of
+    writers that died (kill -9; as large as the index) are removed first."""
+    for old in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = old.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and not _running(int(pid)):
+            old.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         faiss.write_index(index, str(tmp))
@@ -46,6 +52,16 @@ def write_atomic(index, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def ids_of(index) -> np.ndarray:

@@ -119,3 +119,22 @@ def test_big_store_gets_the_compressed_index_kept_up_to_date(lib, lib_dir, tmp_p
     monkeypatch.setattr(V, "COMPRESSED_MIN_TILES", 1_000)
     assert lib.sync_vectors()["action"] == "rebuilt"
     assert not V.is_compressed(lib.vector_index())
+
+
+def test_write_removes_temporary_files_of_dead_writers(tmp_path):
+    """A writer killed mid-write leaves its temporary file (as large as the index); the next
+    write removes it, and leaves a live writer's alone."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    path = tmp_path / "vectors-x.faiss"
+    left = tmp_path / f".{path.name}.{int(dead.stdout)}.tmp"
+    live = tmp_path / f".{path.name}.{os.getppid()}.tmp"
+    left.write_bytes(b"partial")
+    live.write_bytes(b"being written")
+    V.write_atomic(V.new_index(3), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, path.name]
