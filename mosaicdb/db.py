@@ -498,10 +498,8 @@ class Catalog(RenderCatalog):
         gone: list[int] = []
         with self.engine.begin() as c:
             for chunk in _chunks(sorted(set(ids)), 500):
-                cond = photos.c.id.in_(chunk)
-                if since is not None:
-                    cond &= ~_rewritten_since(since)
-                gone += [r[0] for r in c.execute(delete(photos).where(cond).returning(photos.c.id))]
+                q = delete(photos).where(_unchanged_since(chunk, since))
+                gone += [r[0] for r in c.execute(q.returning(photos.c.id))]
             if gone:
                 _log_deletions(c, gone, self.next_seq(c))
         return len(gone)
@@ -812,7 +810,7 @@ class Catalog(RenderCatalog):
             if odd:  # e.g. an aspect's spec, derived at render time, not yet for new photos
                 q = select(func.count()).where(f.spec.in_(odd) & _photo_gone(features))
                 out.orphans["features"] = int(c.execute(q).scalar_one())
-            q = select(func.count()).where(p.root_id.not_in(select(roots.c.id)))
+            q = select(func.count()).where(_root_gone())
             out.orphans["photos"] = int(c.execute(q).scalar_one())
         return out
 
@@ -827,8 +825,7 @@ class Catalog(RenderCatalog):
     def drop_orphans(self) -> None:
         """Photos whose root is gone, then thumbnails and vectors whose photo is gone."""
         with self.engine.begin() as c:
-            rootless = photos.c.root_id.not_in(select(roots.c.id))
-            gone = c.execute(delete(photos).where(rootless).returning(photos.c.id)).all()
+            gone = c.execute(delete(photos).where(_root_gone()).returning(photos.c.id)).all()
             c.execute(delete(thumbnails).where(_photo_gone(thumbnails)))
             gone += c.execute(
                 delete(features).where(_photo_gone(features)).returning(features.c.photo_id)
@@ -844,12 +841,10 @@ class Catalog(RenderCatalog):
         marked: list[int] = []
         with self.engine.begin() as c:
             for chunk in _chunks(sorted(set(ids)), 500):
-                cond = photos.c.id.in_(chunk)
-                if since is not None:
-                    cond &= ~_rewritten_since(since)
                 # the row is written first: it holds the write lock (SQLite) or the rows
                 # (PostgreSQL) until the thumbnails and vectors are gone too
-                q = update(photos).where(cond).values(status="error", error=reason)
+                q = update(photos).where(_unchanged_since(chunk, since))
+                q = q.values(status="error", error=reason)
                 mine = [r[0] for r in c.execute(q.returning(photos.c.id))]
                 c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(mine)))
                 c.execute(delete(features).where(features.c.photo_id.in_(mine)))
@@ -1173,18 +1168,27 @@ def _ints(row) -> tuple[int, ...]:
     return tuple(int(x) for x in row)  # PostgreSQL sums are Decimals
 
 
-def _rewritten_since(seq: int):
-    """Photos that an `index` wrote again after change counter `seq`: their old vectors'
-    deletion or their new vectors carry a later counter."""
+def _unchanged_since(ids: Sequence[int], seq: int | None):
+    """These photos, less (given change counter `seq`) those that an `index` wrote again
+    after it: their old vectors' deletion or their new vectors carry a later counter."""
+    cond = photos.c.id.in_(ids)
+    if seq is None:
+        return cond
     d, f = vector_deletions.c, features.c
-    return select(d.photo_id).where((d.photo_id == photos.c.id) & (d.seq > seq)).exists() | (
+    rewritten = select(d.photo_id).where((d.photo_id == photos.c.id) & (d.seq > seq)).exists() | (
         select(f.photo_id).where((f.photo_id == photos.c.id) & (f.seq > seq)).exists()
     )
+    return cond & ~rewritten
 
 
 def _photo_gone(table: Table):
     """Rows of `table` (thumbnails, features) whose photo row is gone: orphans."""
     return table.c.photo_id.not_in(select(photos.c.id))
+
+
+def _root_gone():
+    """Photos whose root row is gone: orphans."""
+    return photos.c.root_id.not_in(select(roots.c.id))
 
 
 def _log_deletions(c: Connection, ids: Sequence[int], seq: int) -> None:

@@ -320,13 +320,14 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         rows_job = pool.submit(cat.check_rows, exact=deep)
         spec = lib.spec  # imports numpy (~0.1 s) while the checks run
         rows = rows_job.result()
+        n, idsum = rows.vectors.get(spec.key, (0, 0))  # the catalog's vectors of the spec
         from . import vecindex as V
 
         path = lib.vector_path(spec)
         vec: dict = {"file": str(path)}
         index_state = None
         if not path.exists():
-            if rows.vectors.get(spec.key, (0, 0))[0]:  # a store that never had a photo has none
+            if n:  # a store that never had a photo has none
                 problems.append(f"vector file {path.name} is missing")
         else:
             try:
@@ -338,7 +339,6 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         integrity = integrity_job.result()
     if integrity:
         problems.insert(0, "database integrity: " + "; ".join(integrity[:5]))
-    n, idsum = rows.vectors.get(spec.key, (0, 0))
     vec["catalog_vectors"] = n
     # an ok photo without a vector of the store's spec is never placed, and nothing else says so
     unplaced = 0
