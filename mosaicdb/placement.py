@@ -102,10 +102,7 @@ def place(
             uses[pos_of[choice]] += 1
 
     if not R:  # --max-uses alone
-        got = _capacity_round(cand_ids[order], all_ids, max_uses - uses)
-        ok = got >= 0
-        grid.flat[order[ok]] = got[ok]
-        np.add.at(uses, np.searchsorted(all_ids, got[ok]), 1)
+        ok = _place_round(grid, uses, all_ids, max_uses, order, cand_ids[order])
         waiting = order[~ok].tolist()
         if waiting and widen is not None:
             waiting = _widen_in_batches(
@@ -172,16 +169,23 @@ def _widen_in_batches(waiting, grid, uses, all_ids, max_uses, widen, k):
             break
         part = np.asarray(queue[:WIDEN_BATCH])
         k = min(k, n_allowed)
-        got = _capacity_round(widen(part, allowed, k), all_ids, max_uses - uses)
-        ok = got >= 0
-        grid.flat[part[ok]] = got[ok]
-        np.add.at(uses, np.searchsorted(all_ids, got[ok]), 1)
+        ok = _place_round(grid, uses, all_ids, max_uses, part, widen(part, allowed, k))
         if not ok.any():
             if k >= n_allowed:
                 break  # every photo still free was offered: cannot happen while one is
             k *= 4
         queue = part[~ok].tolist() + queue[WIDEN_BATCH:]
     return queue
+
+
+def _place_round(grid, uses, all_ids, max_uses, cells: np.ndarray, cands: np.ndarray):
+    """One capacity round for `cells` (their candidates `cands`): the photos it gives are
+    written into `grid` and counted in `uses`. Returns which cells got one."""
+    got = _capacity_round(cands, all_ids, max_uses - uses)
+    ok = got >= 0
+    grid.flat[cells[ok]] = got[ok]
+    np.add.at(uses, np.searchsorted(all_ids, got[ok]), 1)
+    return ok
 
 
 def _capacity_round(cands: np.ndarray, all_ids: np.ndarray, free: np.ndarray) -> np.ndarray:
