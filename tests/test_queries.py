@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import COLOURS, solid
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from mosaicdb import db
 from mosaicdb import vecindex as V
@@ -350,6 +350,29 @@ def test_check_finds_an_empty_thumbnail(store, backend):
         c.execute(update(db.thumbnails).where(db.thumbnails.c.photo_id == 1).values(data=b""))
     assert store.check()["bad_thumbnails"] == [1]
     assert store.check(repair=True)["ok"]
+
+
+def test_thumbnail_marker_test_edges(store, backend):
+    """The cheap test in the database (start with SOI, end with EOI) on blobs around its
+    edges, identical on both engines."""
+    t = db.thumbnails.c
+    with store.catalog.engine.connect() as c:
+        ids = [r[0] for r in c.execute(select(t.photo_id).order_by(t.photo_id))]
+        good = c.execute(select(t.data).where(t.photo_id == ids[0])).scalar_one()
+    blobs = [
+        b"\xff",
+        b"\xff\xd8",
+        b"\xff\xd9",
+        b"\xff\xd8\xd9",
+        good[:-1],  # truncated
+        good + b"\x00",  # junk after the end
+        b"\x00" + good,  # junk before the start
+        b"\xff\xd8\xff\xd9",  # the shortest blob the cheap test passes
+    ]
+    with store.catalog.engine.begin() as c:
+        for pid, data in zip(ids, blobs, strict=True):
+            c.execute(update(db.thumbnails).where(t.photo_id == pid).values(data=data))
+    assert store.catalog.check_rows().bad_thumbnails == ids[:-1]
 
 
 def test_repair_of_a_single_photo_whose_vector_cannot_be_derived(store, backend):
