@@ -111,6 +111,18 @@ def _open(quiet: bool = True, create: bool = False):
     )
 
 
+def _start_page_check(deep: bool) -> None:
+    """SQLite's check of the catalog file, begun before the store's modules load (see
+    pagecheck): only for the SQLite file in the store folder, and only if it exists."""
+    from . import config, pagecheck
+
+    home = config.resolve_home(_state["home"])
+    catalog = home / config.CATALOG_NAME
+    if config.resolve_db_url(_state.get("db"), home) == config.default_db_url(home):
+        if catalog.is_file():
+            pagecheck.start(catalog, deep)
+
+
 def _on_terminal() -> bool:
     """Whether a question can be asked (stdin is a terminal)."""
     return sys.stdin.isatty()
@@ -545,6 +557,7 @@ def check(
     json_out: JsonOpt = False,
 ):
     """Check catalog ↔ vector file ↔ disk and every thumbnail. Exit 0 when clean, 1 if not."""
+    _start_page_check(deep)
     with _open() as lib:
         r = lib.check(repair=repair, files=not no_files, deep=deep)
     if json_out:

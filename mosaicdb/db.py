@@ -862,12 +862,9 @@ class Catalog(RenderCatalog):
         unless `deep` (4-5x slower: also checks every index against its table)."""
         if self.engine.dialect.name != "sqlite":
             return []
-        from sqlalchemy import text
+        from . import pagecheck  # the CLI may have started it before this module loaded
 
-        pragma = "integrity_check" if deep else "quick_check"
-        with self.engine.connect() as c:
-            rows = [r[0] for r in c.execute(text(f"PRAGMA {pragma}"))]
-        return [] if rows == ["ok"] else rows
+        return pagecheck.result(self.engine.url.database, deep)
 
     def errors(self) -> list[tuple[bytes, str]]:
         with self.engine.connect() as c:

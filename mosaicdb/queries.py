@@ -319,7 +319,13 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         integrity_job = pool.submit(cat.integrity_check, deep=deep)
         rows_job = pool.submit(cat.check_rows, exact=deep)
         spec = lib.spec  # imports numpy (~0.1 s) while the checks run
-        rows = rows_job.result()
+        try:
+            rows = rows_job.result()
+        except Exception as e:
+            integrity = integrity_job.result()
+            if not integrity:
+                raise
+            return _damaged_catalog(report, integrity, e)
         n, idsum = rows.vectors.get(spec.key, (0, 0))  # the catalog's vectors of the spec
         from . import vecindex as V
 
@@ -451,6 +457,21 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         report["remaining"] = after["problems"]
     report["repaired"] = repaired
     report["ok"] = not (report.get("remaining") if repair else problems)
+    return report
+
+
+def _damaged_catalog(report: dict, integrity: list[str], error: Exception) -> dict:
+    """The report of a catalog file whose pages SQLite finds damaged and that cannot be read:
+    nothing else can be compared, and --repair, which works through the catalog, cannot
+    mend it."""
+    report["problems"] += [
+        "database integrity: " + "; ".join(integrity[:5]),
+        f"the catalog cannot be read ({getattr(error, 'orig', None) or error}): restore it "
+        "from a backup, or index the photo folders into a new store (--home)",
+    ]
+    empty = {"missing": [], "changed": [], "roots_not_found": []}
+    report.update(vectors={}, orphans={}, missing_thumbnails=[], bad_thumbnails=[], files=empty)
+    report.update(repaired=[], ok=False)
     return report
 
 

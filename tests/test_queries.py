@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import COLOURS, solid
@@ -217,6 +218,54 @@ def test_cli_check_exit_codes_and_json(cli, lib_dir):
     assert r.exit_code == 1 and "problem: 1 indexed files are gone from disk" in r.output
     r = cli("check", "--repair")
     assert r.exit_code == 0 and "repaired: dropped 1 rows of files gone from disk" in r.output
+
+
+def _zero_page_of(catalog, name: str) -> None:
+    """Overwrite the first page of table or index `name` with zeros, as a bad disk would."""
+    import sqlite3
+
+    c = sqlite3.connect(catalog)
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = c.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = c.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    c.close()
+    with open(catalog, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(bytes(size))
+
+
+def test_cli_check_reports_a_damaged_catalog(cli, lib_dir, home):
+    solid(lib_dir / "a.png", COLOURS["red"])
+    cli("index", lib_dir, "-j", "0", "-q")
+    _zero_page_of(home / "catalog.sqlite", "thumbnails")
+    for args in [(), ("--repair",)]:
+        r = cli("check", *args)
+        assert r.exit_code == 1, r.output
+        assert r.stdout.splitlines() == [
+            "problem: database integrity: database disk image is malformed",
+            "problem: the catalog cannot be read (database disk image is malformed): restore "
+            "it from a backup, or index the photo folders into a new store (--home)",
+        ]
+    d = json.loads(cli("check", "--json").stdout)
+    assert d["ok"] is False and d["repaired"] == [] and len(d["problems"]) == 2
+
+
+def test_page_check_findings_and_handoff(lib, lib_dir):
+    from mosaicdb import pagecheck
+
+    solid(lib_dir / "a.png", COLOURS["red"])
+    lib.index([lib_dir], workers=0)
+    catalog = lib.home / "catalog.sqlite"
+    assert pagecheck.run(catalog) == [] == pagecheck.run(catalog, deep=True)
+    _zero_page_of(catalog, "ix_photos_root_id")
+    found = pagecheck.run(catalog)
+    assert found and all("\n" not in f and not f.startswith("***") for f in found), found
+    # a started check is handed over once, whichever way the file is named
+    pagecheck.start(os.path.relpath(catalog))
+    assert pagecheck._started
+    assert lib.catalog.integrity_check() == found
+    assert not pagecheck._started
+    assert pagecheck.result(catalog, deep=True)  # none started: checked there and then
 
 
 def test_stats_and_ls_json(cli, lib_dir, backend):
