@@ -520,16 +520,35 @@ def sheet(
     ],
     tile_size: Annotated[int, typer.Option("--tile-size", help="Px per thumbnail.")] = 64,
     across: Annotated[int | None, typer.Option("--across", help="Thumbnails per row.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="ok (failed photos have no thumbnail).")
+    ] = None,
     root: Annotated[str | None, typer.Option("--root", help="Only this registered folder.")] = None,
     path: Annotated[str | None, typer.Option("--path", help="Glob on the full path.")] = None,
     near: Annotated[str | None, typer.Option("--near", help="Closest to a colour.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most N photos.")] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            help="colour (default), or as `ls`: id, path, size, lightness, indexed. "
+            "Not with --near.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ):
     """A contact sheet of the stored thumbnails, sorted by colour (no photo folder access)."""
     with _open() as lib:
         r = lib.sheet(
-            output, tile_size=tile_size, across=across, root=root, path=path, near=near, limit=limit
+            output,
+            tile_size=tile_size,
+            across=across,
+            status=status,
+            root=root,
+            path=path,
+            near=near,
+            limit=limit,
+            sort=sort,
         )
     if json_out:
         _print_json(r)

@@ -202,6 +202,9 @@ NEAR_FIRST, NEAR_PER_ROW, NEAR_SEARCH_MAX = 200, 10, 50_000
 MAX_LIMIT = 10**12
 
 
+SORTS = ("id", "path", "size", "lightness", "indexed")
+
+
 def listing(
     lib: Library, *, status=None, root=None, path=None, near=None, limit=None, sort=None
 ) -> list[dict]:
@@ -211,8 +214,8 @@ def listing(
 
     if status not in (None, "ok", "error"):
         raise OptionError("--status", f"must be ok or error, got {status!r}")
-    if sort not in (None, "id", "path", "size", "lightness", "indexed"):
-        raise OptionError("--sort", "must be one of id, path, size, lightness, indexed")
+    if sort not in (None, *SORTS):
+        raise OptionError("--sort", "must be one of " + ", ".join(SORTS))
     if near is not None and sort is not None:
         raise OptionError("--sort", "does not go with --near (photos come nearest first)")
     if limit is not None and not 1 <= limit <= MAX_LIMIT:

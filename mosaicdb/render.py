@@ -659,22 +659,36 @@ def _assemble(
 
 
 def sheet(
-    lib: Library, output: str, *, tile_size: int = 64, across: int | None = None, **filters
+    lib: Library,
+    output: str,
+    *,
+    tile_size: int = 64,
+    across: int | None = None,
+    status: str | None = None,
+    sort: str | None = None,
+    **filters,
 ) -> dict:
-    """A contact sheet of the stored thumbnails (no library access), sorted by colour: greys
-    dark to light, then by hue and lightness. Same bounded-memory assembly as render."""
+    """A contact sheet of the stored thumbnails (no library access), in the order of `sort`
+    as `ls` sorts, by default by colour: greys dark to light, then by hue and lightness.
+    The other filters are those of `ls`. Same bounded-memory assembly as render."""
     import math
 
     import numpy as np
 
-    from .queries import GREY_CHROMA, listing
+    from .queries import GREY_CHROMA, SORTS, listing
 
     output, fmt = prepare_output(output)
     if not 4 <= tile_size <= 1024:
         raise OptionError("--tile-size", f"must be between 4 and 1024, got {tile_size}")
     if across is not None and across < 1:
         raise OptionError("--across", f"must be positive, got {across}")
-    rows_ = [r for r in listing(lib, status="ok", **filters) if r["lab"] is not None]
+    if status == "error":
+        raise OptionError("--status", "photos that failed have no thumbnail; see `mosaicdb errors`")
+    if sort not in (None, "colour", *SORTS):
+        raise OptionError("--sort", "must be one of colour, " + ", ".join(SORTS))
+    by_colour = sort in (None, "colour")
+    rows_ = listing(lib, status=status or "ok", sort=None if by_colour else sort, **filters)
+    rows_ = [r for r in rows_ if r["lab"] is not None]
     if not rows_:
         raise NotFoundError("no photos match; see `mosaicdb ls`")
 
@@ -684,7 +698,8 @@ def sheet(
             return (0, 0, L)
         return (1, int(math.degrees(math.atan2(b, a)) % 360 // 15), L)
 
-    rows_.sort(key=colour_key)
+    if by_colour:
+        rows_.sort(key=colour_key)
     ids = np.array([r["id"] for r in rows_], dtype=np.int64)
     cols = min(across, len(ids)) if across else max(1, math.ceil(math.sqrt(len(ids))))
     nrows = math.ceil(len(ids) / cols)

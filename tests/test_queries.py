@@ -350,6 +350,24 @@ def test_sheet_is_sorted_by_colour_and_bounded(cli, lib_dir, work_dir):
     r = cli("sheet", "-o", out, "--tile-size", "16", "--across", "1000", "--json")
     assert json.loads(r.stdout)["cols"] == 8  # no wider than the photos it shows
 
+    # as `ls` sorts: by path here, so in the order of the names
+    r = cli("sheet", "-o", out, "--tile-size", "8", "--across", "8", "--sort", "path")
+    assert r.exit_code == 0, r.output
+    px = pyvips.Image.new_from_file(str(out)).numpy()
+    got = px[4, 4::8].astype(int)  # the centre of each tile, left to right
+    want = [COLOURS[n] for n in sorted(COLOURS)]
+    assert abs(got - want).max() <= 2, (got, want)  # JPEG thumbnails
+    r = cli("sheet", "-o", out, "--status", "ok", "--sort", "colour", "--limit", "2", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["photos"] == 2, r.output
+    for args, message in [
+        (["--status", "error"], "--status: photos that failed have no thumbnail; see"),
+        (["--status", "gone"], "--status: must be ok or error, got 'gone'"),
+        (["--sort", "hue"], "--sort: must be one of colour, id, path, size, lightness, indexed"),
+        (["--sort", "size", "--near", "#ff0000"], "--sort: does not go with --near"),
+    ]:
+        r = cli("sheet", "-o", out, *args)
+        assert r.exit_code == 1 and r.stderr.startswith("Error: " + message), r.stderr
+
 
 def _index_meanwhile(store, monkeypatch, method, change):
     """Make `store.catalog.<method>` first `change()` the photos and run an index, once: an
