@@ -255,6 +255,8 @@ def roots(json_out: JsonOpt = False):
         return
     for r in rows:
         typer.echo(r)
+    if not rows:
+        typer.echo("no folders are registered yet: run `mosaicdb index PATH`", err=True)
 
 
 @app.command()
@@ -398,8 +400,18 @@ def stats(
         _print_json(s)
         return
     from rich.console import Console
+    from rich.markup import escape
 
-    con = Console()
+    # soft_wrap: a line piped to a file is not cut at 80 columns. The text is rendered first
+    # and then written here, so a closed pipe (`stats | head -1`) ends like every other
+    # command's (rich would exit 1).
+    con = Console(soft_wrap=True, highlight=False)
+    with con.capture() as text:
+        _print_stats(con, s, escape)
+    typer.echo(text.get(), nl=False)
+
+
+def _print_stats(con, s: dict, escape) -> None:
     st = s["store"]
     con.print(
         f"[bold]{s['photos']:,} photos[/]: {s['by_status']['ok']:,} ok, "
@@ -407,10 +419,10 @@ def stats(
         + ", ".join(f"{k} {v:,}" for k, v in s["by_format"].items())
     )
     for r in s["roots"]:
-        con.print(f"  root {r['path']}: {r['photos']:,} photos")
+        con.print(f"  root {escape(r['path'])}: {r['photos']:,} photos")
     vec = sum(st["vector_files"].values())
     con.print(
-        f"store {st['home']}: catalog {st['catalog_bytes'] / 2**20:,.1f} MB (thumbnails "
+        f"store {escape(st['home'])}: catalog {st['catalog_bytes'] / 2**20:,.1f} MB (thumbnails "
         f"{st['thumbnail_bytes'] / 2**20:,.1f} MB), vectors {vec / 2**20:,.1f} MB"
         + (f" ({s['vector_index']})" if s["vector_index"] else "")
         + f"; features {s['feature_spec']}"
@@ -434,7 +446,7 @@ def stats(
             line += f" [{fg} on #{r:02x}{g:02x}{b:02x}]{short(n):>4}[/]" if n else "    ·"
         con.print(line)
     if s.get("plot"):
-        con.print(f"coverage picture: {s['plot']}")
+        con.print(f"coverage picture: {escape(s['plot'])}")
 
 
 @app.command("ls")
@@ -469,6 +481,8 @@ def ls_(
         what = r["hex"] or "error  "
         tail = f"  {r['error']}" if r["status"] == "error" else ""
         typer.echo(f"{what}  {lab:24}{extra}  {r['size']:>10,}  {r['path']}{tail}")
+    if not rows:
+        typer.echo("no photos match", err=True)
 
 
 @app.command()

@@ -54,6 +54,9 @@ def test_errors_are_one_line_exit_1(cli, tmp_path):
     r = cli("index", tmp_path / "good", tmp_path / "nope")
     assert r.exit_code == 1
     assert cli("roots", "--json").stdout.strip() == "[]"  # nothing registered on a bad call
+    r = cli("roots")
+    assert (r.exit_code, r.stdout) == (0, "")
+    assert r.stderr == "no folders are registered yet: run `mosaicdb index PATH`\n"
     (tmp_path / "f").write_text("x")
     r = cli("--home", tmp_path / "f", "roots")
     assert r.exit_code == 1
@@ -121,6 +124,29 @@ def test_console_exit_keeps_codes_and_output(tmp_path):
     assert p.returncode == 2 and "No such command" in p.stderr
     p = _run(["render", "missing.jpg", "-o", tmp_path / "o.jpg"], tmp_path / "s")
     assert p.returncode == 1 and p.stderr.startswith("Error: ") and p.stdout == ""
+
+
+def test_text_output_piped(tmp_path):
+    """Piped text is not cut at 80 columns, a folder name is shown as it is (not read as rich
+    markup), and a reader that has gone (`mosaicdb stats | head -1`) ends the command quietly
+    with exit 0."""
+    lib = tmp_path / "[2019] a folder whose name makes the store line longer than 80"
+    solid(lib / "a.png", COLOURS["red"])
+    home = tmp_path / "s"
+    assert _run(["index", lib, "-q", "-j", "0"], home).returncode == 0
+    p = _run(["stats"], home)
+    assert p.returncode == 0, p.stderr
+    assert f"  root {lib}: 1 photos\n" in p.stdout
+    assert f"\nstore {home}: catalog " in p.stdout and "features lab3v1\n" in p.stdout
+    for command in ["stats", "ls", "roots"]:
+        q = subprocess.Popen(
+            [sys.executable, "-m", "mosaicdb", command],
+            env={**os.environ, "MOSAICDB_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        q.stdout.close()  # gone before the command writes a line
+        assert q.wait() == 0 and q.stderr.read() == b"", command
 
 
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, lib_dir):

@@ -286,6 +286,8 @@ def test_stats_and_ls_json(cli, lib_dir, backend):
     rows = json.loads(cli("ls", "--json").stdout)
     assert rows[0].keys() >= {"id", "path", "status", "size", "lab", "hex"}
     assert json.loads(cli("ls", "--status", "error", "--json").stdout) == []
+    r = cli("ls", "--status", "error")  # said on stderr: stdout stays a clean (empty) list
+    assert (r.exit_code, r.stdout, r.stderr) == (0, "", "no photos match\n")
 
 
 def test_forget(cli, lib_dir, tmp_path, backend):
