@@ -720,11 +720,13 @@ class Catalog(RenderCatalog):
         status: str | None = None,
         root_id: int | None = None,
         ids: Sequence[int] | None = None,
+        path_like: bytes | None = None,
         order: str = "id",
         limit: int | None = None,
     ) -> list[dict]:
         """Photos with their mean colour (NULL for failures), filtered and sorted (given
-        `ids`, those photos in no set order)."""
+        `ids`, those photos in no set order). `path_like` is a LIKE pattern over the path's
+        bytes, with backslash as its escape; on SQLite it ignores ASCII case."""
         p, f = photos.c, features.c
         q = select(
             p.id,
@@ -738,18 +740,26 @@ class Catalog(RenderCatalog):
             f.mean_l,
             f.mean_a,
             f.mean_b,
+            p.root_id,
         ).select_from(photos.outerjoin(features, (features.c.photo_id == p.id) & (f.spec == spec)))
-        if status:
-            q = q.where(p.status == status)
-        if root_id is not None:
-            q = q.where(p.root_id == root_id)
+        if path_like is not None:
+            q = q.where(self._bytes_like(p.path, path_like))
         if ids is not None:  # in chunks (engines cap the parameters), in no set order
+            # Status and root are tested here, not in SQL: without statistics SQLite takes
+            # `status = ?` for a selective index and reads all of it for every chunk (0.2 s
+            # a chunk at 1M photos, measured) instead of looking the ids up.
             with self.engine.connect() as c:
                 return [
                     dict(r)
                     for chunk in _chunks(sorted(set(ids)), 500)
                     for r in c.execute(q.where(p.id.in_(chunk))).mappings()
+                    if (not status or r["status"] == status)
+                    and (root_id is None or r["root_id"] == root_id)
                 ]
+        if status:
+            q = q.where(p.status == status)
+        if root_id is not None:
+            q = q.where(p.root_id == root_id)
         key = {
             "id": p.id,
             "path": p.path,
@@ -762,6 +772,16 @@ class Catalog(RenderCatalog):
             q = q.limit(limit)
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
+
+    def _bytes_like(self, column, pattern: bytes):
+        if self.engine.dialect.name == "sqlite":
+            # SQLite builds may be made never to match a BLOB with LIKE (Debian's are):
+            # compare both sides as text, byte for byte
+            value = bindparam(None, pattern, LargeBinary)
+            return cast(column, Text).like(cast(value, Text), escape="\\")
+        # PostgreSQL: bytea LIKE bytea, backslash its default escape (SQLAlchemy's LargeBinary
+        # has no like(), hence the plain operator)
+        return column.op("LIKE", is_comparison=True)(bindparam(None, pattern, LargeBinary))
 
     def file_states(self, root_id: int) -> list[tuple[int, bytes, int, int, str]]:
         with self.engine.connect() as c:

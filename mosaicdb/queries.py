@@ -231,6 +231,7 @@ def listing(
             lib.spec.key,
             status=status,
             root_id=root_id,
+            path_like=None if path is None else glob_like(path),
             order=sort or "id",
             limit=None if path else limit,
         )
@@ -261,6 +262,29 @@ def listing(
     return out
 
 
+def glob_like(glob: str) -> bytes:
+    """A LIKE pattern (backslash escapes) that matches at least the paths `glob` matches, so
+    the database can drop most rows before fnmatch decides: `*`, `?` and a `[...]` class all
+    become `%`, which never matches too little, whatever the path's bytes."""
+    out, i = [], 0
+    while i < len(glob):
+        ch = glob[i]
+        if ch in "*?[":
+            if ch == "[":  # as fnmatch reads a class: `[!]…]` and `[]…]` hold a `]`
+                j = i + 1
+                j += j < len(glob) and glob[j] == "!"
+                j += j < len(glob) and glob[j] == "]"
+                end = glob.find("]", j)
+                i = end if end != -1 else i  # no end: a plain `[`, which `%` covers too
+            if not out or out[-1] != b"%":
+                out.append(b"%")
+        else:
+            part = os.fsencode(ch)
+            out.append(b"\\" + part if part in (b"%", b"_", b"\\") else part)
+        i += 1
+    return b"".join(out)
+
+
 def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -> list[dict]:
     """The `n` ok photos (in `root_id`, matching `path`) nearest to `lab`, nearest first:
     the vector index's nearest, widened while the filters keep fewer than `n` of them, and
@@ -278,11 +302,15 @@ def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -
     def kept(rows):
         return [r for r in rows if fnmatch.fnmatch(_show(r["path"]), path)] if path else rows
 
+    like = None if path is None else glob_like(path)
     want = min(index.ntotal, max(NEAR_PER_ROW * n, NEAR_FIRST))
     while True:
         _, ids = V.search(index, query, want)
         order = [int(i) for i in ids[0] if i >= 0]
-        rows = kept(lib.catalog.photo_rows(spec.key, status="ok", root_id=root_id, ids=order))
+        rows = lib.catalog.photo_rows(
+            spec.key, status="ok", root_id=root_id, ids=order, path_like=like
+        )
+        rows = kept(rows)
         if len(rows) >= n or want >= index.ntotal:
             rank = {pid: i for i, pid in enumerate(order)}
             return sorted(rows, key=lambda r: rank[r["id"]])[:n]
@@ -290,7 +318,7 @@ def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -
             break
         want = min(index.ntotal, want * 8)
     # the filters keep few photos: rank all of them
-    rows = kept(lib.catalog.photo_rows(spec.key, status="ok", root_id=root_id))
+    rows = kept(lib.catalog.photo_rows(spec.key, status="ok", root_id=root_id, path_like=like))
     vectors = lib.catalog.feature_vectors(spec.key, [r["id"] for r in rows])
     rows = [r for r in rows if r["id"] in vectors]
     if not rows:

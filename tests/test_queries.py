@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 
 import pytest
 from conftest import COLOURS, solid
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
 from mosaicdb import db
@@ -52,6 +55,8 @@ def test_ls_filters_and_near(store, lib_dir, backend):
     assert [r["path"] for r in errs] == [str(lib_dir / "broken.jpg")]
     assert errs[0]["hex"] is None and "known format" in errs[0]["error"]
     assert len(store.ls(path="*/g*.png")) == 2  # green, grey
+    assert store.ls(path="*/G*.png") == []  # case counts on both engines
+    assert [r["path"] for r in store.ls(path="*/[!a-q]ed.png")] == [str(lib_dir / "red.png")]
     assert [r["path"].rsplit("/", 1)[1] for r in store.ls(sort="lightness", status="ok")][0] == (
         "black.png"
     )
@@ -532,3 +537,77 @@ def test_forget_asks_on_a_terminal_and_refuses_without_one(cli, lib_dir, monkeyp
     assert f"Remove {lib_dir} and its 1 photos from the store?" in r.stderr
     r = cli("forget", lib_dir, "--json", input="y\n")
     assert r.exit_code == 0 and json.loads(r.stdout.split("\n", 1)[1])["photos_removed"] == 1
+
+
+PATH_CHARS = "ab/.*?[]!-%_\\éB"
+
+
+@st.composite
+def path_and_glob(draw):
+    """A path, and a glob that fnmatch matches it with: each character kept, or matched by
+    `?`, `*` or a class (`[c]`, `[!x]`), with `*` also where it matches nothing."""
+    path = draw(st.text(alphabet=PATH_CHARS, max_size=12))
+    glob = []
+    for ch in path:
+        way = draw(st.sampled_from(["keep", "?", "*", "class", "not", "extra"]))
+        literal = ch if ch not in "*?[" else f"[{ch}]"
+        if way == "not":
+            other = draw(st.sampled_from([c for c in "ab%_é]" if c != ch]))
+            glob.append(f"[!{other}]")
+        elif way == "class":
+            glob.append("[]]" if ch == "]" else f"[{ch}a]")
+        elif way in ("?", "*"):
+            glob.append(way)
+        else:
+            glob.append(literal + ("*" if way == "extra" else ""))
+    return path, "".join(glob)
+
+
+@settings(max_examples=300, deadline=None)
+@given(path_and_glob())
+def test_glob_like_never_drops_a_path_fnmatch_keeps(case):
+    """The database's pre-filter for --path may keep too much (fnmatch decides after it),
+    never too little."""
+    from sqlalchemy import LargeBinary, literal
+
+    from mosaicdb.queries import glob_like
+
+    path, glob = case
+    assert fnmatch.fnmatchcase(path, glob)
+    cat = _SQLITE_CATALOG
+    expr = cat._bytes_like(literal(os.fsencode(path), LargeBinary), glob_like(glob))
+    with cat.engine.connect() as c:
+        assert c.execute(select(expr)).scalar_one(), (glob_like(glob), path)
+
+
+def test_ls_path_with_like_characters(lib, lib_dir, backend):
+    """`%`, `_` and `\\` in names and globs reach the database escaped, on both engines."""
+    for name in ["a_b.png", "a%b.png", "axb.png", "a\\b.png"]:
+        solid(lib_dir / name, COLOURS["red"])
+    lib.index([lib_dir], workers=0)
+
+    def names(glob):
+        return sorted(r["path"].rsplit("/", 1)[1] for r in lib.ls(path=glob))
+
+    assert names("*/a_b.png") == ["a_b.png"]
+    assert names("*/a%b.png") == ["a%b.png"]
+    assert names("*/a\\b.png") == ["a\\b.png"]
+    assert names("*/a?b.png") == ["a%b.png", "a\\b.png", "a_b.png", "axb.png"]
+    assert [r["path"] for r in lib.ls(near="#ff0000", path="*/a_*")] == [str(lib_dir / "a_b.png")]
+
+
+def test_glob_like_patterns():
+    from mosaicdb.queries import glob_like
+
+    assert glob_like("*/2019/*") == b"%/2019/%"
+    assert glob_like("/p/a_b%c\\d?*[!]x]y[z") == b"/p/a\\_b\\%c\\\\d%y%z"
+    assert glob_like("/p/\udcff*") == b"/p/\xff%"  # a name that is not UTF-8
+
+
+def _memory_catalog():
+    from sqlalchemy import create_engine
+
+    return db.Catalog(create_engine("sqlite://"))
+
+
+_SQLITE_CATALOG = _memory_catalog()
