@@ -369,7 +369,12 @@ def run_batches(
                         idle = True
                         break
                     else:
-                        pending[pool.submit(process_batch, b, opts)] = b
+                        try:
+                            pending[pool.submit(process_batch, b, opts)] = b
+                        except BrokenProcessPool:  # a worker died since the last wait
+                            suspects.extend(b)
+                            broken = True
+                            break
                 if not pending:
                     if idle:
                         time.sleep(0.25)

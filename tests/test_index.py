@@ -420,3 +420,39 @@ def test_an_empty_root_folder_keeps_its_photos(lib, lib_dir, tmp_path):
     lib_dir.rmdir()
     away.rename(lib_dir)
     assert lib.index(workers=0).unchanged == 2
+
+
+def test_a_pool_found_broken_while_submitting_loses_nothing(lib_dir):
+    """A worker can die while batches are still being handed out: the next submit then
+    raises instead of returning a future. Those batches are run again, none is lost."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from mosaicdb.scan import BATCH_FILES, ScanOptions, run_batches
+
+    paths = []
+    for i in range(3 * BATCH_FILES):
+        solid(lib_dir / f"p{i:02d}.png", COLOURS["red"], size=(32, 24))
+        paths.append(os.fsencode(lib_dir / f"p{i:02d}.png"))
+
+    class DiesAfterOneBatch:
+        """A pool whose one worker dies once the first batch is handed to it."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def submit(self, fn, *args):
+            self.calls += 1
+            if self.calls > 1:
+                raise BrokenProcessPool("A child process terminated abruptly")
+            f = Future()
+            f.set_exception(BrokenProcessPool("A child process terminated abruptly"))
+            return f
+
+        def shutdown(self, **kw):
+            pass
+
+    got = []
+    run_batches(paths, ScanOptions(workers=1), got.extend, warm=DiesAfterOneBatch())
+    assert sorted(r.path for r in got) == sorted(paths)
+    assert {r.status for r in got} == {"ok"}
