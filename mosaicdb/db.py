@@ -11,8 +11,10 @@ Paths are stored as bytes (os.fsencode) so that names which are not valid UTF-8 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -375,6 +377,8 @@ class Catalog(RenderCatalog):
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._scanning: set = set()  # driver connections running a long scan (interrupt)
+        self._scanning_lock = threading.Lock()
 
     def dispose(self):
         self.engine.dispose()
@@ -813,7 +817,7 @@ class Catalog(RenderCatalog):
             | (t.data >= b"\xff\xd9")
         ) & (t.codec == "jpeg")
         out = RowCheck()
-        with self.engine.connect() as c:
+        with self.engine.connect() as c, self._interruptible(c):
             *thumbs, n_bad = c.execute(
                 select(func.count(), _sum(t.photo_id), func.count().filter(bad))
             ).one()
@@ -876,6 +880,31 @@ class Catalog(RenderCatalog):
             if marked:
                 _log_deletions(c, marked, self.next_seq(c))
         return len(marked)
+
+    @contextmanager
+    def _interruptible(self, c: Connection):
+        """While this block runs, `interrupt` can stop the statement running on `c`."""
+        raw = c.connection.dbapi_connection
+        with self._scanning_lock:
+            self._scanning.add(raw)
+        try:
+            yield
+        finally:
+            with self._scanning_lock:
+                self._scanning.discard(raw)
+
+    def interrupt(self) -> None:
+        """Stop the long scans of `check` (theirs and SQLite's page check) from another
+        thread, as Ctrl-C does: they end with the driver's error instead of running on."""
+        from . import pagecheck
+
+        pagecheck.interrupt()
+        with self._scanning_lock:  # held, so no connection goes back to the pool meanwhile
+            for raw in self._scanning:
+                if self.engine.dialect.name == "sqlite":
+                    raw.interrupt()
+                else:
+                    raw.cancel()  # psycopg: asks the server to cancel the running query
 
     def integrity_check(self, deep: bool = False) -> list[str]:
         """SQLite's own check (other databases check themselves): [] when fine. quick_check

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 _started: dict[tuple[str, bool], Future] = {}
+_running: set[sqlite3.Connection] = set()
 _lock = threading.Lock()
 
 
@@ -25,6 +26,8 @@ def run(path: str | os.PathLike, deep: bool = False) -> list[str]:
     pragma = "integrity_check" if deep else "quick_check"
     # mode=rw never creates a missing file; timeout is the engine's busy_timeout
     con = sqlite3.connect(_uri(path) + "?mode=rw", uri=True, timeout=30)
+    with _lock:
+        _running.add(con)
     try:
         rows = [r[0] for r in con.execute(f"PRAGMA {pragma}")]
     except sqlite3.DatabaseError as e:
@@ -33,6 +36,8 @@ def run(path: str | os.PathLike, deep: bool = False) -> list[str]:
             raise
         return [str(e)]
     finally:
+        with _lock:
+            _running.discard(con)
         con.close()
     if rows == ["ok"]:
         return []
@@ -55,6 +60,13 @@ def start(path: str | os.PathLike, deep: bool = False) -> None:
 
     # a daemon: Ctrl-C, or an error before the result is wanted, need not wait for it
     threading.Thread(target=work, name="mosaicdb-pagecheck", daemon=True).start()
+
+
+def interrupt() -> None:
+    """Stop every check running now (Ctrl-C): each ends with sqlite3's 'interrupted'."""
+    with _lock:  # held, so no connection is closed meanwhile
+        for con in _running:
+            con.interrupt()
 
 
 def result(path: str | os.PathLike, deep: bool = False) -> list[str]:

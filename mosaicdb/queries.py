@@ -349,31 +349,35 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     with ThreadPoolExecutor(2) as pool:
         integrity_job = pool.submit(cat.integrity_check, deep=deep)
         rows_job = pool.submit(cat.check_rows, exact=deep)
-        spec = lib.spec  # imports numpy (~0.1 s) while the checks run
         try:
-            rows = rows_job.result()
-        except Exception as e:
-            integrity = integrity_job.result()
-            if not integrity:
-                raise
-            return _damaged_catalog(report, integrity, e)
-        n, idsum = rows.vectors.get(spec.key, (0, 0))  # the catalog's vectors of the spec
-        from . import vecindex as V
-
-        path = lib.vector_path(spec)
-        vec: dict = {"file": str(path)}
-        index_state = None
-        if not path.exists():
-            if n:  # a store that never had a photo has none
-                problems.append(f"vector file {path.name} is missing")
-        else:
+            spec = lib.spec  # imports numpy (~0.1 s) while the checks run
             try:
-                index = V.read_mapped(path)
-                index_state = (int(index.ntotal), int(V.ids_of(index).sum()), int(index.d))
-                vec["file_vectors"] = index_state[0]
+                rows = rows_job.result()
             except Exception as e:
-                problems.append(f"vector file {path.name} cannot be read: {e}")
-        integrity = integrity_job.result()
+                integrity = integrity_job.result()
+                if not integrity:
+                    raise
+                return _damaged_catalog(report, integrity, e)
+            n, idsum = rows.vectors.get(spec.key, (0, 0))  # the catalog's vectors of the spec
+            from . import vecindex as V
+
+            path = lib.vector_path(spec)
+            vec: dict = {"file": str(path)}
+            index_state = None
+            if not path.exists():
+                if n:  # a store that never had a photo has none
+                    problems.append(f"vector file {path.name} is missing")
+            else:
+                try:
+                    index = V.read_mapped(path)
+                    index_state = (int(index.ntotal), int(V.ids_of(index).sum()), int(index.d))
+                    vec["file_vectors"] = index_state[0]
+                except Exception as e:
+                    problems.append(f"vector file {path.name} cannot be read: {e}")
+            integrity = integrity_job.result()
+        except KeyboardInterrupt:  # stop the scans: leaving the pool would wait for them
+            cat.interrupt()
+            raise
     if integrity:
         problems.insert(0, "database integrity: " + "; ".join(integrity[:5]))
     vec["catalog_vectors"] = n

@@ -255,6 +255,43 @@ def test_cli_check_reports_a_damaged_catalog(cli, lib_dir, home):
     assert d["ok"] is False and d["repaired"] == [] and len(d["problems"]) == 2
 
 
+def test_ctrl_c_stops_the_scans_of_check(store, backend, monkeypatch):
+    """Ctrl-C while `check` scans the catalog stops the scan in the database: leaving the
+    worker threads would otherwise wait for it (seconds on a big store)."""
+    import signal
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    endless = (
+        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+    )
+
+    def scan_forever(self, exact=False):
+        with self.engine.connect() as c, self._interruptible(c):
+            c.execute(text(endless))
+
+    def stop_it_anyway():  # so that, should interrupt fail, the test fails and does not hang
+        with store.catalog._scanning_lock:
+            for raw in store.catalog._scanning:
+                raw.interrupt() if backend == "sqlite" else raw.cancel()
+
+    monkeypatch.setattr(db.Catalog, "check_rows", scan_forever)
+    # a real SIGINT to the main thread, as Ctrl-C sends (interrupt_main would not wake a wait)
+    ctrl_c = threading.Timer(
+        0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)
+    )
+    ctrl_c.start()
+    safety = threading.Timer(20, stop_it_anyway)
+    safety.start()
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        store.check(files=False)
+    safety.cancel()
+    assert time.monotonic() - t < 5
+
+
 def test_page_check_findings_and_handoff(lib, lib_dir):
     from mosaicdb import pagecheck
 
