@@ -760,7 +760,13 @@ class Catalog(RenderCatalog):
                     if (not status or r["status"] == status)
                     and (root_id is None or r["root_id"] == root_id)
                 ]
-        if status:
+        if status == "ok":
+            # Nearly every photo is ok, so an index on status narrows nothing; SQLite, which
+            # keeps no statistics here, would still take it and then sort every photo
+            # (`ls --status ok --limit 3`: 1.8 s at 1M photos, 0.9 s without). `|| ''`
+            # keeps the index out of it.
+            q = q.where(p.status.concat("") == status)
+        elif status:
             q = q.where(p.status == status)
         if root_id is not None:
             q = q.where(p.root_id == root_id)
