@@ -511,9 +511,12 @@ def test_repair_drops_photos_whose_root_is_gone(store):
     assert store.stats()["photos"] == 0
 
 
-@pytest.mark.parametrize("search_max", [10**6, 1])  # widen the search / rank the filtered
+@pytest.mark.parametrize(
+    "direct_max, search_max",
+    [(5000, 10**6), (0, 10**6), (0, 1)],  # rank the few filtered / widen / widen, then rank
+)
 def test_ls_near_with_filters_finds_photos_far_down_the_list(
-    store, work_dir, monkeypatch, search_max, backend
+    store, work_dir, monkeypatch, direct_max, search_max, backend
 ):
     """The nearest photos to red are all in the first folder; --root (and --path) ask for
     the other folder's, which the first search does not reach."""
@@ -527,6 +530,7 @@ def test_ls_near_with_filters_finds_photos_far_down_the_list(
     monkeypatch.setattr(queries, "NEAR_FIRST", 1)
     monkeypatch.setattr(queries, "NEAR_PER_ROW", 1)
     monkeypatch.setattr(queries, "NEAR_SEARCH_MAX", search_max)
+    monkeypatch.setattr(queries, "NEAR_DIRECT_MAX", direct_max)
     names = [r["path"].rsplit("/", 1)[1] for r in store.ls(near="#e01e1e", root=str(other))]
     assert names == ["navy.png", "teal.png"]
     rows = store.ls(near="#e01e1e", path="*/other/t*", limit=1)
