@@ -83,9 +83,11 @@ def _command(fn):
         except Exception as e:
             if os.environ.get("MOSAICDB_DEBUG"):
                 raise
+            import sqlite3
+
             from sqlalchemy.exc import SQLAlchemyError
 
-            if isinstance(e, SQLAlchemyError):
+            if isinstance(e, SQLAlchemyError | sqlite3.Error):  # sqlite3: pagecheck
                 _err(f"the catalog database failed: {getattr(e, 'orig', None) or e}")
             else:  # a bug: one line for the user, the traceback on request
                 _err(f"unexpected {type(e).__name__}: {e} (set MOSAICDB_DEBUG=1 for a traceback)")
@@ -402,10 +404,10 @@ def stats(
     from rich.console import Console
     from rich.markup import escape
 
-    # soft_wrap: a line piped to a file is not cut at 80 columns. The text is rendered first
-    # and then written here, so a closed pipe (`stats | head -1`) ends like every other
-    # command's (rich would exit 1).
-    con = Console(soft_wrap=True, highlight=False)
+    # soft_wrap: a line piped to a file is not cut at 80 columns; names keep their `:x:`
+    # (emoji off) and `[x]` (escaped). The text is rendered first and then written here, so
+    # a closed pipe (`stats | head -1`) ends like every other command's (rich would exit 1).
+    con = Console(soft_wrap=True, highlight=False, emoji=False)
     with con.capture() as text:
         _print_stats(con, s, escape)
     typer.echo(text.get(), nl=False)

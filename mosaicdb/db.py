@@ -919,7 +919,12 @@ class Catalog(RenderCatalog):
             return []
         from . import pagecheck  # the CLI may have started it before this module loaded
 
-        return pagecheck.result(self.engine.url.database, deep)
+        url = self.engine.url
+        if url.query or url.database in (None, "", ":memory:") or url.database.startswith("file:"):
+            # a URI or a database in memory: no file name to open again, so on our connection
+            with self.engine.connect() as c:
+                return pagecheck.check(c.connection.dbapi_connection, deep)
+        return pagecheck.result(url.database, deep)
 
     def errors(self) -> list[tuple[bytes, str]]:
         with self.engine.connect() as c:

@@ -23,9 +23,17 @@ _lock = threading.Lock()
 def run(path: str | os.PathLike, deep: bool = False) -> list[str]:
     """[] when the file is sound, else SQLite's findings. quick_check unless `deep` (4-5x
     slower: also compares every index with its table)."""
-    pragma = "integrity_check" if deep else "quick_check"
     # mode=rw never creates a missing file; timeout is the engine's busy_timeout
     con = sqlite3.connect(_uri(path) + "?mode=rw", uri=True, timeout=30)
+    try:
+        return check(con, deep)
+    finally:
+        con.close()
+
+
+def check(con: sqlite3.Connection, deep: bool = False) -> list[str]:
+    """`run` on an open connection (a catalog named by a URI, or held in memory)."""
+    pragma = "integrity_check" if deep else "quick_check"
     with _lock:
         _running.add(con)
     try:
@@ -38,7 +46,6 @@ def run(path: str | os.PathLike, deep: bool = False) -> list[str]:
     finally:
         with _lock:
             _running.discard(con)
-        con.close()
     if rows == ["ok"]:
         return []
     # one finding per line, without the "*** in database main ***" headings

@@ -232,12 +232,12 @@ def listing(
             lib.spec.key,
             status=status,
             root_id=root_id,
-            path_like=None if path is None else glob_like(path),
+            path_like=glob_like(path) if path else None,
             order=sort or "id",
             limit=None if path else limit,
         )
         if path:
-            rows = [r for r in rows if fnmatch.fnmatch(_show(r["path"]), path)]
+            rows = [r for r in rows if _path_matches(r["path"], path)]
         if limit:
             rows = rows[:limit]
     out = []
@@ -263,14 +263,22 @@ def listing(
     return out
 
 
+def _path_matches(path: bytes, glob: str) -> bool:
+    """--path: the glob against the file's name as the system gives it (a byte that is not
+    UTF-8 is one character, as in the glob a shell passes), not against its shown form."""
+    return fnmatch.fnmatchcase(os.fsdecode(path), glob)
+
+
 def glob_like(glob: str) -> bytes:
-    """A LIKE pattern (backslash escapes) that matches at least the paths `glob` matches, so
-    the database can drop most rows before fnmatch decides: `*`, `?` and a `[...]` class all
-    become `%`, which never matches too little, whatever the path's bytes."""
+    """A LIKE pattern (backslash escapes) that matches at least the paths `glob` matches
+    (_path_matches), so the database can drop most rows before fnmatch decides. Only ASCII
+    stays literal, since an ASCII character is the same byte in every name and SQLite reads
+    the other bytes as UTF-8 however they are: `*`, `?`, a `[...]` class and any other
+    character become `%`, which never matches too little."""
     out, i = [], 0
     while i < len(glob):
         ch = glob[i]
-        if ch in "*?[":
+        if ch in "*?[" or not ch.isascii():
             if ch == "[":  # as fnmatch reads a class: `[!]…]` and `[]…]` hold a `]`
                 j = i + 1
                 j += j < len(glob) and glob[j] == "!"
@@ -280,8 +288,7 @@ def glob_like(glob: str) -> bytes:
             if not out or out[-1] != b"%":
                 out.append(b"%")
         else:
-            part = os.fsencode(ch)
-            out.append(b"\\" + part if part in (b"%", b"_", b"\\") else part)
+            out.append(b"\\" + ch.encode() if ch in "%_\\" else ch.encode())
         i += 1
     return b"".join(out)
 
@@ -299,7 +306,7 @@ def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -
     query = np.tile(lab.astype(np.float32), spec.grid**2).reshape(1, -1)
 
     def kept(rows):
-        return [r for r in rows if fnmatch.fnmatch(_show(r["path"]), path)] if path else rows
+        return [r for r in rows if _path_matches(r["path"], path)] if path else rows
 
     def ranked(rows):  # nearest first, from the vectors in the catalog
         vectors = lib.catalog.feature_vectors(spec.key, [r["id"] for r in rows])
@@ -310,7 +317,7 @@ def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -
         d = ((x - query) ** 2).sum(axis=1)
         return [rows[i] for i in np.argsort(d, kind="stable")[:n]]
 
-    like = None if path is None else glob_like(path)
+    like = glob_like(path) if path else None
     if root_id is not None or path:
         # one pass in the catalog tells whether the filters keep few photos (0.3 s over 1M
         # paths), far cheaper than widening the search to find them

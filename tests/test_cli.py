@@ -128,9 +128,9 @@ def test_console_exit_keeps_codes_and_output(tmp_path):
 
 def test_text_output_piped(tmp_path):
     """Piped text is not cut at 80 columns, a folder name is shown as it is (not read as rich
-    markup), and a reader that has gone (`mosaicdb stats | head -1`) ends the command quietly
-    with exit 0."""
-    lib = tmp_path / "[2019] a folder whose name makes the store line longer than 80"
+    markup or emoji codes), and a reader that has gone (`mosaicdb stats | head -1`) ends the
+    command quietly with exit 0."""
+    lib = tmp_path / "[2019] :smile: a folder whose name makes the store line longer than 80"
     solid(lib / "a.png", COLOURS["red"])
     home = tmp_path / "s"
     assert _run(["index", lib, "-q", "-j", "0"], home).returncode == 0
