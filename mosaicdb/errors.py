@@ -37,3 +37,7 @@ class RenderError(MosaicdbError):
 
 class NotFoundError(MosaicdbError):
     """A render, root or photo that was asked for does not exist."""
+
+
+# what to do about a catalog file SQLite finds damaged: no command of ours can mend it
+DAMAGED_ADVICE = "restore it from a backup, or index the photo folders into a new store (--home)"

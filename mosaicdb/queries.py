@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import OptionError
+from .errors import DAMAGED_ADVICE, OptionError
 from .records import display_path as _show
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
                 integrity = integrity_job.result()
                 if not integrity:
                     raise
-                return _damaged_catalog(report, integrity, e)
+                return _damaged_catalog(report, integrity, e, repair)
             n, idsum = rows.vectors.get(spec.key, (0, 0))  # the catalog's vectors of the spec
             from . import vecindex as V
 
@@ -479,7 +479,13 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     }
 
     repaired: list[str] = []
-    if repair:
+    if repair and integrity:
+        # every repair writes through the catalog: not into a file SQLite finds damaged
+        report["remaining"] = [
+            *problems,
+            "not repaired: the catalog file is damaged; " + DAMAGED_ADVICE,
+        ]
+    elif repair:
         if any(orphans.values()):
             cat.drop_orphans()
             repaired.append("dropped orphan rows")
@@ -516,18 +522,19 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     return report
 
 
-def _damaged_catalog(report: dict, integrity: list[str], error: Exception) -> dict:
+def _damaged_catalog(report: dict, integrity: list[str], error: Exception, repair: bool) -> dict:
     """The report of a catalog file whose pages SQLite finds damaged and that cannot be read:
     nothing else can be compared, and --repair, which works through the catalog, cannot
     mend it."""
     report["problems"] += [
         "database integrity: " + "; ".join(integrity[:5]),
-        f"the catalog cannot be read ({getattr(error, 'orig', None) or error}): restore it "
-        "from a backup, or index the photo folders into a new store (--home)",
+        f"the catalog cannot be read ({getattr(error, 'orig', None) or error}): " + DAMAGED_ADVICE,
     ]
     empty = {"missing": [], "changed": [], "roots_not_found": []}
     report.update(vectors={}, orphans={}, missing_thumbnails=[], bad_thumbnails=[], files=empty)
     report.update(repaired=[], ok=False)
+    if repair:
+        report["remaining"] = list(report["problems"])
     return report
 
 

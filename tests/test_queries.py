@@ -242,16 +242,43 @@ def test_cli_check_reports_a_damaged_catalog(cli, lib_dir, home):
     solid(lib_dir / "a.png", COLOURS["red"])
     cli("index", lib_dir, "-j", "0", "-q")
     _zero_page_of(home / "catalog.sqlite", "thumbnails")
-    for args in [(), ("--repair",)]:
-        r = cli("check", *args)
-        assert r.exit_code == 1, r.output
-        assert r.stdout.splitlines() == [
-            "problem: database integrity: database disk image is malformed",
-            "problem: the catalog cannot be read (database disk image is malformed): restore "
-            "it from a backup, or index the photo folders into a new store (--home)",
-        ]
+    found = [
+        "database integrity: database disk image is malformed",
+        "the catalog cannot be read (database disk image is malformed): restore it from a "
+        "backup, or index the photo folders into a new store (--home)",
+    ]
+    r = cli("check")
+    assert r.exit_code == 1 and r.stdout.splitlines() == [f"problem: {p}" for p in found]
+    r = cli("check", "--repair")  # nothing to repair through: all of it stays
+    assert r.exit_code == 1
+    assert r.stdout.splitlines() == [f"{w}: {p}" for w in ("problem", "still wrong") for p in found]
     d = json.loads(cli("check", "--json").stdout)
-    assert d["ok"] is False and d["repaired"] == [] and len(d["problems"]) == 2
+    assert d["ok"] is False and d["repaired"] == [] and d["problems"] == found
+
+
+def test_repair_leaves_a_damaged_catalog_alone(cli, lib_dir, home):
+    """The rows can be read but SQLite finds pages damaged: --repair writes nothing and says
+    what to do instead, as every command does when the catalog cannot be read."""
+    solid(lib_dir / "a.png", COLOURS["red"])
+    cli("index", lib_dir, "-j", "0", "-q")
+    _zero_page_of(home / "catalog.sqlite", "renders")
+    vectors = {p: p.stat().st_mtime_ns for p in home.glob("vectors-*")}
+    r = cli("check", "--repair")
+    assert r.exit_code == 1 and "\nrepaired:" not in r.stdout, r.output
+    assert r.stdout.startswith("problem: database integrity: ")
+    assert r.stdout.endswith(
+        "still wrong: not repaired: the catalog file is damaged; restore it from a backup, "
+        "or index the photo folders into a new store (--home)\n"
+    )
+    assert {p: p.stat().st_mtime_ns for p in home.glob("vectors-*")} == vectors
+    d = json.loads(cli("check", "--repair", "--json").stdout)
+    assert d["repaired"] == [] and d["ok"] is False and "remaining" in d
+    _zero_page_of(home / "catalog.sqlite", "meta")
+    r = cli("check")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: ")
+    assert r.stderr.endswith(
+        "(restore it from a backup, or index the photo folders into a new store (--home))\n"
+    )
 
 
 def test_check_of_a_catalog_named_by_a_uri(cli, lib_dir, home):
