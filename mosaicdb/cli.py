@@ -595,9 +595,14 @@ def check(
     json_out: JsonOpt = False,
 ):
     """Check catalog ↔ vector file ↔ disk and every thumbnail. Exit 0 when clean, 1 if not."""
+    from . import pagecheck
+
     _start_page_check(deep)
-    with _open() as lib:
-        r = lib.check(repair=repair, files=not no_files, deep=deep)
+    try:
+        with _open() as lib:
+            r = lib.check(repair=repair, files=not no_files, deep=deep)
+    finally:
+        pagecheck.forget_started()
     if json_out:
         _print_json(r)
     else:

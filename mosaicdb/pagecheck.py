@@ -69,6 +69,13 @@ def start(path: str | os.PathLike, deep: bool = False) -> None:
     threading.Thread(target=work, name="mosaicdb-pagecheck", daemon=True).start()
 
 
+def forget_started() -> None:
+    """Drop the started checks nobody asked for (the command failed first), so that no later
+    `result` in this process takes one of them as its own."""
+    with _lock:
+        _started.clear()
+
+
 def interrupt() -> None:
     """Stop every check running now (Ctrl-C): each ends with sqlite3's 'interrupted'."""
     with _lock:  # held, so no connection is closed meanwhile
