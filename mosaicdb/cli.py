@@ -550,8 +550,8 @@ def sheet(
         str | None,
         typer.Option(
             "--sort",
-            help="colour (default), or as `ls`: id, path, size, lightness, indexed. "
-            "Not with --near.",
+            help="colour (default), or as `ls` (not with --near): id, path, size, lightness, "
+            "indexed.",
         ),
     ] = None,
     json_out: JsonOpt = False,

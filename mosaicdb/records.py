@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 
 def display_path(p: bytes) -> str:
-    """A stored (bytes) path as text; bytes that are not UTF-8 show as \\xNN escapes."""
+    """A stored (bytes) path as text; bytes that are not UTF-8 show as \\udcNN escapes."""
     return os.fsdecode(p).encode("utf-8", "backslashreplace").decode("utf-8")
 
 

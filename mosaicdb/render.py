@@ -684,6 +684,8 @@ def sheet(
         raise OptionError("--across", f"must be positive, got {across}")
     if status == "error":
         raise OptionError("--status", "photos that failed have no thumbnail; see `mosaicdb errors`")
+    if status not in (None, "ok"):
+        raise OptionError("--status", f"must be ok, got {status!r}")
     if sort not in (None, "colour", *SORTS):
         raise OptionError("--sort", "must be one of colour, " + ", ".join(SORTS))
     by_colour = sort in (None, "colour")

@@ -443,7 +443,7 @@ def test_sheet_is_sorted_by_colour_and_bounded(cli, lib_dir, work_dir):
     assert r.exit_code == 0 and json.loads(r.stdout)["photos"] == 2, r.output
     for args, message in [
         (["--status", "error"], "--status: photos that failed have no thumbnail; see"),
-        (["--status", "gone"], "--status: must be ok or error, got 'gone'"),
+        (["--status", "gone"], "--status: must be ok, got 'gone'"),
         (["--sort", "hue"], "--sort: must be one of colour, id, path, size, lightness, indexed"),
         (["--sort", "size", "--near", "#ff0000"], "--sort: does not go with --near"),
     ]:
