@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
-from .errors import DAMAGED_ADVICE, MosaicdbError, OptionError
+from .errors import MosaicdbError, OptionError, with_damage_advice
 
 app = typer.Typer(
     name="mosaicdb",
@@ -88,9 +88,7 @@ def _command(fn):
             from sqlalchemy.exc import SQLAlchemyError
 
             if isinstance(e, SQLAlchemyError | sqlite3.Error):  # sqlite3: pagecheck
-                reason = str(getattr(e, "orig", None) or e)
-                if "malformed" in reason or "not a database" in reason:
-                    reason += f" ({DAMAGED_ADVICE})"
+                reason = with_damage_advice(getattr(e, "orig", None) or e)
                 _err(f"the catalog database failed: {reason}")
             else:  # a bug: one line for the user, the traceback on request
                 _err(f"unexpected {type(e).__name__}: {e} (set MOSAICDB_DEBUG=1 for a traceback)")

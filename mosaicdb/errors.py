@@ -41,3 +41,11 @@ class NotFoundError(MosaicdbError):
 
 # what to do about a catalog file SQLite finds damaged: no command of ours can mend it
 DAMAGED_ADVICE = "restore it from a backup, or index the photo folders into a new store (--home)"
+
+
+def with_damage_advice(reason: object) -> str:
+    """The driver's words, and what to do when they say the catalog file is damaged."""
+    text = str(reason)
+    if "malformed" in text or "not a database" in text:
+        return f"{text} ({DAMAGED_ADVICE})"
+    return text

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import config, db, migrate
-from .errors import DAMAGED_ADVICE, MosaicdbError, NotFoundError, OptionError, StoreError
+from .errors import MosaicdbError, NotFoundError, OptionError, StoreError, with_damage_advice
 from .progress import Progress
 from .records import display_path as _show
 
@@ -96,10 +96,9 @@ class Library:
             raise
         except Exception as e:
             engine.dispose()
-            reason = getattr(e, "orig", None) or e  # the driver's words, not SQLAlchemy's
+            # the driver's words, not SQLAlchemy's
+            reason = with_damage_advice(getattr(e, "orig", None) or e)
             where = home if url.startswith("sqlite") else engine.url.render_as_string()
-            if "malformed" in str(reason) or "not a database" in str(reason):
-                reason = f"{reason} ({DAMAGED_ADVICE})"
             raise StoreError(f"cannot open the catalog in {where}: {reason}") from e
         lib = cls(home, db.Catalog(engine), progress)
         if lib.catalog.get_meta("feature_spec") is None:
