@@ -689,7 +689,7 @@ def sheet(
     if sort not in (None, "colour", *SORTS):
         raise OptionError("--sort", "must be one of colour, " + ", ".join(SORTS))
     by_colour = sort in (None, "colour")
-    rows_ = listing(lib, status=status or "ok", sort=None if by_colour else sort, **filters)
+    rows_ = listing(lib, status="ok", sort=None if by_colour else sort, **filters)
     rows_ = [r for r in rows_ if r["lab"] is not None]
     if not rows_:
         raise NotFoundError("no photos match; see `mosaicdb ls`")
