@@ -270,6 +270,7 @@ def start_pool(workers: int):
 
 
 BATCH_FILES = 8  # files per task: small, so one slow file delays little
+STALL_PROBE_SECONDS = 5.0  # nothing finished for this long: is the pool still alive?
 
 
 def list_feed(todo: list[bytes]) -> Callable[[], list[bytes] | None]:
@@ -379,7 +380,17 @@ def run_batches(
                     if idle:
                         time.sleep(0.25)
                     continue
-                done, _ = wait(pending, timeout=0.25 if idle else None, return_when=FIRST_COMPLETED)
+                wait_s = 0.25 if idle else STALL_PROBE_SECONDS
+                done, _ = wait(pending, timeout=wait_s, return_when=FIRST_COMPLETED)
+                if not done and not idle:
+                    # CPython 3.11 can lose a future submitted just as the pool breaks (its
+                    # teardown does not take the submit lock): waiting on it would never end,
+                    # so ask the pool itself whether it still lives
+                    try:
+                        pool.submit(os.getpid)
+                    except BrokenProcessPool:
+                        broken = True
+                    continue
                 for f in done:
                     b = pending.pop(f)
                     try:

@@ -456,3 +456,36 @@ def test_a_pool_found_broken_while_submitting_loses_nothing(lib_dir):
     run_batches(paths, ScanOptions(workers=1), got.extend, warm=DiesAfterOneBatch())
     assert sorted(r.path for r in got) == sorted(paths)
     assert {r.status for r in got} == {"ok"}
+
+
+def test_a_future_lost_as_the_pool_breaks_does_not_hang_the_index(lib_dir, monkeypatch):
+    """CPython 3.11 can lose a future submitted just as the pool breaks: it never completes.
+    A wait that sees nothing finish asks the pool, finds it broken, and runs the batch again."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from mosaicdb import scan
+
+    monkeypatch.setattr(scan, "STALL_PROBE_SECONDS", 0.05)
+    paths = []
+    for i in range(scan.BATCH_FILES):
+        solid(lib_dir / f"p{i}.png", COLOURS["blue"], size=(32, 24))
+        paths.append(os.fsencode(lib_dir / f"p{i}.png"))
+
+    class LosesItsFuture:
+        def __init__(self):
+            self.calls = 0
+
+        def submit(self, fn, *args):
+            self.calls += 1
+            if self.calls > 1:  # the probe: the pool is broken by now
+                raise BrokenProcessPool("A child process terminated abruptly")
+            return Future()  # lost: never completes
+
+        def shutdown(self, **kw):
+            pass
+
+    got = []
+    scan.run_batches(paths, scan.ScanOptions(workers=1), got.extend, warm=LosesItsFuture())
+    assert sorted(r.path for r in got) == sorted(paths)
+    assert {r.status for r in got} == {"ok"}
