@@ -422,70 +422,58 @@ def test_an_empty_root_folder_keeps_its_photos(lib, lib_dir, tmp_path):
     assert lib.index(workers=0).unchanged == 2
 
 
+class _PoolThatBreaks:
+    """A one-worker pool whose worker dies once the first batch is handed to it: that batch's
+    future is `first`, and every later submit finds the pool broken."""
+
+    def __init__(self, first):
+        self.first, self.calls = first, 0
+
+    def submit(self, fn, *args):
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.calls += 1
+        if self.calls > 1:
+            raise BrokenProcessPool("A child process terminated abruptly")
+        return self.first
+
+    def shutdown(self, **kw):
+        pass
+
+
+def _run_on_pool_that_breaks(lib_dir, n: int, first) -> None:
+    """Index n generated files through _PoolThatBreaks: every file comes out ok."""
+    from mosaicdb.scan import ScanOptions, run_batches
+
+    paths = []
+    for i in range(n):
+        solid(lib_dir / f"p{i:02d}.png", COLOURS["red"], size=(32, 24))
+        paths.append(os.fsencode(lib_dir / f"p{i:02d}.png"))
+    got = []
+    run_batches(paths, ScanOptions(workers=1), got.extend, warm=_PoolThatBreaks(first))
+    assert sorted(r.path for r in got) == sorted(paths)
+    assert {r.status for r in got} == {"ok"}
+
+
 def test_a_pool_found_broken_while_submitting_loses_nothing(lib_dir):
     """A worker can die while batches are still being handed out: the next submit then
     raises instead of returning a future. Those batches are run again, none is lost."""
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    from mosaicdb.scan import BATCH_FILES, ScanOptions, run_batches
+    from mosaicdb.scan import BATCH_FILES
 
-    paths = []
-    for i in range(3 * BATCH_FILES):
-        solid(lib_dir / f"p{i:02d}.png", COLOURS["red"], size=(32, 24))
-        paths.append(os.fsencode(lib_dir / f"p{i:02d}.png"))
-
-    class DiesAfterOneBatch:
-        """A pool whose one worker dies once the first batch is handed to it."""
-
-        def __init__(self):
-            self.calls = 0
-
-        def submit(self, fn, *args):
-            self.calls += 1
-            if self.calls > 1:
-                raise BrokenProcessPool("A child process terminated abruptly")
-            f = Future()
-            f.set_exception(BrokenProcessPool("A child process terminated abruptly"))
-            return f
-
-        def shutdown(self, **kw):
-            pass
-
-    got = []
-    run_batches(paths, ScanOptions(workers=1), got.extend, warm=DiesAfterOneBatch())
-    assert sorted(r.path for r in got) == sorted(paths)
-    assert {r.status for r in got} == {"ok"}
+    failed = Future()
+    failed.set_exception(BrokenProcessPool("A child process terminated abruptly"))
+    _run_on_pool_that_breaks(lib_dir, 3 * BATCH_FILES, failed)
 
 
 def test_a_future_lost_as_the_pool_breaks_does_not_hang_the_index(lib_dir, monkeypatch):
     """CPython 3.11 can lose a future submitted just as the pool breaks: it never completes.
     A wait that sees nothing finish asks the pool, finds it broken, and runs the batch again."""
     from concurrent.futures import Future
-    from concurrent.futures.process import BrokenProcessPool
 
     from mosaicdb import scan
 
     monkeypatch.setattr(scan, "STALL_PROBE_SECONDS", 0.05)
-    paths = []
-    for i in range(scan.BATCH_FILES):
-        solid(lib_dir / f"p{i}.png", COLOURS["blue"], size=(32, 24))
-        paths.append(os.fsencode(lib_dir / f"p{i}.png"))
-
-    class LosesItsFuture:
-        def __init__(self):
-            self.calls = 0
-
-        def submit(self, fn, *args):
-            self.calls += 1
-            if self.calls > 1:  # the probe: the pool is broken by now
-                raise BrokenProcessPool("A child process terminated abruptly")
-            return Future()  # lost: never completes
-
-        def shutdown(self, **kw):
-            pass
-
-    got = []
-    scan.run_batches(paths, scan.ScanOptions(workers=1), got.extend, warm=LosesItsFuture())
-    assert sorted(r.path for r in got) == sorted(paths)
-    assert {r.status for r in got} == {"ok"}
+    _run_on_pool_that_breaks(lib_dir, scan.BATCH_FILES, Future())  # lost: never completes
