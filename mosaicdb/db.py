@@ -44,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from .records import PhotoResult, PhotoState
+from .records import PathPrefilter, PhotoResult, PhotoState
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
 SCHEMA_REVISION = "0006"
@@ -724,13 +724,13 @@ class Catalog(RenderCatalog):
         status: str | None = None,
         root_id: int | None = None,
         ids: Sequence[int] | None = None,
-        path_like: bytes | None = None,
+        path_like: PathPrefilter | None = None,
         order: str = "id",
         limit: int | None = None,
     ) -> list[dict]:
         """Photos with their mean colour (NULL for failures), filtered and sorted (given
-        `ids`, those photos in no set order). `path_like` is a LIKE pattern over the path's
-        bytes, with backslash as its escape; on SQLite it ignores ASCII case."""
+        `ids`, those photos in no set order). `path_like` keeps at least the paths its glob
+        matches (on SQLite it also ignores ASCII case)."""
         p, f = photos.c, features.c
         q = select(
             p.id,
@@ -747,7 +747,7 @@ class Catalog(RenderCatalog):
             p.root_id,
         ).select_from(photos.outerjoin(features, (features.c.photo_id == p.id) & (f.spec == spec)))
         if path_like is not None:
-            q = q.where(self._bytes_like(p.path, path_like))
+            q = q.where(self._path_prefilter(p.path, path_like))
         if ids is not None:  # in chunks (engines cap the parameters), in no set order
             # Status and root are tested here, not in SQL: without statistics SQLite takes
             # `status = ?` for a selective index and reads all of it for every chunk (0.2 s
@@ -783,15 +783,19 @@ class Catalog(RenderCatalog):
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
-    def _bytes_like(self, column, pattern: bytes):
+    def _path_prefilter(self, column, pf: PathPrefilter):
+        """The catalog's share of a --path glob (queries.path_prefilter)."""
         if self.engine.dialect.name == "sqlite":
-            # SQLite builds may be made never to match a BLOB with LIKE (Debian's are):
-            # compare both sides as text, byte for byte
-            value = bindparam(None, pattern, LargeBinary)
-            return cast(column, Text).like(cast(value, Text), escape="\\")
-        # PostgreSQL: bytea LIKE bytea, backslash its default escape (SQLAlchemy's LargeBinary
-        # has no like(), hence the plain operator)
-        return column.op("LIKE", is_comparison=True)(bindparam(None, pattern, LargeBinary))
+            # SQLite builds may be made never to match a BLOB with LIKE (Debian's are): the
+            # ASCII-only pattern against the path read as text; instr compares bytes
+            value = bindparam(None, pf.ascii_like, LargeBinary)
+            test = cast(column, Text).like(cast(value, Text), escape="\\")
+            for run in pf.runs:
+                test &= func.instr(column, bindparam(None, run, LargeBinary)) > 0
+            return test
+        # PostgreSQL: bytea LIKE bytea, byte for byte, backslash its default escape
+        # (SQLAlchemy's LargeBinary has no like(), hence the plain operator)
+        return column.op("LIKE", is_comparison=True)(bindparam(None, pf.bytes_like, LargeBinary))
 
     def file_states(self, root_id: int) -> list[tuple[int, bytes, int, int, str]]:
         with self.engine.connect() as c:

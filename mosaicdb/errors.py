@@ -43,9 +43,11 @@ class NotFoundError(MosaicdbError):
 DAMAGED_ADVICE = "restore it from a backup, or index the photo folders into a new store (--home)"
 
 
-def with_damage_advice(reason: object) -> str:
-    """The driver's words, and what to do when they say the catalog file is damaged."""
-    text = str(reason)
-    if "malformed" in text or "not a database" in text:
-        return f"{text} ({DAMAGED_ADVICE})"
-    return text
+def with_damage_advice(error: BaseException) -> str:
+    """The driver's words, and what to do when SQLite says the catalog file is damaged."""
+    import sqlite3
+
+    damaged = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+    if isinstance(error, sqlite3.DatabaseError) and error.sqlite_errorname in damaged:
+        return f"{error} ({DAMAGED_ADVICE})"
+    return str(error)

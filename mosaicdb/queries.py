@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DAMAGED_ADVICE, OptionError
+from .records import PathPrefilter
 from .records import display_path as _show
 
 if TYPE_CHECKING:
@@ -219,6 +220,8 @@ def listing(
         raise OptionError("--sort", "must be one of " + ", ".join(SORTS))
     if near is not None and sort is not None:
         raise OptionError("--sort", "does not go with --near (photos come nearest first)")
+    if path == "":  # a script's unset variable, most likely: it would match nothing
+        raise OptionError("--path", "is empty (leave it out to list every photo)")
     if limit is not None and not 1 <= limit <= MAX_LIMIT:
         raise OptionError("--limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
     root_id = None
@@ -232,7 +235,7 @@ def listing(
             lib.spec.key,
             status=status,
             root_id=root_id,
-            path_like=glob_like(path) if path else None,
+            path_like=None if path is None else path_prefilter(path),
             order=sort or "id",
             limit=None if path else limit,
         )
@@ -269,28 +272,50 @@ def _path_matches(path: bytes, glob: str) -> bool:
     return fnmatch.fnmatchcase(os.fsdecode(path), glob)
 
 
-def glob_like(glob: str) -> bytes:
-    """A LIKE pattern (backslash escapes) that matches at least the paths `glob` matches
-    (_path_matches), so the database can drop most rows before fnmatch decides. Only ASCII
-    stays literal, since an ASCII character is the same byte in every name and SQLite reads
-    the other bytes as UTF-8 however they are: `*`, `?`, a `[...]` class and any other
-    character become `%`, which never matches too little."""
-    out, i = [], 0
+LIKE_MAX = 40_000  # bytes: SQLite refuses LIKE patterns over 50,000
+
+
+def path_prefilter(glob: str) -> PathPrefilter:
+    """What the catalog can test of `glob` (as _path_matches reads it) so that it drops most
+    rows before fnmatch decides, never a row that matches: LIKE patterns where `*`, `?` and a
+    `[...]` class become `%`, ASCII is literal, and the other characters are literal in
+    `bytes_like` only (SQLite reads bytes as UTF-8 however they are: it gets them as `runs`,
+    searched byte for byte). A pattern longer than LIKE_MAX is cut there and ends with `%`."""
+    ascii_like, bytes_like, runs, run = [], [], [], b""
+    i = 0
     while i < len(glob):
         ch = glob[i]
-        if ch in "*?[" or not ch.isascii():
+        if ch in "*?[":
             if ch == "[":  # as fnmatch reads a class: `[!]…]` and `[]…]` hold a `]`
                 j = i + 1
                 j += j < len(glob) and glob[j] == "!"
                 j += j < len(glob) and glob[j] == "]"
                 end = glob.find("]", j)
                 i = end if end != -1 else i  # no end: a plain `[`, which `%` covers too
-            if not out or out[-1] != b"%":
-                out.append(b"%")
+            part = b"%"
         else:
-            out.append(b"\\" + ch.encode() if ch in "%_\\" else ch.encode())
+            part = b"\\" + ch.encode() if ch in "%_\\" else os.fsencode(ch)
+        if ch.isascii():
+            ascii_like.append(part)
+            runs, run = runs + [run] * bool(run), b""
+        else:
+            ascii_like.append(b"%")
+            run += part
+        bytes_like.append(part)
         i += 1
-    return b"".join(out)
+    runs += [run] * bool(run)
+    return PathPrefilter(_like(ascii_like), _like(bytes_like), tuple(runs))
+
+
+def _like(parts: list[bytes]) -> bytes:
+    """The parts of a LIKE pattern joined, runs of `%` made one, cut to LIKE_MAX."""
+    out = b"".join(p for k, p in enumerate(parts) if not (p == b"%" == parts[k - 1] and k))
+    if len(out) <= LIKE_MAX:
+        return out
+    out = out[:LIKE_MAX]
+    if (len(out) - len(out.rstrip(b"\\"))) % 2:  # not the first half of an escape
+        out = out[:-1]
+    return out + b"%"
 
 
 def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -> list[dict]:
@@ -317,7 +342,7 @@ def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -
         d = ((x - query) ** 2).sum(axis=1)
         return [rows[i] for i in np.argsort(d, kind="stable")[:n]]
 
-    like = glob_like(path) if path else None
+    like = None if path is None else path_prefilter(path)
     if root_id is not None or path:
         # one pass in the catalog tells whether the filters keep few photos (0.3 s over 1M
         # paths), far cheaper than widening the search to find them

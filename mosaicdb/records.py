@@ -13,6 +13,16 @@ def display_path(p: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class PathPrefilter:
+    """What the catalog can test of a --path glob before fnmatch decides (built by
+    queries.path_prefilter): each part matches at least every path the glob matches."""
+
+    ascii_like: bytes  # LIKE, only ASCII literal: SQLite reads the other bytes as UTF-8
+    bytes_like: bytes  # LIKE, every literal as its bytes: for a byte-wise LIKE (bytea)
+    runs: tuple[bytes, ...] = ()  # the glob's non-ASCII literal runs, as bytes
+
+
+@dataclass(frozen=True)
 class PhotoState:
     id: int
     size: int

@@ -689,6 +689,8 @@ def sheet(
     if sort not in (None, "colour", *SORTS):
         raise OptionError("--sort", "must be one of colour, " + ", ".join(SORTS))
     by_colour = sort in (None, "colour")
+    if filters.get("near") is not None and not by_colour:
+        raise OptionError("--sort", "does not go with --near (its photos are laid out by colour)")
     rows_ = listing(lib, status="ok", sort=None if by_colour else sort, **filters)
     rows_ = [r for r in rows_ if r["lab"] is not None]
     if not rows_:

@@ -55,6 +55,8 @@ def test_ls_filters_and_near(store, lib_dir, backend):
     assert errs[0]["hex"] is None and "known format" in errs[0]["error"]
     assert len(store.ls(path="*/g*.png")) == 2  # green, grey
     assert store.ls(path="*/G*.png") == []  # case counts on both engines
+    with pytest.raises(OptionError, match=r"^--path: is empty \(leave it out"):
+        store.ls(path="")  # e.g. --path "$UNSET": an error, not the whole library or nothing
     assert [r["path"] for r in store.ls(path="*/[!a-q]ed.png")] == [str(lib_dir / "red.png")]
     assert [r["path"].rsplit("/", 1)[1] for r in store.ls(sort="lightness", status="ok")][0] == (
         "black.png"
@@ -445,7 +447,7 @@ def test_sheet_is_sorted_by_colour_and_bounded(cli, lib_dir, work_dir):
         (["--status", "error"], "--status: photos that failed have no thumbnail; see"),
         (["--status", "gone"], "--status: must be ok, got 'gone'"),
         (["--sort", "hue"], "--sort: must be one of colour, id, path, size, lightness, indexed"),
-        (["--sort", "size", "--near", "#ff0000"], "--sort: does not go with --near"),
+        (["--sort", "size", "--near", "#ff0000"], "--sort: does not go with --near (its photos"),
     ]:
         r = cli("sheet", "-o", out, *args)
         assert r.exit_code == 1 and r.stderr.startswith("Error: " + message), r.stderr
@@ -647,19 +649,20 @@ def path_and_glob(draw):
 
 @settings(max_examples=400, deadline=None)
 @given(path_and_glob())
-def test_glob_like_never_drops_a_path_fnmatch_keeps(case):
+def test_path_prefilter_never_drops_a_path_fnmatch_keeps(case):
     """The database's pre-filter for --path may keep too much (fnmatch decides after it),
     never too little: on SQLite here, on PostgreSQL in test_ls_path_with_like_characters."""
     from sqlalchemy import LargeBinary, literal
 
-    from mosaicdb.queries import _path_matches, glob_like
+    from mosaicdb.queries import _path_matches, path_prefilter
 
     raw, glob = case
     assert _path_matches(raw, glob)
     cat = _SQLITE_CATALOG
-    expr = cat._bytes_like(literal(raw, LargeBinary), glob_like(glob))
+    pf = path_prefilter(glob)
+    expr = cat._path_prefilter(literal(raw, LargeBinary), pf)
     with cat.engine.connect() as c:
-        assert c.execute(select(expr)).scalar_one(), (glob_like(glob), raw)
+        assert c.execute(select(expr)).scalar_one(), (pf, raw)
 
 
 def test_ls_path_with_like_characters(lib, lib_dir, backend):
@@ -682,14 +685,26 @@ def test_ls_path_with_like_characters(lib, lib_dir, backend):
     assert [r["path"] for r in lib.ls(near="#ff0000", path="*/a_*")] == [str(lib_dir / "a_b.png")]
 
 
-def test_glob_like_patterns():
-    from mosaicdb.queries import glob_like
+def test_path_prefilter_patterns():
+    from mosaicdb.queries import LIKE_MAX, path_prefilter
 
-    assert glob_like("*/2019/*") == b"%/2019/%"
-    assert glob_like("") == b""
-    assert glob_like("/p/a_b%c\\d?*[!]x]y[z") == b"/p/a\\_b\\%c\\\\d%y%z"
-    assert glob_like("/p/été/*.jpg") == b"/p/%t%/%.jpg"  # only ASCII stays literal
-    assert glob_like("/p/caf\udce9*") == b"/p/caf%"  # a byte that is not UTF-8
+    def pf(glob):
+        p = path_prefilter(glob)
+        return p.ascii_like, p.bytes_like, p.runs
+
+    assert pf("*/2019/*") == (b"%/2019/%", b"%/2019/%", ())
+    assert pf("/p/a_b%c\\d?*[!]x]y[z") == (b"/p/a\\_b\\%c\\\\d%y%z",) * 2 + ((),)
+    # only ASCII is literal for SQLite, which gets the rest as byte runs; bytea takes it all
+    assert pf("/p/été/*.jpg") == (
+        b"/p/%t%/%.jpg",
+        "/p/été/%.jpg".encode(),
+        ("é".encode(), "é".encode()),
+    )
+    assert pf("/p/caf\udce9*") == (b"/p/caf%", b"/p/caf\xe9%", (b"\xe9",))  # not UTF-8
+    # SQLite refuses LIKE patterns past 50,000 bytes: cut, never in the middle of an escape
+    assert pf("a" * 60_000)[0] == b"a" * LIKE_MAX + b"%"
+    assert pf("_" * 30_000)[0] == b"\\_" * (LIKE_MAX // 2) + b"%"
+    assert pf("x" + "_" * 30_000)[0] == b"x" + b"\\_" * ((LIKE_MAX - 1) // 2) + b"%"
 
 
 def _memory_catalog():
@@ -699,3 +714,20 @@ def _memory_catalog():
 
 
 _SQLITE_CATALOG = _memory_catalog()
+
+
+def test_damage_advice_only_for_a_damaged_sqlite_file():
+    import sqlite3
+
+    from mosaicdb.errors import with_damage_advice
+
+    corrupt = sqlite3.DatabaseError("database disk image is malformed")
+    corrupt.sqlite_errorname = "SQLITE_CORRUPT"
+    assert with_damage_advice(corrupt).endswith(
+        "(restore it from a backup, or index the photo folders into a new store (--home))"
+    )
+    busy = sqlite3.OperationalError("database is locked")
+    busy.sqlite_errorname = "SQLITE_BUSY"
+    assert with_damage_advice(busy) == "database is locked"
+    # a server's words that merely contain "malformed" are not about our file
+    assert with_damage_advice(ValueError("malformed array literal")) == "malformed array literal"
