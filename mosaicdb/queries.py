@@ -297,19 +297,22 @@ def path_prefilter(glob: str) -> PathPrefilter:
             part = b"\\" + ch.encode() if ch in "%_\\" else os.fsencode(ch)
         if ch.isascii():
             ascii_like.append(part)
-            runs, run = runs + [run] * bool(run), b""
+            if run:
+                runs.append(run)
+            run = b""
         else:
             ascii_like.append(b"%")
             run += part
         bytes_like.append(part)
         i += 1
-    runs += [run] * bool(run)
+    if run:
+        runs.append(run)
     return PathPrefilter(_like(ascii_like), _like(bytes_like), tuple(runs))
 
 
 def _like(parts: list[bytes]) -> bytes:
     """The parts of a LIKE pattern joined, runs of `%` made one, cut to LIKE_MAX."""
-    out = b"".join(p for k, p in enumerate(parts) if not (p == b"%" == parts[k - 1] and k))
+    out = b"".join(p for k, p in enumerate(parts) if not (k and p == b"%" == parts[k - 1]))
     if len(out) <= LIKE_MAX:
         return out
     out = out[:LIKE_MAX]
