@@ -263,10 +263,16 @@ def start_pool(workers: int):
         max_workers=workers, mp_context=_forkserver_context(), initializer=_worker_init
     )
     # Starting the forkserver blocks while it imports numpy and libvips: do it beside the walk.
-    threading.Thread(
-        target=lambda: [pool.submit(os.getpid) for _ in range(workers)], daemon=True
-    ).start()
+    threading.Thread(target=_warm, args=(pool, workers), daemon=True).start()
     return pool
+
+
+def _warm(pool, workers: int) -> None:
+    try:
+        for _ in range(workers):
+            pool.submit(os.getpid)
+    except (RuntimeError, BrokenProcessPool):
+        pass  # shut down already (nothing to read) or broken: run_batches deals with that
 
 
 BATCH_FILES = 8  # files per task: small, so one slow file delays little

@@ -477,3 +477,13 @@ def test_a_future_lost_as_the_pool_breaks_does_not_hang_the_index(lib_dir, monke
 
     monkeypatch.setattr(scan, "STALL_PROBE_SECONDS", 0.05)
     _run_on_pool_that_breaks(lib_dir, scan.BATCH_FILES, Future())  # lost: never completes
+
+
+def test_warming_a_pool_shut_down_at_once_is_quiet():
+    """An index with nothing to read shuts its pool down while the pool may still be being
+    warmed: the warming stops quietly (it raised in its thread, a traceback on stderr)."""
+    from mosaicdb import scan
+
+    pool = scan.start_pool(1)
+    pool.shutdown(wait=True, cancel_futures=True)
+    scan._warm(pool, 2)  # what the warming thread does, after the shutdown: no RuntimeError
