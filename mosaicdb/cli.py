@@ -119,11 +119,9 @@ def _start_page_check(deep: bool) -> None:
     pagecheck): only for the SQLite file in the store folder, and only if it exists."""
     from . import config, pagecheck
 
-    home = config.resolve_home(_state["home"])
-    catalog = home / config.CATALOG_NAME
-    if config.resolve_db_url(_state.get("db"), home) == config.default_db_url(home):
-        if catalog.is_file():
-            pagecheck.start(catalog, deep)
+    catalog = config.own_catalog(config.resolve_home(_state["home"]), _state.get("db"))
+    if catalog is not None and catalog.is_file():
+        pagecheck.start(catalog, deep)
 
 
 def _on_terminal() -> bool:
@@ -403,18 +401,19 @@ def stats(
         _print_json(s)
         return
     from rich.console import Console
-    from rich.markup import escape
 
     # soft_wrap: a line piped to a file is not cut at 80 columns; names keep their `:x:`
     # (emoji off) and `[x]` (escaped). The text is rendered first and then written here, so
     # a closed pipe (`stats | head -1`) ends like every other command's (rich would exit 1).
     con = Console(soft_wrap=True, highlight=False, emoji=False)
     with con.capture() as text:
-        _print_stats(con, s, escape)
+        _print_stats(con, s)
     typer.echo(text.get(), nl=False)
 
 
-def _print_stats(con, s: dict, escape) -> None:
+def _print_stats(con, s: dict) -> None:
+    from rich.markup import escape
+
     st = s["store"]
     con.print(
         f"[bold]{s['photos']:,} photos[/]: {s['by_status']['ok']:,} ok, "

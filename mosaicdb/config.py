@@ -33,3 +33,11 @@ def resolve_db_url(url: str | None, home: Path) -> str:
 
 def default_db_url(home: Path) -> str:
     return f"sqlite:///{home / CATALOG_NAME}"
+
+
+def own_catalog(home: Path, url: str | None) -> Path | None:
+    """The SQLite file in the store folder when it is the catalog (given `url`, or
+    MOSAICDB_DB), else None: a catalog named by any other URL."""
+    if resolve_db_url(url, home) == default_db_url(home):
+        return home / CATALOG_NAME
+    return None

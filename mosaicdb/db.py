@@ -412,9 +412,7 @@ class Catalog(RenderCatalog):
 
     def current_seq(self) -> int:
         """The catalog change counter as it stands (0 before any write)."""
-        with self.engine.connect() as c:
-            v = c.execute(select(meta.c.value).where(meta.c.key == "seq")).scalar()
-        return int(v or 0)
+        return int(self.get_meta("seq", "0"))
 
     @property
     def shared(self) -> bool:

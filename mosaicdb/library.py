@@ -75,11 +75,8 @@ class Library:
         if home.exists() and not home.is_dir():
             raise StoreError(f"store path {home} exists and is not a folder")
         url = config.resolve_db_url(db_url, home)
-        if (
-            not create
-            and url == config.default_db_url(home)
-            and not (home / config.CATALOG_NAME).exists()
-        ):
+        catalog = config.own_catalog(home, url)
+        if not create and catalog is not None and not catalog.exists():
             raise StoreError(f"no store in {home}: `mosaicdb index PATH` makes one")
         try:
             home.mkdir(parents=True, exist_ok=True)

@@ -428,7 +428,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
             cat.interrupt()
             raise
     if integrity:
-        problems.insert(0, "database integrity: " + "; ".join(integrity[:5]))
+        problems.insert(0, _integrity_problem(integrity))
     vec["catalog_vectors"] = n
     # an ok photo without a vector of the store's spec is never placed, and nothing else says so
     unplaced = 0
@@ -550,12 +550,16 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     return report
 
 
+def _integrity_problem(integrity: list[str]) -> str:
+    return "database integrity: " + "; ".join(integrity[:5])
+
+
 def _damaged_catalog(report: dict, integrity: list[str], error: Exception, repair: bool) -> dict:
     """The report of a catalog file whose pages SQLite finds damaged and that cannot be read:
     nothing else can be compared, and --repair, which works through the catalog, cannot
     mend it."""
     report["problems"] += [
-        "database integrity: " + "; ".join(integrity[:5]),
+        _integrity_problem(integrity),
         f"the catalog cannot be read ({getattr(error, 'orig', None) or error}): " + DAMAGED_ADVICE,
     ]
     empty = {"missing": [], "changed": [], "roots_not_found": []}
