@@ -612,9 +612,10 @@ def check(
     """Check catalog ↔ vector file ↔ disk and every thumbnail. Exit 0 when clean, 1 if not."""
     from . import pagecheck
 
-    # numpy's OpenBLAS starts a thread per core when imported, ~0.12 s of CPU (measured) that
-    # check would take from its scans; nothing in check multiplies matrices
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "numpy" not in sys.modules:
+        # numpy's OpenBLAS starts a thread per core when it loads, ~0.12 s of CPU (measured)
+        # that check would take from its scans; nothing in check multiplies matrices
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _start_page_check(deep)
     try:
         with _brief(), _open() as lib:
