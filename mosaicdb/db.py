@@ -168,10 +168,27 @@ scan_queue = Table(
 
 
 def make_engine(url: str) -> Engine:
-    engine = create_engine(url)
+    if _in_memory(url):
+        # One connection for every thread: each new connection to a database in memory is
+        # another, empty database, and `check` reads from several threads at once.
+        from sqlalchemy.pool import StaticPool
+
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _in_memory(url: str) -> bool:
+    """A SQLite database held in memory (sqlite://, :memory:, or a URI with mode=memory)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return False
+    return u.database in (None, "", ":memory:") or u.query.get("mode") == "memory"
 
 
 def _insert(conn: Connection):

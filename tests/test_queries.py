@@ -295,6 +295,21 @@ def test_check_of_a_catalog_named_by_a_uri(cli, lib_dir, home):
     assert r.exit_code == 1 and r.stdout.startswith("problem: database integrity: "), r.output
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///file:mem?mode=memory&uri=true"])
+def test_a_catalog_in_memory_serves_every_thread(url, home, lib_dir):
+    """check and stats read from several threads at once; each new connection to a database
+    in memory would be another, empty database ('no such table')."""
+    import mosaicdb
+
+    for name in ("red", "blue", "green"):
+        solid(lib_dir / f"{name}.png", COLOURS[name])
+    with mosaicdb.open(home, db=url) as lib:
+        assert lib.index([lib_dir], workers=0).added == 3
+        r = lib.check(files=True)
+        assert (r["ok"], r["problems"]) == (True, [])
+        assert lib.stats()["photos"] == 3
+
+
 def test_ctrl_c_stops_the_scans_of_check(store, backend, monkeypatch):
     """Ctrl-C while `check` scans the catalog stops the scan in the database: leaving the
     worker threads would otherwise wait for it (seconds on a big store)."""
