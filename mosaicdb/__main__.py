@@ -1,3 +1,19 @@
-from .cli import main
+"""The `mosaicdb` command's entry point (the console script and `python -m mosaicdb`).
 
-main()
+For `mosaicdb check` on a large store, SQLite's page check of the catalog file is the longest
+part; it begins here, before the command line parser loads (pagecheck.start_from_argv)."""
+
+import sys
+
+
+def main() -> None:
+    from . import pagecheck
+
+    pagecheck.start_from_argv(sys.argv[1:])
+    from .cli import main as run
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

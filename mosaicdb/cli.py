@@ -136,16 +136,6 @@ def _open(quiet: bool = True, create: bool = False):
     )
 
 
-def _start_page_check(deep: bool) -> None:
-    """SQLite's check of the catalog file, begun before the store's modules load (see
-    pagecheck): only for the SQLite file in the store folder, and only if it exists."""
-    from . import config, pagecheck
-
-    catalog = config.own_catalog(config.resolve_home(_state["home"]), _state.get("db"))
-    if catalog is not None and catalog.is_file():
-        pagecheck.start(catalog, deep)
-
-
 def _on_terminal() -> bool:
     """Whether a question can be asked (stdin is a terminal)."""
     return sys.stdin.isatty()
@@ -620,7 +610,9 @@ def check(
         # numpy's OpenBLAS starts a thread per core when it loads, ~0.12 s of CPU (measured)
         # that check would take from its scans; nothing in check multiplies matrices
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    _start_page_check(deep)
+    # SQLite's check of the catalog file begins before the store's modules load (see
+    # pagecheck), if the entry point has not begun it already
+    pagecheck.start_for_store(_state["home"], _state.get("db"), deep)
     try:
         with _brief(), _open() as lib:
             r = lib.check(repair=repair, files=not no_files, deep=deep)

@@ -69,6 +69,47 @@ def start(path: str | os.PathLike, deep: bool = False) -> None:
     threading.Thread(target=work, name="mosaicdb-pagecheck", daemon=True).start()
 
 
+def start_for_store(home, db_url: str | None, deep: bool = False) -> None:
+    """`start` for the store at `home` (None: MOSAICDB_HOME or the default): only when its
+    catalog is the SQLite file in the store folder and that file exists."""
+    from . import config
+
+    catalog = config.own_catalog(config.resolve_home(home), db_url)
+    if catalog is not None and catalog.is_file():
+        start(catalog, deep)
+
+
+def start_from_argv(argv: list[str]) -> None:
+    """The entry point calls this before the command line parser (typer, ~0.1 s) loads: when
+    `argv` reads as `[--home H] [--db URL] check …`, that store's check begins now.
+
+    A guess, and a safe one: the command then asks for the check of the file it resolved
+    itself, which is this one only if it is the same file (and depth). Anything this plain
+    reading does not know (another command, another option, --help) starts nothing."""
+    home = db_url = None
+    args = iter(argv)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if name in ("--home", "--db"):
+            value = value if eq else next(args, None)
+            if value is None:
+                return
+            if name == "--home":
+                home = value
+            else:
+                db_url = value
+        elif arg == "check":
+            rest = list(args)
+            if "--help" not in rest:
+                try:
+                    start_for_store(home, db_url, deep="--deep" in rest)
+                except Exception:  # e.g. a --home that is a file: the command says so
+                    pass
+            return
+        else:
+            return
+
+
 def forget_started() -> None:
     """Drop the started checks nobody asked for (the command failed first), so that no later
     `result` in this process takes one of them as its own."""

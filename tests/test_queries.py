@@ -365,6 +365,42 @@ def test_page_check_findings_and_handoff(lib, lib_dir):
     assert pagecheck.result(catalog, deep=True)  # none started: checked there and then
 
 
+def test_entry_point_starts_the_page_check_of_check_only(tmp_path, monkeypatch):
+    """The entry point reads argv before typer loads: a `check` of a store's own SQLite file
+    begins its page check at once; anything it cannot read plainly starts nothing."""
+    from mosaicdb import pagecheck
+
+    home, other = tmp_path / "store", tmp_path / "other"
+    for h in (home, other):
+        h.mkdir()
+        (h / "catalog.sqlite").touch()
+    started = []
+    monkeypatch.setattr(pagecheck, "start", lambda path, deep=False: started.append((path, deep)))
+    monkeypatch.setenv("MOSAICDB_HOME", str(other))
+    monkeypatch.delenv("MOSAICDB_DB", raising=False)
+    cases = [
+        (["--home", str(home), "check"], [(home / "catalog.sqlite", False)]),
+        ([f"--home={home}", "check", "--deep", "--json"], [(home / "catalog.sqlite", True)]),
+        (["check", "--no-files"], [(other / "catalog.sqlite", False)]),  # MOSAICDB_HOME
+        (  # the store's own file, named by its URL
+            ["--home", str(home), "--db", f"sqlite:///{home / 'catalog.sqlite'}", "check"],
+            [(home / "catalog.sqlite", False)],
+        ),
+        (["--db", f"sqlite:///{home / 'catalog.sqlite'}", "check"], []),  # not other's own
+        (["--home", str(home), "--db", "postgresql+psycopg://h/db", "check"], []),
+        (["--home", str(home), "stats"], []),
+        (["--home", str(home), "check", "--help"], []),
+        (["--home"], []),
+        (["--verbose", "check"], []),
+        (["--home", str(home / "catalog.sqlite"), "check"], []),  # not a store: no check
+        (["--home", str(tmp_path / "none"), "check"], []),  # no catalog yet
+    ]
+    for argv, want in cases:
+        started.clear()
+        pagecheck.start_from_argv(argv)
+        assert started == want, argv
+
+
 def test_stats_and_ls_json(cli, lib_dir, backend):
     solid(lib_dir / "a.png", COLOURS["red"])
     cli("index", lib_dir, "-j", "0", "-q")
