@@ -530,12 +530,33 @@ class Catalog(RenderCatalog):
         root_of: dict[bytes, int],
         existing: dict[bytes, int],
         spec: str,
-    ) -> None:
+    ) -> set[int]:
         """Write one batch of worker results in one transaction.
 
         `existing` maps the path of a file that already has a row to its photo id (a changed
         file keeps its id); other paths get new rows. A crash loses at most this batch.
-        """
+
+        The results of a folder removed meanwhile (`forget` while `index` reads it) are
+        dropped, and the ids of such folders returned: the batch failed its foreign key, so it
+        is written again without them. Nothing is locked for this; it is rare."""
+        from sqlalchemy.exc import IntegrityError
+
+        gone: set[int] = set()
+        while results:
+            try:
+                self._write_batch(results, root_of, existing, spec)
+                break
+            except IntegrityError:
+                wanted = {root_of[r.path] for r in results}
+                with self.engine.connect() as c:
+                    present = set(c.scalars(select(roots.c.id).where(roots.c.id.in_(wanted))))
+                if wanted <= present:
+                    raise
+                gone |= wanted - present
+                results = [r for r in results if root_of[r.path] not in gone]
+        return gone
+
+    def _write_batch(self, results, root_of, existing, spec: str) -> None:
         now = time.time()
         if self.engine.dialect.name == "postgresql":
             # one row per path (the last): a file claimed again after its lease ran out

@@ -43,6 +43,14 @@ class IndexSummary:
         return d
 
 
+def _dropped_warning(n: int, folder: bytes | None = None) -> str:
+    where = f"{_show(folder)}: " if folder else ""
+    return (
+        f"{where}{n} files read were not saved: their folder was removed from the store "
+        "(mosaicdb forget) while they were being read"
+    )
+
+
 class Interrupted(MosaicdbError):
     """Ctrl-C during index: what was committed stays; the next run continues."""
 
@@ -277,7 +285,7 @@ class Library:
         self.catalog.set_meta({"last_index_at": str(time.time())})
         summary.vectors, summary.vector_index = vs["count"], vs["action"]
         summary.roots = [_show(s.root_path) for s in scopes]
-        summary.warnings = stats.warnings
+        summary.warnings[:0] = stats.warnings  # the walk's first, then the writing's
         summary.seconds = time.monotonic() - t0
         return summary
 
@@ -299,6 +307,8 @@ class Library:
                 on_crash=crashed.append,
             )
         summary.added, summary.updated, summary.failed = tot["added"], tot["updated"], tot["failed"]
+        if tot["dropped"]:
+            summary.warnings.append(_dropped_warning(tot["dropped"]))
         # files whose own task killed its worker every time: error rows, unless the file was
         # written after all (its worker died after the commit, before it could report)
         states = self.catalog.photo_states_of(crashed)
@@ -361,6 +371,9 @@ class Library:
                 if feed is not None:
                     feed.release()  # claimed and not written: back to the queue for others
         summary.added, summary.updated, summary.failed = writer.added, writer.updated, writer.failed
+        folders = {s.root_id: s.root_path for s in scopes}
+        for rid, n in writer.dropped.items():
+            summary.warnings.append(_dropped_warning(n, folders.get(rid)))
 
     def _scopes(self, paths, stats) -> list:
         from .scan import Scope

@@ -452,6 +452,8 @@ class BatchWriter:
         self.buf: list[PhotoResult] = []
         self.last = time.monotonic()
         self.added = self.updated = self.failed = 0
+        # folder id → results not written: the folder was removed from the store meanwhile
+        self.dropped: dict[int, int] = {}
 
     def __call__(self, results: list[PhotoResult]) -> None:
         self.buf.extend(results)
@@ -462,9 +464,16 @@ class BatchWriter:
         if not self.buf:
             return
         buf, self.buf = self.buf, []
-        self.catalog.write_results(buf, self.plan.root_of, self.plan.existing, self.spec)
+        root_of = self.plan.root_of
+        # a folder already found removed: its later results are not tried again
+        todo = [r for r in buf if root_of[r.path] not in self.dropped]
+        gone = set(self.dropped)
+        gone |= self.catalog.write_results(todo, root_of, self.plan.existing, self.spec)
         self.last = time.monotonic()
         for r in buf:
+            if root_of[r.path] in gone:
+                self.dropped[root_of[r.path]] = self.dropped.get(root_of[r.path], 0) + 1
+                continue
             if r.path in self.plan.existing:
                 self.updated += 1
             else:

@@ -79,6 +79,7 @@ def index_shard(url: str, rows: Sequence[ShardRow], spec: str, opts: ScanOptions
         "added": writer.added + earlier["added"],
         "updated": writer.updated + earlier["updated"],
         "failed": writer.failed + earlier["failed"],
+        "dropped": sum(writer.dropped.values()),  # their folder was removed meanwhile
         "skipped": skipped,
         "files": len(rows),
         "worker": os.getpid(),
@@ -172,7 +173,7 @@ def run(
             "workers on other machines cannot write a SQLite file: use a shared catalog "
             "(--db postgresql+psycopg://…), or no --scheduler for a LocalCluster here",
         )
-    totals = {"added": 0, "updated": 0, "failed": 0, "skipped": 0, "files": 0}
+    totals = {"added": 0, "updated": 0, "failed": 0, "dropped": 0, "skipped": 0, "files": 0}
     if not plan.todo:
         if started is not None:
             started.close()

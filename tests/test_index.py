@@ -260,6 +260,37 @@ def test_missing_root_keeps_its_photos(lib, tmp_path):
     assert len(rows(lib)) == 1
 
 
+def test_a_folder_forgotten_while_it_is_read_loses_only_its_results(
+    lib, tmp_path, monkeypatch, backend
+):
+    """`forget` of a folder that an `index` is reading: that folder's results are dropped
+    with a warning, the other folders' are written (the batch failed its foreign key)."""
+    from mosaicdb import scan
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for name in ("red", "green"):
+        solid(a / f"{name}.png", COLOURS[name])
+        solid(b / f"{name}.png", COLOURS[name])
+    real, forgotten = scan.process_batch, []
+
+    def read_while_a_is_forgotten(batch, opts):
+        out = real(batch, opts)
+        if not forgotten:  # as `mosaicdb forget a` in another process would, meanwhile
+            forgotten.append(lib.catalog.remove_root(lib.root_id(a)))
+        return out
+
+    monkeypatch.setattr(scan, "process_batch", read_while_a_is_forgotten)
+    s = lib.index([a, b], workers=0, batch_size=1)
+    assert (s.added, s.failed) == (2, 0)
+    assert s.warnings == [
+        f"{a}: 2 files read were not saved: their folder was removed from the store "
+        "(mosaicdb forget) while they were being read"
+    ]
+    assert lib.roots() == [str(b)]
+    assert sorted(rows(lib)) == [str(b / "green.png"), str(b / "red.png")]
+    assert lib.check(files=True)["ok"]
+
+
 def test_nested_roots_merge(lib, tmp_path, backend):
     solid(tmp_path / "top" / "inner" / "a.png", COLOURS["red"])
     solid(tmp_path / "top" / "b.png", COLOURS["green"])
