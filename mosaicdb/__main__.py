@@ -7,11 +7,14 @@ import sys
 
 
 def main() -> None:
-    from . import pagecheck
+    try:
+        from . import pagecheck
 
-    pagecheck.start_from_argv(sys.argv[1:])
-    from .cli import main as run
-
+        pagecheck.start_from_argv(sys.argv[1:])
+        from .cli import main as run
+    except KeyboardInterrupt:  # while the modules load: as a command's own Ctrl-C ends
+        print("Error: interrupted", file=sys.stderr)
+        sys.exit(130)
     run()
 
 

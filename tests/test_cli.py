@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import COLOURS, noise_jpeg, solid
 
 SUMMARY_KEYS = {"scanned", "added", "updated", "removed", "unchanged", "failed", "seconds"}
@@ -90,6 +91,20 @@ def test_query_commands_leave_garbage_collection_on(cli, lib_dir):
     ):
         assert cli(*args).exit_code == code, args
         assert gc.isenabled(), args
+
+
+def test_ctrl_c_while_the_modules_load_ends_like_a_commands(monkeypatch, capsys):
+    """Ctrl-C before the CLI has loaded ended with a traceback and exit -2."""
+    from mosaicdb import __main__ as entry
+    from mosaicdb import pagecheck
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pagecheck, "start_from_argv", interrupted)
+    with pytest.raises(SystemExit) as e:
+        entry.main()
+    assert (e.value.code, capsys.readouterr().err) == (130, "Error: interrupted\n")
 
 
 def _run(args, home, **kw):
