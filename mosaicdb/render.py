@@ -638,11 +638,9 @@ def _assemble(
             if encode_error:
                 raise encode_error[0]
             if fmt == "dz":
-                final_files = out.with_name(out.stem + "_files")
-                if final_files.exists():
-                    shutil.rmtree(final_files)
-                os.replace(tmp_files, final_files)
-            os.replace(tmp_out, out)
+                _replace_deep_zoom(tmp_out, tmp_files, out, out.with_name(tag + ".old_files"))
+            else:
+                os.replace(tmp_out, out)
             timings["tiles+encode"] = time.monotonic() - t0
         except BaseException:
             if f is not None:
@@ -656,6 +654,30 @@ def _assemble(
             if tmp_files is not None and tmp_files.exists():
                 shutil.rmtree(tmp_files)
     return mosaic_lab
+
+
+def _replace_deep_zoom(tmp_dzi: Path, tmp_files: Path, out: Path, aside: Path) -> None:
+    """Put a new Deep Zoom output (NAME.dzi and NAME_files/) where the old one was. It is two
+    renames, so the old tiles wait at `aside` until the new .dzi is in: if either rename
+    fails, the old output is whole again (and the new one back in the temporary names, which
+    the caller removes)."""
+    files = out.with_name(out.stem + "_files")
+    had = files.exists()
+    if had:
+        os.replace(files, aside)
+    try:
+        os.replace(tmp_files, files)
+        try:
+            os.replace(tmp_dzi, out)
+        except BaseException:
+            os.replace(files, tmp_files)
+            raise
+    except BaseException:
+        if had:
+            os.replace(aside, files)
+        raise
+    if had:
+        shutil.rmtree(aside)
 
 
 def sheet(

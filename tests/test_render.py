@@ -110,6 +110,32 @@ def test_deep_zoom_output(colour_lib, work):
     assert sorted(os.listdir(work)) == ["target.png", "zoom.dzi", "zoom_files"]
 
 
+def test_deep_zoom_output_replaced_whole_or_not_at_all(colour_lib, work, monkeypatch):
+    """A .dz output is a .dzi and a folder of tiles: when the last rename fails, the earlier
+    output stays as it was, with no new tiles beside its old .dzi and no temporary files."""
+    from mosaicdb import render
+
+    t = blocks_target(work / "target.png")
+    colour_lib.render(t, work / "zoom.dz", tiles_across=8, tile_size=64)
+    before = {p.relative_to(work): p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()}
+    real = os.replace
+
+    def dzi_rename_fails(src, dst):
+        if str(dst).endswith("zoom.dzi"):
+            raise PermissionError(13, "Permission denied", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(render.os, "replace", dzi_rename_fails)
+    with pytest.raises(PermissionError):
+        colour_lib.render(t, work / "zoom.dz", tiles_across=6, tile_size=32)
+    after = {p.relative_to(work): p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()}
+    assert after == before
+    monkeypatch.setattr(render.os, "replace", real)
+    r = colour_lib.render(t, work / "zoom.dz", tiles_across=6, tile_size=32)
+    assert f'Width="{r.width}"' in (work / "zoom.dzi").read_text()
+    assert sorted(os.listdir(work)) == ["target.png", "zoom.dzi", "zoom_files"]
+
+
 def test_same_seed_same_plan_and_saved_plan_replays(colour_lib, work, backend):
     t = blocks_target(work / "target.png")
     kw = dict(tiles_across=12, tile_size=8, max_uses=12, seed=7)
