@@ -330,12 +330,8 @@ class RenderCatalog:
 
     def count_missing_features(self, spec: str) -> int:
         have = select(features.c.photo_id).where(features.c.spec == spec)
-        with self.engine.connect() as c:
-            return c.execute(
-                select(func.count())
-                .select_from(thumbnails)
-                .where(thumbnails.c.photo_id.not_in(have))
-            ).scalar_one()
+        q = select(func.count()).select_from(thumbnails).where(thumbnails.c.photo_id.not_in(have))
+        return int(self._scan(q)[0][0])  # a scan of the thumbnails: Ctrl-C stops it
 
     def photo_ids(self, paths: Sequence[bytes]) -> dict[bytes, int]:
         out: dict[bytes, int] = {}

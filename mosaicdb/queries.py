@@ -423,6 +423,11 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
                     vec["file_vectors"] = index_state[0]
                 except Exception as e:
                     problems.append(f"vector file {path.name} cannot be read: {e}")
+            # an ok photo without a vector of the store's spec is never placed, and nothing
+            # else says so (counted beside the page check, in a thread Ctrl-C can leave)
+            unplaced = 0
+            if deep or (n, idsum) != rows.ok_photos:
+                unplaced = pool.submit(cat.count_missing_features, spec.key).result()
             integrity = integrity_job.result()
         except KeyboardInterrupt:  # stop the scans: leaving the pool would wait for them
             cat.interrupt()
@@ -430,10 +435,6 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     if integrity:
         problems.insert(0, _integrity_problem(integrity))
     vec["catalog_vectors"] = n
-    # an ok photo without a vector of the store's spec is never placed, and nothing else says so
-    unplaced = 0
-    if deep or (n, idsum) != rows.ok_photos:
-        unplaced = cat.count_missing_features(spec.key)
     if unplaced:
         problems.append(
             f"{unplaced} photos have no {spec.key} vector, so no render places them "

@@ -310,7 +310,8 @@ def test_a_catalog_in_memory_serves_every_thread(url, home, lib_dir):
         assert lib.stats()["photos"] == 3
 
 
-def test_ctrl_c_stops_the_scans_of_check(store, backend, monkeypatch):
+@pytest.mark.parametrize("scan, deep", [("check_rows", False), ("count_missing_features", True)])
+def test_ctrl_c_stops_the_scans_of_check(store, backend, monkeypatch, scan, deep):
     """Ctrl-C while `check` scans the catalog stops the scan in the database: leaving the
     worker threads would otherwise wait for it (seconds on a big store)."""
     import signal
@@ -323,7 +324,7 @@ def test_ctrl_c_stops_the_scans_of_check(store, backend, monkeypatch):
         "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
     )
 
-    def scan_forever(self, exact=False):
+    def scan_forever(self, *args, **kwargs):
         with self.engine.connect() as c, self._interruptible(c):
             c.execute(text(endless))
 
@@ -332,7 +333,7 @@ def test_ctrl_c_stops_the_scans_of_check(store, backend, monkeypatch):
             for raw in store.catalog._scanning:
                 raw.interrupt() if backend == "sqlite" else raw.cancel()
 
-    monkeypatch.setattr(db.Catalog, "check_rows", scan_forever)
+    monkeypatch.setattr(db.Catalog, scan, scan_forever)
     # a real SIGINT to the main thread, as Ctrl-C sends (interrupt_main would not wake a wait)
     ctrl_c = threading.Timer(
         0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)
@@ -342,7 +343,7 @@ def test_ctrl_c_stops_the_scans_of_check(store, backend, monkeypatch):
     safety.start()
     t = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        store.check(files=False)
+        store.check(files=False, deep=deep)  # deep: missing vectors are always counted
     safety.cancel()
     assert time.monotonic() - t < 5
 
