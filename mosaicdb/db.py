@@ -471,9 +471,14 @@ class Catalog(RenderCatalog):
 
     def remove_root(self, root_id: int) -> int:
         with self.engine.begin() as c:
+            # The folder's row first, then the change counter: on PostgreSQL the order in
+            # which index's writes take them (_roots_gone, then next_seq); the other way round
+            # the two deadlocked. Once both are held, no photo of the folder can be written
+            # meanwhile, so every one counted here has its vectors' deletion logged.
+            c.execute(select(roots.c.id).where(roots.c.id == root_id).with_for_update())
+            seq = self.next_seq(c)
             n = c.execute(select(func.count()).where(photos.c.root_id == root_id)).scalar_one()
             if n:
-                seq = self.next_seq(c)
                 c.execute(
                     insert(vector_deletions).from_select(
                         ["seq", "photo_id"],
@@ -533,35 +538,26 @@ class Catalog(RenderCatalog):
         file keeps its id); other paths get new rows. A crash loses at most this batch.
 
         The results of a folder removed meanwhile (`forget` while `index` reads it) are
-        dropped, and the ids of such folders returned: the batch failed its foreign key, so it
-        is written again without them. Nothing is locked for this; it is rare."""
-        from sqlalchemy.exc import IntegrityError
-
-        gone: set[int] = set()
-        while results:
-            try:
-                self._write_batch(results, root_of, existing, spec)
-                break
-            except IntegrityError:
-                wanted = {root_of[r.path] for r in results}
-                with self.engine.connect() as c:
-                    present = set(c.scalars(select(roots.c.id).where(roots.c.id.in_(wanted))))
-                if wanted <= present:
-                    raise
-                gone |= wanted - present
-                results = [r for r in results if root_of[r.path] not in gone]
-        return gone
-
-    def _write_batch(self, results, root_of, existing, spec: str) -> None:
+        dropped, and the ids of such folders returned. The others' rows are held until this
+        transaction commits (see _roots_gone), so none goes while its results are written."""
+        if not results:
+            return set()
         now = time.time()
+        wanted = {root_of[r.path] for r in results}
         if self.engine.dialect.name == "postgresql":
             # one row per path (the last): a file claimed again after its lease ran out
             results = list({r.path: r for r in results}.values())
             with self.engine.begin() as c:
-                _write_results_pg(self, c, results, root_of, spec, now)
-            return
+                gone = _roots_gone(c, wanted)
+                if len(gone) < len(wanted):
+                    kept = [r for r in results if root_of[r.path] not in gone]
+                    _write_results_pg(self, c, kept, root_of, spec, now)
+            return gone
         with self.engine.begin() as c:
-            seq = self.next_seq(c)
+            seq = self.next_seq(c)  # the first write: from here on this is SQLite's one writer
+            gone = _roots_gone(c, wanted)
+            if gone:
+                results = [r for r in results if root_of[r.path] not in gone]
             old_ids = [existing[r.path] for r in results if r.path in existing]
             for chunk in _chunks(old_ids, 500):
                 c.execute(delete(thumbnails).where(thumbnails.c.photo_id.in_(chunk)))
@@ -631,6 +627,7 @@ class Catalog(RenderCatalog):
                         for key, vector in _vectors_of_result(r, spec)
                     ],
                 )
+        return gone
 
     # -- the shared work queue (PostgreSQL) ----------------------------------------------
     def enqueue(self, rows: Sequence[tuple[bytes, int, int, int, float | None]]) -> None:
@@ -1305,6 +1302,16 @@ def _photo_gone(table: Table):
 def _root_gone():
     """Photos whose root row is gone: orphans."""
     return photos.c.root_id.not_in(select(roots.c.id))
+
+
+def _roots_gone(c: Connection, wanted: set[int]) -> set[int]:
+    """Of these folder ids, those whose row is gone (`forget` ran meanwhile). The rest stay
+    until this transaction ends: on PostgreSQL their rows are locked (FOR KEY SHARE, which
+    `forget`'s FOR UPDATE waits for); on SQLite the caller is already the one writer."""
+    q = select(roots.c.id).where(roots.c.id.in_(sorted(wanted)))
+    if c.dialect.name == "postgresql":
+        q = q.with_for_update(read=True, key_share=True)
+    return wanted - set(c.scalars(q))
 
 
 def _log_deletions(c: Connection, ids: Sequence[int], seq: int) -> None:

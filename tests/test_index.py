@@ -264,10 +264,14 @@ def test_a_folder_forgotten_while_it_is_read_loses_only_its_results(
     lib, tmp_path, monkeypatch, backend
 ):
     """`forget` of a folder that an `index` is reading: that folder's results are dropped
-    with a warning, the other folders' are written (the batch failed its foreign key)."""
+    with a warning, an error result for a file it had included (it fails no foreign key),
+    and the other folders' results are written."""
     from mosaicdb import scan
 
     a, b = tmp_path / "a", tmp_path / "b"
+    solid(a / "blue.png", COLOURS["blue"])
+    lib.index([a], workers=0)
+    (a / "blue.png").write_bytes(b"no longer an image")  # a row whose new result is an error
     for name in ("red", "green"):
         solid(a / f"{name}.png", COLOURS[name])
         solid(b / f"{name}.png", COLOURS[name])
@@ -281,9 +285,9 @@ def test_a_folder_forgotten_while_it_is_read_loses_only_its_results(
 
     monkeypatch.setattr(scan, "process_batch", read_while_a_is_forgotten)
     s = lib.index([a, b], workers=0, batch_size=1)
-    assert (s.added, s.failed) == (2, 0)
+    assert (s.added, s.updated, s.failed) == (2, 0, 0)
     assert s.warnings == [
-        f"{a}: 2 files read were not saved: their folder was removed from the store "
+        f"{a}: 3 files read were not saved: their folder was removed from the store "
         "(mosaicdb forget) while they were being read"
     ]
     assert lib.roots() == [str(b)]

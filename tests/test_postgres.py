@@ -265,3 +265,36 @@ def test_copy_falls_back_to_upsert_when_another_writer_got_there_first(pg, tmp_p
             db.delete = real_delete
         got = lib.catalog.thumbnails(lib.catalog.photo_ids([a, b]).values())
         assert sorted(v[1] for v in got.values()) == [b"bee", b"new"]
+
+
+def test_forget_while_index_writes_waits_instead_of_deadlocking(pg, tmp_path, monkeypatch):
+    """`forget` took the change counter, then the folder's row; an `index` batch of that folder
+    takes them the other way round: PostgreSQL found a deadlock and failed one of the two.
+    Now forget waits for the batch, and logs the deletion of every photo it removes."""
+    import threading
+
+    a = tmp_path / "a"
+    solid(a / "blue.png", COLOURS["blue"])
+    with mosaicdb.open(tmp_path / "h", db=pg.create_database()) as lib:
+        lib.index([a], workers=0)
+        for name in ("red", "green"):
+            solid(a / f"{name}.png", COLOURS[name])
+        real, forget, out = db._copy_or_upsert, [], {}
+
+        def forget_a():
+            out["forget"] = lib.catalog.remove_root(lib.root_id(a))
+
+        def forget_while_the_batch_is_written(*args, **kw):
+            if not forget:  # the batch's folder row is held (KEY SHARE)
+                forget.append(threading.Thread(target=forget_a))
+                forget[0].start()
+                time.sleep(0.5)  # the old forget took the counter meanwhile
+            return real(*args, **kw)
+
+        monkeypatch.setattr(db, "_copy_or_upsert", forget_while_the_batch_is_written)
+        s = lib.index([a], workers=0)
+        forget[0].join(10)
+        assert (s.added, s.warnings, out) == (2, [], {"forget": 3})
+        with lib.catalog.engine.connect() as c:
+            logged = c.scalar(select(func.count()).select_from(db.vector_deletions))
+            assert (c.scalar(select(func.count()).select_from(db.photos)), logged) == (0, 3)
