@@ -606,9 +606,10 @@ def check(
     """Check catalog ↔ vector file ↔ disk and every thumbnail. Exit 0 when clean, 1 if not."""
     from . import pagecheck
 
-    if "numpy" not in sys.modules:
+    if _state.get("process_ends") and "numpy" not in sys.modules:
         # numpy's OpenBLAS starts a thread per core when it loads, ~0.12 s of CPU (measured)
-        # that check would take from its scans; nothing in check multiplies matrices
+        # that check would take from its scans; nothing in check multiplies matrices. Only
+        # for a process that ends with the command: the setting outlives it in the environment
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # SQLite's check of the catalog file begins before the store's modules load (see
     # pagecheck), if the entry point has not begun it already
@@ -734,7 +735,12 @@ def main() -> None:
 
     main_thread = threading.main_thread()
     if any(t.is_alive() and not t.daemon and t is not main_thread for t in threading.enumerate()):
-        sys.exit(code)  # a thread still working: the normal exit waits for it
+        # a thread still working: the normal exit waits for it, with the collector back on
+        import gc
+
+        _state.pop("process_ends", None)
+        gc.enable()
+        sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -664,6 +664,7 @@ def _replace_deep_zoom(tmp_dzi: Path, tmp_files: Path, out: Path, aside: Path) -
     files = out.with_name(out.stem + "_files")
     had = files.exists()
     if had:
+        shutil.rmtree(aside, ignore_errors=True)  # left by a run with this pid that died here
         os.replace(files, aside)
     try:
         os.replace(tmp_files, files)
@@ -676,8 +677,8 @@ def _replace_deep_zoom(tmp_dzi: Path, tmp_files: Path, out: Path, aside: Path) -
         if had:
             os.replace(aside, files)
         raise
-    if had:
-        shutil.rmtree(aside)
+    if had:  # the new output is in place: removing the old tiles may fail without harm
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def sheet(

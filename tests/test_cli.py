@@ -93,6 +93,25 @@ def test_query_commands_leave_garbage_collection_on(cli, lib_dir):
         assert gc.isenabled(), args
 
 
+def test_check_in_process_leaves_the_environment_alone(tmp_path, lib_dir):
+    """check sets OPENBLAS_NUM_THREADS=1 only in a process that ends with it: a caller's
+    later numpy, and its child processes, would otherwise get one BLAS thread."""
+    solid(lib_dir / "a.png", COLOURS["red"])
+    code = (
+        "import os, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from mosaicdb.cli import app\n"
+        "r = CliRunner().invoke(app, ['--home', sys.argv[1], 'check', '--no-files'])\n"
+        "print(r.exit_code, 'numpy' in sys.modules, os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    assert _run(["index", lib_dir, "-j", "0", "-q"], tmp_path / "s").returncode == 0
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "s")], env=env, capture_output=True, text=True
+    )
+    assert p.stdout == "0 True None\n", p.stderr
+
+
 def test_ctrl_c_while_the_modules_load_ends_like_a_commands(monkeypatch, capsys):
     """Ctrl-C before the CLI has loaded ended with a traceback and exit -2."""
     from mosaicdb import __main__ as entry

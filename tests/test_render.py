@@ -131,6 +131,10 @@ def test_deep_zoom_output_replaced_whole_or_not_at_all(colour_lib, work, monkeyp
     after = {p.relative_to(work): p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()}
     assert after == before
     monkeypatch.setattr(render.os, "replace", real)
+    # what a run with this pid that died between the renames leaves
+    stale = work / f".zoom.dzi.{os.getpid()}.old_files"
+    (stale / "0").mkdir(parents=True)
+    (stale / "0" / "0_0.jpeg").write_bytes(b"old")
     r = colour_lib.render(t, work / "zoom.dz", tiles_across=6, tile_size=32)
     assert f'Width="{r.width}"' in (work / "zoom.dzi").read_text()
     assert sorted(os.listdir(work)) == ["target.png", "zoom.dzi", "zoom_files"]
