@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,7 +170,9 @@ scan_queue = Table(
 def make_engine(url: str) -> Engine:
     if _in_memory(url):
         # One connection for every thread: each new connection to a database in memory is
-        # another, empty database, and `check` reads from several threads at once.
+        # another, empty database, and `check` reads from several threads at once. So one
+        # transaction too: such a catalog is for one thread at a time (tests, notebooks),
+        # which is how mosaicdb writes; its own reads in threads write nothing.
         from sqlalchemy.pool import StaticPool
 
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
@@ -182,13 +184,19 @@ def make_engine(url: str) -> Engine:
 
 
 def _in_memory(url: str) -> bool:
-    """A SQLite database held in memory (sqlite://, :memory:, or a URI with mode=memory)."""
+    """A SQLite database held in memory (sqlite://, :memory:, file::memory:, or a URI with
+    mode=memory)."""
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
     if u.get_backend_name() != "sqlite":
         return False
-    return u.database in (None, "", ":memory:") or u.query.get("mode") == "memory"
+    name = u.database or ""
+    return (
+        name in ("", ":memory:")
+        or name.startswith("file::memory:")
+        or u.query.get("mode") == "memory"
+    )
 
 
 def _insert(conn: Connection):
@@ -391,8 +399,11 @@ class Catalog(RenderCatalog):
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._scanning: set = set()  # driver connections running a long scan (interrupt)
+        # driver connections running a long scan (`interrupt`); a list, as threads sharing
+        # one connection (a catalog in memory) each add it
+        self._scanning: list = []
         self._scanning_lock = threading.Lock()
+        self._interrupted = threading.Event()
 
     def dispose(self):
         self.engine.dispose()
@@ -872,6 +883,11 @@ class Catalog(RenderCatalog):
         )
         with ThreadPoolExecutor(len(scans)) as pool:
             jobs = [pool.submit(self._scan, q) for q in scans]
+            wait(jobs, return_when=FIRST_EXCEPTION)
+            failed = [j.exception() for j in jobs if j.done() and j.exception()]
+            if failed:  # e.g. a damaged catalog: the other scans need not run to their end
+                self._interrupt_scans()
+                raise failed[0]
             (*thumbs, n_bad), (*ok_photos, n_gone) = (j.result()[0] for j in jobs[:2])
             specs = jobs[2].result()
         out.ok_photos = ok = _ints(ok_photos)
@@ -939,22 +955,34 @@ class Catalog(RenderCatalog):
 
     @contextmanager
     def _interruptible(self, c: Connection):
-        """While this block runs, `interrupt` can stop the statement running on `c`."""
+        """While this block runs, `interrupt` can stop the statement running on `c`; a scan
+        that gets here after `interrupt` (its thread started late) does not begin."""
         raw = c.connection.dbapi_connection
         with self._scanning_lock:
-            self._scanning.add(raw)
+            if self._interrupted.is_set():
+                raise KeyboardInterrupt  # Ctrl-C, reaching a worker thread
+            self._scanning.append(raw)
         try:
             yield
         finally:
             with self._scanning_lock:
-                self._scanning.discard(raw)
+                self._scanning.remove(raw)
 
     def interrupt(self) -> None:
         """Stop the long scans of `check` (theirs and SQLite's page check) from another
-        thread, as Ctrl-C does: they end with the driver's error instead of running on."""
+        thread, as Ctrl-C does: they end with the driver's error instead of running on, and
+        none begins until `clear_interrupt`."""
         from . import pagecheck
 
         pagecheck.interrupt()
+        self._interrupted.set()
+        self._interrupt_scans()
+
+    def clear_interrupt(self) -> None:
+        """Let scans run again after `interrupt` (a new `check`)."""
+        self._interrupted.clear()
+
+    def _interrupt_scans(self) -> None:
         with self._scanning_lock:  # held, so no connection goes back to the pool meanwhile
             for raw in self._scanning:
                 if self.engine.dialect.name == "sqlite":

@@ -307,8 +307,7 @@ class Library:
                 on_crash=crashed.append,
             )
         summary.added, summary.updated, summary.failed = tot["added"], tot["updated"], tot["failed"]
-        if tot["dropped"]:
-            summary.warnings.append(_dropped_warning(tot["dropped"]))
+        dropped = tot["dropped"]
         # files whose own task killed its worker every time: error rows, unless the file was
         # written after all (its worker died after the commit, before it could report)
         states = self.catalog.photo_states_of(crashed)
@@ -339,6 +338,9 @@ class Library:
             summary.added += writer.added
             summary.updated += writer.updated
             summary.failed += writer.failed
+            dropped += sum(writer.dropped.values())
+        if dropped:
+            summary.warnings.append(_dropped_warning(dropped))
 
     def _index_local(self, plan, opts, scopes, pool, batch_size, summary):
         from .scan import BatchWriter, ClaimFeed, run_batches

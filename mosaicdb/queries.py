@@ -389,6 +389,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     problems: list[str] = []
     report: dict = {"problems": problems}
     cat = lib.catalog
+    cat.clear_interrupt()  # an earlier check's Ctrl-C
     # a repair leaves alone any photo that an `index` running meanwhile writes after this
     since = cat.current_seq() if repair else None
     # SQLite gives up the GIL while it reads, so its own page check (the longest part) starts

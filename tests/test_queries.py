@@ -295,7 +295,10 @@ def test_check_of_a_catalog_named_by_a_uri(cli, lib_dir, home):
     assert r.exit_code == 1 and r.stdout.startswith("problem: database integrity: "), r.output
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///file:mem?mode=memory&uri=true"])
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///file::memory:?uri=true", "sqlite:///file:mem?mode=memory&uri=true"],
+)
 def test_a_catalog_in_memory_serves_every_thread(url, home, lib_dir):
     """check and stats read from several threads at once; each new connection to a database
     in memory would be another, empty database ('no such table')."""
@@ -344,6 +347,54 @@ def test_ctrl_c_stops_the_scans_of_check(store, backend, monkeypatch, scan, deep
     t = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         store.check(files=False, deep=deep)  # deep: missing vectors are always counted
+    safety.cancel()
+    assert time.monotonic() - t < 5
+
+
+def test_a_scan_that_starts_after_ctrl_c_does_not_run(store):
+    """A scan whose thread reaches its connection only after `interrupt` (Ctrl-C) stops
+    there: `interrupt` could not reach it, and it would have run to its end."""
+    from sqlalchemy import text
+
+    cat = store.catalog
+    cat.interrupt()
+    with pytest.raises(KeyboardInterrupt), cat.engine.connect() as c, cat._interruptible(c):
+        c.execute(text("SELECT 1"))
+    assert cat._scanning == []
+    store.check(files=False)  # a new check clears it
+    with cat.engine.connect() as c, cat._interruptible(c):
+        assert c.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_a_failing_scan_of_check_stops_the_others(store, backend, monkeypatch):
+    """One of check's table scans fails (a damaged catalog, say): the others are stopped
+    instead of running on to their end (seconds on a big store), and its error is raised."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DatabaseError
+
+    endless = (
+        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+    )
+    real = db.Catalog._scan
+
+    def scan(self, query):
+        if "thumbnails" in str(query):  # the long one
+            with self.engine.connect() as c, self._interruptible(c):
+                return c.execute(text(endless)).all()
+        if "photos" in str(query):
+            time.sleep(0.3)
+            raise DatabaseError("SELECT", None, Exception("database disk image is malformed"))
+        return real(self, query)
+
+    monkeypatch.setattr(db.Catalog, "_scan", scan)
+    safety = threading.Timer(20, store.catalog._interrupt_scans)  # fail, do not hang
+    safety.start()
+    t = time.monotonic()
+    with pytest.raises(DatabaseError, match="malformed"):
+        store.catalog.check_rows()
     safety.cancel()
     assert time.monotonic() - t < 5
 
