@@ -403,6 +403,7 @@ class Catalog(RenderCatalog):
         # one connection (a catalog in memory) each add it
         self._scanning: list = []
         self._scanning_lock = threading.Lock()
+        self._checks = 0  # `checking` blocks running
         self._interrupted = threading.Event()
 
     def dispose(self):
@@ -971,16 +972,28 @@ class Catalog(RenderCatalog):
     def interrupt(self) -> None:
         """Stop the long scans of `check` (theirs and SQLite's page check) from another
         thread, as Ctrl-C does: they end with the driver's error instead of running on, and
-        none begins until `clear_interrupt`."""
+        those of a `checking` block not begun yet do not begin."""
         from . import pagecheck
 
         pagecheck.interrupt()
-        self._interrupted.set()
+        with self._scanning_lock:
+            if self._checks:
+                self._interrupted.set()
         self._interrupt_scans()
 
-    def clear_interrupt(self) -> None:
-        """Let scans run again after `interrupt` (a new `check`)."""
-        self._interrupted.clear()
+    @contextmanager
+    def checking(self):
+        """The scans of one `check`: an `interrupt` meanwhile stops also those whose thread
+        has not reached its connection yet. Leave it once they have all ended."""
+        with self._scanning_lock:
+            self._checks += 1
+        try:
+            yield
+        finally:
+            with self._scanning_lock:
+                self._checks -= 1
+                if not self._checks:
+                    self._interrupted.clear()
 
     def _interrupt_scans(self) -> None:
         with self._scanning_lock:  # held, so no connection goes back to the pool meanwhile

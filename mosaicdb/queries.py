@@ -389,14 +389,13 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     problems: list[str] = []
     report: dict = {"problems": problems}
     cat = lib.catalog
-    cat.clear_interrupt()  # an earlier check's Ctrl-C
     # a repair leaves alone any photo that an `index` running meanwhile writes after this
     since = cat.current_seq() if repair else None
     # SQLite gives up the GIL while it reads, so its own page check (the longest part) starts
     # first and runs on one core while the row scans run on the other. FAISS (~0.2 s to
     # import) waits for the row scans: a third busy thread would only slow the page check.
     # The vector file is mapped, not read.
-    with ThreadPoolExecutor(2) as pool:
+    with cat.checking(), ThreadPoolExecutor(2) as pool:  # the pool ends first
         integrity_job = pool.submit(cat.integrity_check, deep=deep)
         rows_job = pool.submit(cat.check_rows, exact=deep)
         try:

@@ -352,18 +352,21 @@ def test_ctrl_c_stops_the_scans_of_check(store, backend, monkeypatch, scan, deep
 
 
 def test_a_scan_that_starts_after_ctrl_c_does_not_run(store):
-    """A scan whose thread reaches its connection only after `interrupt` (Ctrl-C) stops
-    there: `interrupt` could not reach it, and it would have run to its end."""
+    """A scan of check whose thread reaches its connection only after `interrupt` (Ctrl-C)
+    stops there: `interrupt` could not reach it, and it would have run to its end. Outside
+    a check (a render's scan, say) an earlier `interrupt` stops nothing."""
     from sqlalchemy import text
 
     cat = store.catalog
-    cat.interrupt()
-    with pytest.raises(KeyboardInterrupt), cat.engine.connect() as c, cat._interruptible(c):
-        c.execute(text("SELECT 1"))
+    with cat.checking():
+        cat.interrupt()
+        with pytest.raises(KeyboardInterrupt), cat.engine.connect() as c, cat._interruptible(c):
+            c.execute(text("SELECT 1"))
     assert cat._scanning == []
-    store.check(files=False)  # a new check clears it
+    cat.interrupt()
     with cat.engine.connect() as c, cat._interruptible(c):
         assert c.execute(text("SELECT 1")).scalar() == 1
+    assert store.check(files=False)["ok"]
 
 
 def test_a_failing_scan_of_check_stops_the_others(store, backend, monkeypatch):
