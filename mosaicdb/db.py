@@ -213,6 +213,15 @@ def _insert(conn: Connection):
     raise NotImplementedError(f"mosaicdb supports SQLite and PostgreSQL, not {conn.dialect.name}")
 
 
+# LOCK_ORDER. On PostgreSQL several writers run at once (indexers, forget, check --repair, a
+# render deriving vectors); each takes the rows it needs in this order, so none waits on
+# another in a cycle (PostgreSQL would end one of them with "deadlock detected"):
+#   1. folders (roots): FOR KEY SHARE by an index batch or the work queue, FOR UPDATE by
+#      forget and by a folder merged into a new parent;
+#   2. photos, then their thumbnails and vectors;
+#   3. the change counter (meta 'seq', next_seq), last.
+# SQLite has one writer at a time and takes none of these.
+
 # Schema upgrades on PostgreSQL are serialised with this advisory lock (SQLite: a file lock).
 _SCHEMA_LOCK_KEY = 0x6D6F736169630001
 
@@ -473,23 +482,27 @@ class Catalog(RenderCatalog):
             ).scalar()
             if rid is None:
                 return c.execute(select(roots.c.id).where(roots.c.path == path)).scalar_one()
-            inner = [
-                r.id for r in c.execute(select(roots.c.id).where(_prefix_range(roots.c.path, path)))
-            ]
+            # the inner folders' rows before their photos' (LOCK_ORDER)
+            inner = select(roots.c.id).where(_prefix_range(roots.c.path, path))
+            inner = list(c.scalars(inner.where(roots.c.id != rid).with_for_update()))
             if inner:
                 c.execute(update(photos).where(photos.c.root_id.in_(inner)).values(root_id=rid))
+                # files queued for them (PostgreSQL) stay queued, for the new parent
+                c.execute(
+                    update(scan_queue).where(scan_queue.c.root_id.in_(inner)).values(root_id=rid)
+                )
                 c.execute(delete(roots).where(roots.c.id.in_(inner)))
             return rid
 
     def remove_root(self, root_id: int) -> int:
         with self.engine.begin() as c:
-            # The folder's row first, then the change counter: on PostgreSQL the order in
-            # which index's writes take them (_roots_gone, then next_seq); the other way round
-            # the two deadlocked. Once both are held, no photo of the folder can be written
-            # meanwhile, so every one counted here has its vectors' deletion logged.
+            # The folder's row, its photos' rows, then the change counter: the order of
+            # LOCK_ORDER. Once they are held no photo of the folder can be written meanwhile,
+            # so every one counted here has its vectors' deletion logged.
             c.execute(select(roots.c.id).where(roots.c.id == root_id).with_for_update())
+            mine = select(photos.c.id).where(photos.c.root_id == root_id).with_for_update()
+            n = c.execute(select(func.count()).select_from(mine.subquery())).scalar_one()
             seq = self.next_seq(c)
-            n = c.execute(select(func.count()).where(photos.c.root_id == root_id)).scalar_one()
             if n:
                 c.execute(
                     insert(vector_deletions).from_select(
@@ -549,25 +562,25 @@ class Catalog(RenderCatalog):
         `existing` maps the path of a file that already has a row to its photo id (a changed
         file keeps its id); other paths get new rows. A crash loses at most this batch.
 
-        The results of a folder removed meanwhile (`forget` while `index` reads it) are
-        dropped, and the ids of such folders returned. The others' rows are held until this
-        transaction commits (see _roots_gone), so none goes while its results are written."""
+        A folder gone meanwhile is dealt with here (see _hold_folders): the results of a
+        folder merged into a new parent are written under it (`root_of` is updated), those of
+        a folder removed (`forget` while `index` reads it) are dropped, and the ids of such
+        folders returned. The folders written to are held until this transaction commits."""
         if not results:
             return set()
         now = time.time()
-        wanted = {root_of[r.path] for r in results}
         if self.engine.dialect.name == "postgresql":
             # one row per path (the last): a file claimed again after its lease ran out
             results = list({r.path: r for r in results}.values())
             with self.engine.begin() as c:
-                gone = _roots_gone(c, wanted)
-                if len(gone) < len(wanted):
-                    kept = [r for r in results if root_of[r.path] not in gone]
+                gone = _hold_folders(c, [r.path for r in results], root_of)
+                kept = [r for r in results if root_of[r.path] not in gone]
+                if kept:
                     _write_results_pg(self, c, kept, root_of, spec, now)
             return gone
         with self.engine.begin() as c:
             seq = self.next_seq(c)  # the first write: from here on this is SQLite's one writer
-            gone = _roots_gone(c, wanted)
+            gone = _hold_folders(c, [r.path for r in results], root_of)
             if gone:
                 results = [r for r in results if root_of[r.path] not in gone]
             old_ids = [existing[r.path] for r in results if r.path in existing]
@@ -642,12 +655,18 @@ class Catalog(RenderCatalog):
         return gone
 
     # -- the shared work queue (PostgreSQL) ----------------------------------------------
-    def enqueue(self, rows: Sequence[tuple[bytes, int, int, int, float | None]]) -> None:
+    def enqueue(self, rows: Sequence[tuple[bytes, int, int, int, float | None]]) -> set[int]:
         """Add files to index: (path, root_id, size, mtime_ns, photos.indexed_at seen or None).
-        A path already queued (by another indexer) stays as it is."""
+        A path already queued (by another indexer) stays as it is. The files of a folder
+        removed meanwhile (forget) are left out, and its id returned (see _hold_folders)."""
         if not rows:
-            return
+            return set()
         with self.engine.begin() as c:
+            root_of = {r[0]: r[1] for r in rows}
+            gone = _hold_folders(c, list(root_of), root_of)
+            rows = [(f, root_of[f], *rest) for f, _, *rest in rows if root_of[f] not in gone]
+            if not rows:
+                return gone
             _copy_rows(
                 c,
                 "_stage_queue",
@@ -672,6 +691,7 @@ class Catalog(RenderCatalog):
                 )
                 .on_conflict_do_nothing(index_elements=[q.path])
             )
+        return gone
 
     def claim(
         self, owner: str, root_ids: Sequence[int], n: int, lease_seconds: float
@@ -1267,6 +1287,11 @@ def _write_features_pg(cat: Catalog, c: Connection, spec: str, rows) -> None:
     )
     s = _stage_features.c
     fcols = ["vector", "mean_l", "mean_a", "mean_b", "seq"]
+    # the photos' rows before the change counter (LOCK_ORDER): the insert's foreign key
+    # check would take them after it
+    held = select(photos.c.id).where(photos.c.id.in_(select(s.photo_id)))
+    held = held.with_for_update(read=True, key_share=True).subquery()
+    c.execute(select(func.count()).select_from(held))
     seq = cat.next_seq(c)
     ins = _insert(c)(features)
     c.execute(
@@ -1345,14 +1370,33 @@ def _root_gone():
     return photos.c.root_id.not_in(select(roots.c.id))
 
 
-def _roots_gone(c: Connection, wanted: set[int]) -> set[int]:
-    """Of these folder ids, those whose row is gone (`forget` ran meanwhile). The rest stay
+def _hold_folders(c: Connection, paths: Sequence[bytes], root_of: dict[bytes, int]) -> set[int]:
+    """Make sure the folders these files belong to (`root_of`) still exist, and keep them
     until this transaction ends: on PostgreSQL their rows are locked (FOR KEY SHARE, which
-    `forget`'s FOR UPDATE waits for); on SQLite the caller is already the one writer."""
-    q = select(roots.c.id).where(roots.c.id.in_(sorted(wanted)))
-    if c.dialect.name == "postgresql":
-        q = q.with_for_update(read=True, key_share=True)
-    return wanted - set(c.scalars(q))
+    forget's and a merge's FOR UPDATE wait for; LOCK_ORDER), on SQLite the caller is the one
+    writer already. A folder gone meanwhile was either merged into a parent registered
+    since (its files are moved to that parent in `root_of`) or removed (forget): the ids
+    of the removed ones are returned."""
+
+    def held(q):
+        if c.dialect.name == "postgresql":
+            q = q.with_for_update(read=True, key_share=True)
+        return q
+
+    wanted = {root_of[p] for p in paths}
+    missing = wanted - set(c.scalars(held(select(roots.c.id).where(roots.c.id.in_(wanted)))))
+    if not missing:
+        return set()
+    folders = sorted(c.execute(held(select(roots.c.id, roots.c.path))).all(), key=lambda r: r[1])
+    gone = set()
+    for p in paths:
+        if root_of[p] in missing:
+            parent = next((i for i, fp in folders if p.startswith(fp.rstrip(b"/") + b"/")), None)
+            if parent is None:
+                gone.add(root_of[p])
+            else:
+                root_of[p] = parent
+    return gone
 
 
 def _log_deletions(c: Connection, ids: Sequence[int], seq: int) -> None:

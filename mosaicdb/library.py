@@ -376,6 +376,11 @@ class Library:
         folders = {s.root_id: s.root_path for s in scopes}
         for rid, n in writer.dropped.items():
             summary.warnings.append(_dropped_warning(n, folders.get(rid)))
+        for rid, n in (feed.gone if feed is not None else {}).items():
+            summary.warnings.append(
+                f"{_show(folders[rid])}: {n} files were not read: their folder was removed "
+                "from the store (mosaicdb forget) while it was being scanned"
+            )
 
     def _scopes(self, paths, stats) -> list:
         from .scan import Scope

@@ -302,10 +302,14 @@ class ClaimFeed:
         self.buf: list[bytes] = []
         self.taken: set[bytes] = set()  # handed out in this run (never twice)
         self.on_idle: Callable[[], None] | None = None
+        self.gone: dict[int, int] = {}  # folder removed before its files were queued → files
 
     def enqueue(self) -> None:
         p = self.plan
-        self.catalog.enqueue([(f, p.root_of[f], *p.seen[f]) for f in p.todo])
+        gone = self.catalog.enqueue([(f, p.root_of[f], *p.seen[f]) for f in p.todo])
+        for f in p.todo:
+            if p.root_of[f] in gone:
+                self.gone[p.root_of[f]] = self.gone.get(p.root_of[f], 0) + 1
 
     def __call__(self) -> list[bytes] | None:
         while not self.buf:

@@ -298,3 +298,129 @@ def test_forget_while_index_writes_waits_instead_of_deadlocking(pg, tmp_path, mo
         with lib.catalog.engine.connect() as c:
             logged = c.scalar(select(func.count()).select_from(db.vector_deletions))
             assert (c.scalar(select(func.count()).select_from(db.photos)), logged) == (0, 3)
+
+
+def _race(first, paused_at, second):
+    """Run `first` in a thread that stops 0.5 s at `paused_at` (holding what it has locked so
+    far) while `second` runs here: both must finish, neither with "deadlock detected"."""
+    import threading
+
+    out, ready = {}, threading.Event()
+
+    def run_first():
+        try:
+            out["first"] = first()
+        except Exception as e:
+            out["first"] = e
+
+    def pause(real):
+        def wrapper(*args, **kw):
+            if threading.current_thread().name == "first" and not ready.is_set():
+                ready.set()
+                time.sleep(0.5)
+            return real(*args, **kw)
+
+        return wrapper
+
+    obj, name, *when = paused_at  # when: the first argument it must be called with
+    real = getattr(obj, name)
+    paused = pause(real)
+    setattr(obj, name, lambda *a, **k: (paused if not when or when[0] in a else real)(*a, **k))
+    t = threading.Thread(target=run_first, name="first")
+    t.start()
+    assert ready.wait(20)
+    out["second"] = second()
+    t.join(20)
+    assert not isinstance(out["first"], Exception), out
+    return out["first"], out["second"]
+
+
+@pytest.mark.parametrize("other", ["forget", "derive vectors"])
+def test_photo_writers_and_forget_or_derive_take_locks_in_one_order(
+    pg, tmp_path, monkeypatch, other
+):
+    """Rows dropped (index: files gone from disk; check --repair) take the photos' rows, then
+    the change counter; forget took the counter before the photos, a render deriving vectors
+    too: PostgreSQL ended one of them with "deadlock detected"."""
+    a = tmp_path / "a"
+    for name in ("red", "green", "blue"):
+        solid(a / f"{name}.png", COLOURS[name])
+    with mosaicdb.open(tmp_path / "h", db=pg.create_database()) as lib:
+        lib.index([a], workers=0)
+        red = lib.catalog.photo_ids([os.fsencode(a / "red.png")])[os.fsencode(a / "red.png")]
+        green = lib.catalog.photo_ids([os.fsencode(a / "green.png")])[os.fsencode(a / "green.png")]
+        monkeypatch.setattr(db.Catalog, "next_seq", db.Catalog.next_seq)  # restored after
+        if other == "forget":
+            second = lambda: lib.catalog.remove_root(lib.root_id(a))  # noqa: E731
+            want = (1, 2)
+        else:
+            vec = (green, b"\0" * 16, (50.0, 0.0, 0.0))
+            second = lambda: lib.catalog.write_features("g2a1x1", [vec])  # noqa: E731
+            want = (1, None)
+        assert (
+            _race(lambda: lib.catalog.delete_photos([red]), (db.Catalog, "next_seq"), second)
+            == want
+        )
+
+
+def test_a_folder_merged_into_its_parent_meanwhile_keeps_its_results(pg, tmp_path, monkeypatch):
+    """`index /p/a` while another indexer registers /p (merging /p/a into it): the batch
+    held /p/a's row, the merge took /p/a's photos first (a deadlock); then the batch's
+    results were dropped as if /p/a had been forgotten. They go under /p now."""
+    p = tmp_path / "p"
+    solid(p / "a" / "red.png", COLOURS["red"])
+    with mosaicdb.open(tmp_path / "h", db=pg.create_database()) as lib:
+        lib.index([p / "a"], workers=0)
+        solid(p / "a" / "red.png", COLOURS["blue"])  # changed: its row is written again
+        solid(p / "a" / "green.png", COLOURS["green"])
+        monkeypatch.setattr(db, "_copy_rows", db._copy_rows)  # restored after
+
+        def index():
+            s = lib.index([p / "a"], workers=0)
+            return (s.added, s.updated, s.warnings)
+
+        got, parent = _race(
+            index,
+            (db, "_copy_rows", "_stage_results"),
+            lambda: lib.catalog.add_root(os.fsencode(p)),
+        )
+        assert got == (1, 1, [])
+        assert lib.roots() == [str(p)]
+        with lib.catalog.engine.connect() as c:
+            q = select(db.photos.c.root_id, func.count()).group_by(db.photos.c.root_id)
+            assert c.execute(q).all() == [(parent, 2)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_folder_forgotten_while_it_is_walked(lib, tmp_path, monkeypatch, backend):
+    """forget between index's walk and its reading: on PostgreSQL the work queue's insert
+    failed its foreign key and the whole index stopped; now that folder is left out with a
+    warning, as on SQLite, and the other folder is indexed."""
+    from mosaicdb import scan
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    solid(a / "red.png", COLOURS["red"])
+    solid(b / "red.png", COLOURS["red"])
+    real = scan.plan_scan
+
+    def walk_then_forget_a(catalog, *args, **kw):
+        plan = real(catalog, *args, **kw)
+        catalog.remove_root(lib.root_id(a))  # another process: `mosaicdb forget a`
+        return plan
+
+    monkeypatch.setattr(scan, "plan_scan", walk_then_forget_a)
+    s = lib.index([a, b], workers=0)
+    assert s.added == 1 and len(s.warnings) == 1 and s.warnings[0].startswith(f"{a}: 1 files")
+    assert lib.roots() == [str(b)]
+
+
+def test_files_queued_for_a_folder_merged_into_its_parent_stay_queued(pg, tmp_path):
+    """Registering a parent folder merges the folders inside it; the files queued for them
+    went with their rows (ON DELETE CASCADE) and were never read."""
+    with mosaicdb.open(tmp_path / "h", db=pg.create_database()) as lib:
+        inner = lib.catalog.add_root(b"/p/a")
+        lib.catalog.enqueue([(b"/p/a/x.jpg", inner, 1, 1, None)])
+        parent = lib.catalog.add_root(b"/p")
+        with lib.catalog.engine.connect() as c:
+            q = select(db.scan_queue.c.path, db.scan_queue.c.root_id)
+            assert c.execute(q).all() == [(b"/p/a/x.jpg", parent)]
