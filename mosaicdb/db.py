@@ -496,13 +496,14 @@ class Catalog(RenderCatalog):
 
     def remove_root(self, root_id: int) -> int:
         with self.engine.begin() as c:
-            # The folder's row, its photos' rows, then the change counter: the order of
-            # LOCK_ORDER. Once they are held no photo of the folder can be written meanwhile,
-            # so every one counted here has its vectors' deletion logged.
+            # The folder's row, its photos' rows, then the change counter: LOCK_ORDER (on
+            # SQLite the counter's write makes this the one writer). Once they are held no
+            # photo of the folder can be written meanwhile, so each one's deletion is logged.
             c.execute(select(roots.c.id).where(roots.c.id == root_id).with_for_update())
-            mine = select(photos.c.id).where(photos.c.root_id == root_id).with_for_update()
-            n = c.execute(select(func.count()).select_from(mine.subquery())).scalar_one()
+            mine = select(photos.c.id).where(photos.c.root_id == root_id)
+            c.execute(select(func.count()).select_from(mine.with_for_update().subquery()))
             seq = self.next_seq(c)
+            n = c.execute(select(func.count()).select_from(mine.subquery())).scalar_one()
             if n:
                 c.execute(
                     insert(vector_deletions).from_select(
