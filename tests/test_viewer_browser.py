@@ -12,22 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyvips
+from browser import ARGS, CHROMIUM
 from conftest import COLOURS
 from test_viewer import HOSTILE, build_render
 
 import mosaicdb
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 if not os.path.exists(CHROMIUM):
     pytest.skip(
