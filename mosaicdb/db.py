@@ -499,9 +499,9 @@ class Catalog(RenderCatalog):
             # The folder's row, its photos' rows, then the change counter: LOCK_ORDER (on
             # SQLite the counter's write makes this the one writer). Once they are held no
             # photo of the folder can be written meanwhile, so each one's deletion is logged.
-            c.execute(select(roots.c.id).where(roots.c.id == root_id).with_for_update())
+            _lock_rows(c, select(roots.c.id).where(roots.c.id == root_id))
             mine = select(photos.c.id).where(photos.c.root_id == root_id)
-            c.execute(select(func.count()).select_from(mine.with_for_update().subquery()))
+            _lock_rows(c, mine)
             seq = self.next_seq(c)
             n = c.execute(select(func.count()).select_from(mine.subquery())).scalar_one()
             if n:
@@ -1305,9 +1305,7 @@ def _write_features_pg(cat: Catalog, c: Connection, spec: str, rows) -> None:
     fcols = ["vector", "mean_l", "mean_a", "mean_b", "seq"]
     # the photos' rows before the change counter (LOCK_ORDER): the insert's foreign key
     # check would take them after it
-    held = select(photos.c.id).where(photos.c.id.in_(select(s.photo_id)))
-    held = held.with_for_update(read=True, key_share=True).subquery()
-    c.execute(select(func.count()).select_from(held))
+    _lock_rows(c, select(photos.c.id).where(photos.c.id.in_(select(s.photo_id))), share=True)
     seq = cat.next_seq(c)
     ins = _insert(c)(features)
     c.execute(
@@ -1393,17 +1391,13 @@ def _hold_folders(c: Connection, paths: Sequence[bytes], root_of: dict[bytes, in
     writer already. A folder gone meanwhile was either merged into a parent registered
     since (its files are moved to that parent in `root_of`) or removed (forget): the ids
     of the removed ones are returned."""
-
-    def held(q):
-        if c.dialect.name == "postgresql":
-            q = q.with_for_update(read=True, key_share=True)
-        return q
-
     wanted = {root_of[p] for p in paths}
-    missing = wanted - set(c.scalars(held(select(roots.c.id).where(roots.c.id.in_(wanted)))))
+    held = select(roots.c.id).where(roots.c.id.in_(wanted)).with_for_update(**_KEY_SHARE)
+    missing = wanted - set(c.scalars(held))
     if not missing:
         return set()
-    folders = sorted(c.execute(held(select(roots.c.id, roots.c.path))).all(), key=lambda r: r[1])
+    # folders do not nest (add_root merges them), so at most one holds a given file
+    folders = c.execute(select(roots.c.id, roots.c.path).with_for_update(**_KEY_SHARE)).all()
     gone = set()
     for p in paths:
         if root_of[p] in missing:
@@ -1413,6 +1407,18 @@ def _hold_folders(c: Connection, paths: Sequence[bytes], root_of: dict[bytes, in
             else:
                 root_of[p] = parent
     return gone
+
+
+# FOR KEY SHARE: keeps a row from being deleted or its key changed, lets others read and
+# lock it alike (SQLAlchemy leaves any FOR … out on SQLite, whose writer holds the file)
+_KEY_SHARE = {"read": True, "key_share": True}
+
+
+def _lock_rows(c: Connection, query, share: bool = False) -> None:
+    """Lock the rows `query` selects until the transaction ends (FOR UPDATE, or FOR KEY
+    SHARE when `share`), without fetching them: see LOCK_ORDER."""
+    locked = query.with_for_update(**(_KEY_SHARE if share else {}))
+    c.execute(select(func.count()).select_from(locked.subquery()))
 
 
 def _log_deletions(c: Connection, ids: Sequence[int], seq: int) -> None:

@@ -43,11 +43,18 @@ class IndexSummary:
         return d
 
 
-def _dropped_warning(n: int, folder: bytes | None = None) -> str:
+def _dropped_warning(n: int, folder: bytes | None = None, read: bool = True) -> str:
+    """Files lost to a `forget` of their folder while `index` ran: read and then not saved,
+    or (`read=False`) not read at all, the folder gone before they were queued."""
     where = f"{_show(folder)}: " if folder else ""
+    if read:
+        return (
+            f"{where}{n} files read were not saved: their folder was removed from the store "
+            "(mosaicdb forget) while they were being read"
+        )
     return (
-        f"{where}{n} files read were not saved: their folder was removed from the store "
-        "(mosaicdb forget) while they were being read"
+        f"{where}{n} files were not read: their folder was removed from the store "
+        "(mosaicdb forget) while it was being scanned"
     )
 
 
@@ -377,10 +384,7 @@ class Library:
         for rid, n in writer.dropped.items():
             summary.warnings.append(_dropped_warning(n, folders.get(rid)))
         for rid, n in (feed.gone if feed is not None else {}).items():
-            summary.warnings.append(
-                f"{_show(folders[rid])}: {n} files were not read: their folder was removed "
-                "from the store (mosaicdb forget) while it was being scanned"
-            )
+            summary.warnings.append(_dropped_warning(n, folders.get(rid), read=False))
 
     def _scopes(self, paths, stats) -> list:
         from .scan import Scope

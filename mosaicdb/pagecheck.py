@@ -2,10 +2,11 @@
 over the standard library's driver.
 
 This one statement lives outside db.py on purpose. It is the longest part of `mosaicdb check`
-on a large store (~1.3 s of one core at 1M photos), and it needs no table of ours, so the CLI
-starts it in a thread (`start`) before SQLAlchemy (~0.35 s to import) has loaded; it then runs
-beside the imports instead of after them. Catalog.integrity_check picks up that result
-(`result`), or runs the check here when none was started."""
+on a large store (~1.3 s of one core at 1M photos), and it needs no table of ours, so the entry
+point (`start_from_argv`) or the CLI (`start_for_store`) starts it in a thread before typer and
+SQLAlchemy (~0.35 s to import) have loaded; it then runs beside the imports instead of after
+them. Catalog.integrity_check picks up that result (`result`), or runs the check here when
+none was started."""
 
 from __future__ import annotations
 
