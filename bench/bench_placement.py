@@ -89,10 +89,10 @@ def main():
 
     def widen(which, allowed, kk):
         if allowed.all():
-            return V.search(h, cells[which], kk)[1]
+            return V.search(h, cells[which], kk)
         sub = V.new_index(a.dim)
         V.add(sub, ids[allowed], tiles[allowed])
-        return V.search(sub, cells[which], kk)[1]
+        return V.search(sub, cells[which], kk)
 
     for mu, md in ((0, 0), (3, 0), (0, 2), (3, 2)):
         t = time.perf_counter()

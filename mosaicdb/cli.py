@@ -290,11 +290,34 @@ def render(
     tile_size: Annotated[int, typer.Option("--tile-size", help="Output px per tile (width).")] = 64,
     aspect: Annotated[str, typer.Option("--aspect", help="Tile aspect W:H.")] = "1:1",
     max_uses: Annotated[
-        int, typer.Option("--max-uses", help="A photo fills at most N cells (0: no limit).")
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--max-uses",
+            help="A photo fills at most N cells (0: no limit).",
+            show_default="2 × cells/photos, at least 2; none with --repeat free",
+        ),
+    ] = None,
     min_distance: Annotated[
-        int, typer.Option("--min-distance", help="Same photo never within R cells (0: off).")
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--min-distance",
+            help="Same photo never within R cells (0: off).",
+            show_default="3, less for a small library; 0 with --repeat free",
+        ),
+    ] = None,
+    use_all: Annotated[
+        bool,
+        typer.Option(
+            "--use-all", help="Every photo at least once (cells ≥ photos), else none twice."
+        ),
+    ] = False,
+    repeat: Annotated[
+        str,
+        typer.Option(
+            "--repeat",
+            help="varied: the default limits above; free: repeat without limit (best matches).",
+        ),
+    ] = "varied",
     seed: Annotated[int, typer.Option("--seed", help="Seed for placement ties.")] = 0,
     blend: Annotated[
         float, typer.Option("--blend", help="0–1: shift tile colours toward the target.")
@@ -346,6 +369,8 @@ def render(
             aspect=aspect,
             max_uses=max_uses,
             min_distance=min_distance,
+            use_all=use_all,
+            repeat=repeat,
             seed=seed,
             blend=blend,
             candidates=candidates,
@@ -363,6 +388,14 @@ def render(
         f"render {r.render_id}: {r.output} {r.width}×{r.height} px, {r.cols}×{r.rows} = "
         f"{r.cells:,} cells, {r.distinct_tiles:,} distinct photos (most used ×{r.max_reuse}), "
         f"mean ΔE2000 {de}, {r.seconds:.1f} s"
+    )
+    v = r.variety
+    near = "none repeats" if v["min_repeat_distance"] is None else (
+        f"repeats ≥ {v['min_repeat_distance']} cells apart"
+    )
+    typer.echo(
+        f"variety: {v['library_used']:.0%} of the library used, {near}, "
+        f"{v['same_neighbour_share']:.1%} of cells beside the same photo"
     )
     for width, q in (r.quality or {}).items():
         typer.echo(f"at {width} px wide: mean ΔE2000 {q['delta_e']:.2f}, SSIM {q['ssim']:.3f}")

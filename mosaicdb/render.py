@@ -44,6 +44,29 @@ RERANK_L_WEIGHT = 3.0
 # 400 px from 0.587 to 0.659 (t1) and 0.498 to 0.582 (t2), mean ΔE2000 went from 9.67 to 10.26
 # and 8.05 to 9.17; cell order (best-first or random) made no difference.
 MIN_DISTANCE_CANDIDATES = 128
+# Under --max-uses / --use-all the flow's arcs are the candidate lists: as many as keep it
+# near-exact on small grids without a dense matrix on large ones.
+QUOTA_ARCS = 4_000_000
+QUOTA_CANDIDATES_MAX = 256
+
+REPEAT_MODES = ("varied", "free")
+# --repeat varied (the default): no photo within VARIED_MIN_DISTANCE cells of itself (less
+# where the library is too small for that window), and none in more than VARIED_USES_FACTOR
+# times its even share of the cells (at least VARIED_MIN_USES).
+VARIED_MIN_DISTANCE = 3
+VARIED_USES_FACTOR = 2
+VARIED_MIN_USES = 2
+
+
+def rules_for(repeat: str, n_cells: int, n_photos: int, rows: int, cols: int) -> tuple[int, int]:
+    """(max_uses, min_distance) of a --repeat mode for this grid and library."""
+    if repeat == "free" or not n_photos:
+        return 0, 0
+    md = VARIED_MIN_DISTANCE
+    while md and min(rows, 2 * md + 1) * min(cols, 2 * md + 1) > n_photos // 2:
+        md -= 1  # leave the window plenty of photos to choose from
+    mu = max(VARIED_MIN_USES, -(-VARIED_USES_FACTOR * n_cells // n_photos))
+    return (0 if mu >= n_cells else mu), md
 
 
 @dataclass
@@ -52,8 +75,10 @@ class RenderOptions:
     tile_count: int | None = None
     tile_size: int = 64
     aspect: str = "1:1"
-    max_uses: int = 0
-    min_distance: int = 0
+    max_uses: int | None = None  # None: from --repeat
+    min_distance: int | None = None  # None: from --repeat
+    use_all: bool = False
+    repeat: str = "varied"  # "varied": the defaults of rules_for(); "free": no limits
     seed: int = 0
     blend: float = 0.0
     candidates: int | None = None  # None: 16, more under min_distance (MIN_DISTANCE_CANDIDATES)
@@ -61,11 +86,24 @@ class RenderOptions:
     rerank: int | None = None  # re-order candidates on a finer R×R grid (0: off; None: 6)
     score: bool = False  # also measure ΔE2000 / SSIM at 400 and 1600 px (quality.py)
 
-    def candidates_per_cell(self) -> int:
+    def candidates_per_cell(self, n_cells: int = 0) -> int:
         if self.candidates is not None:
             return self.candidates
         window = (2 * self.min_distance + 1) ** 2 if self.min_distance else 0
-        return max(16, min(window, MIN_DISTANCE_CANDIDATES))
+        k = max(16, min(window, MIN_DISTANCE_CANDIDATES))
+        if (self.max_uses or self.use_all) and n_cells:
+            # the flow's graph: on small grids near-dense (within 0.5 % of the exact optimum
+            # at ≤ 5,000 cells), at most ~4M arcs on large ones
+            k = max(k, min(QUOTA_CANDIDATES_MAX, QUOTA_ARCS // n_cells))
+        return k
+
+    def resolve_rules(self, n_cells: int, n_photos: int, rows: int, cols: int) -> None:
+        """Fill in --max-uses / --min-distance that the user left to --repeat."""
+        mu, md = rules_for(self.repeat, n_cells, n_photos, rows, cols)
+        if self.max_uses is None:
+            self.max_uses = mu
+        if self.min_distance is None:
+            self.min_distance = md
 
     def validate(self) -> None:
         if self.tiles_across is not None and self.tile_count is not None:
@@ -78,9 +116,13 @@ class RenderOptions:
             raise OptionError("--tile-count", f"must be positive, got {self.tile_count}")
         if not 4 <= self.tile_size <= 4096:
             raise OptionError("--tile-size", f"must be between 4 and 4096, got {self.tile_size}")
-        if self.max_uses < 0:
+        if self.repeat not in REPEAT_MODES:
+            raise OptionError(
+                "--repeat", f"must be one of {', '.join(REPEAT_MODES)}, got {self.repeat!r}"
+            )
+        if self.max_uses is not None and self.max_uses < 0:
             raise OptionError("--max-uses", f"must be 0 (no limit) or more, got {self.max_uses}")
-        if self.min_distance < 0:
+        if self.min_distance is not None and self.min_distance < 0:
             raise OptionError("--min-distance", f"must be 0 or more, got {self.min_distance}")
         if not 0.0 <= self.blend <= 1.0:
             raise OptionError("--blend", f"must be between 0 and 1, got {self.blend}")
@@ -110,6 +152,10 @@ class RenderReport:
     quality: dict | None = None  # {"400": {"delta_e", "ssim"}, "1600": {...}} with --score
     timings: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # distinct photos, share of the library used, max uses, smallest distance between two cells
+    # of one photo, share of cells with a 4-neighbour of the same photo (placement.variety)
+    variety: dict = field(default_factory=dict)
+    rules: dict = field(default_factory=dict)  # the repetition rules the plan was made under
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -245,6 +291,7 @@ def run(
         aw, ah = parse_aspect(sopts["aspect"])
         opts.aspect, opts.seed = sopts["aspect"], sopts["seed"]
         opts.max_uses, opts.min_distance = sopts["max_uses"], sopts["min_distance"]
+        opts.use_all, opts.repeat = sopts.get("use_all", False), sopts.get("repeat", "free")
         cols, rows = saved["cols"], saved["rows"]
         target = target or saved["target"]
         spec = F.FeatureSpec.parse(saved["spec"])
@@ -296,10 +343,13 @@ def run(
         if spec.key != lib.spec.key:
             ensure_spec_vectors(lib, spec)
         index = lib.vector_index(spec)
-        check_feasible(n, index.ntotal, rows, cols, opts.max_uses, opts.min_distance)
+        opts.resolve_rules(n, index.ntotal, rows, cols)
+        check_feasible(
+            n, index.ntotal, rows, cols, opts.max_uses, opts.min_distance, opts.use_all
+        )
         search_index = lib.search_index(spec, index)
         with lib.progress.task("Matching cells", total=n) as t:
-            k = min(opts.candidates_per_cell(), index.ntotal)
+            k = min(opts.candidates_per_cell(n), index.ntotal)
             cand_dist, cand_ids = V.search(search_index, cells, k)
             t.advance(n)
         if rerank:
@@ -310,24 +360,37 @@ def run(
             fine_cells = fine_cells.reshape(n, fine.dim)
             cand_dist, cand_ids = _rerank(lib, fine, fine_cells, cand_ids)
 
-        widen = all_ids = None
-        if opts.max_uses or opts.min_distance:  # only the rules need every id, sorted
+        widen = near_cells = all_ids = None
+        rules = opts.max_uses or opts.min_distance or opts.use_all
+        # the callbacks' distances on cand_dist's scale: per grid cell when re-ranked
+        per_cell = 1.0 / spec.grid**2 if rerank else 1.0
+        if rules:  # only the rules need every id, sorted
             ids_internal = V.ids_of(index)
             by_id = np.argsort(ids_internal)
             all_ids = ids_internal[by_id]
 
             def widen(which, allowed, kk: int):
                 if allowed.all():
-                    return V.search(index, cells[which], kk)[1]
-                if V.is_compressed(index):  # no exact vectors to copy: filter the search
+                    d, i = V.search(index, cells[which], kk)
+                elif V.is_compressed(index):  # no exact vectors to copy: filter the search
                     if allowed.sum() * 2 < len(allowed):
-                        return V.search(index, cells[which], kk, among=all_ids[allowed])[1]
-                    return V.search(index, cells[which], kk, excluding=all_ids[~allowed])[1]
-                sub = V.new_index(spec.dim)
-                rows_ = by_id[allowed]
-                V.add(sub, ids_internal[rows_], index.index.reconstruct_batch(rows_))
-                return V.search(sub, cells[which], kk)[1]
+                        d, i = V.search(index, cells[which], kk, among=all_ids[allowed])
+                    else:
+                        d, i = V.search(index, cells[which], kk, excluding=all_ids[~allowed])
+                else:
+                    sub = V.new_index(spec.dim)
+                    rows_ = by_id[allowed]
+                    V.add(sub, ids_internal[rows_], index.index.reconstruct_batch(rows_))
+                    d, i = V.search(sub, cells[which], kk)
+                return d * per_cell, i
 
+            def near_cells(photo_ids, _allowed, kk: int):
+                grid_index = V.new_index(spec.dim)
+                V.add(grid_index, np.arange(n, dtype=np.int64), cells)
+                d, i = V.search(grid_index, _vectors_of(lib, spec, index, photo_ids), kk)
+                return d * per_cell, i
+
+        t2 = time.monotonic()
         plan = place(
             cand_ids,
             cand_dist,
@@ -335,10 +398,13 @@ def run(
             cols,
             max_uses=opts.max_uses,
             min_distance=opts.min_distance,
+            use_all=opts.use_all,
             seed=opts.seed,
             widen=widen,
+            near_cells=near_cells,
             all_ids=all_ids,
         )
+        timings["placement"] = time.monotonic() - t2
         timings["match"] = time.monotonic() - t1
         options = {**asdict(opts), "output": output}
         render_id = lib.catalog.save_render(
@@ -392,7 +458,7 @@ def run(
             index = lib.vector_index(spec)
         if mosaic_lab is None:  # no blend: the placed tiles' own feature grids
             mosaic_lab = _vectors_of(lib, spec, index, plan)
-        if plan_id is None and (opts.max_uses or opts.min_distance):
+        if plan_id is None and (opts.max_uses or opts.min_distance or opts.use_all):
             best = _vectors_of(lib, spec, index, cand_ids[:, 0])
             best_de = float(F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).mean())
         mean_de = float(F.ciede2000(cells.reshape(-1, 3), mosaic_lab.reshape(-1, 3)).mean())
@@ -410,6 +476,11 @@ def run(
             }
             timings["score"] = time.monotonic() - t4
     uniq, counts = np.unique(plan, return_counts=True)
+    if index is None:
+        index = lib.vector_index(spec)
+    from .placement import variety
+
+    var = variety(plan, rows, cols, index.ntotal)
     timings["report"] = time.monotonic() - t3
     seconds = time.monotonic() - t0
     lib.catalog.update_render(
@@ -437,6 +508,9 @@ def run(
         quality,
         timings,
         warnings,
+        var,
+        {"max_uses": opts.max_uses, "min_distance": opts.min_distance, "use_all": opts.use_all,
+         "repeat": opts.repeat},
     )
 
 

@@ -11,11 +11,8 @@ import numpy as np
 import pytest
 import pyvips
 from conftest import COLOURS, LAYOUT, blocks_target, solid
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mosaicdb.errors import OptionError, RenderError
-from mosaicdb.placement import place
 
 
 @pytest.fixture
@@ -274,112 +271,6 @@ def test_bad_options_name_the_option(colour_lib, work):
             colour_lib.render(t, work / "a.png", **kw)
     with pytest.raises(OptionError, match="^--output: unknown image format '.bmp'"):
         colour_lib.render(t, work / "a.bmp")
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    rows=st.integers(1, 12),
-    cols=st.integers(1, 12),
-    n_photos=st.integers(1, 60),
-    max_uses=st.integers(0, 5),
-    min_distance=st.integers(0, 2),
-    seed=st.integers(0, 3),
-)
-def test_placement_rules_hold(rows, cols, n_photos, max_uses, min_distance, seed):
-    from mosaicdb.placement import check_feasible
-
-    n = rows * cols
-    try:
-        check_feasible(n, n_photos, rows, cols, max_uses, min_distance)
-    except RenderError:
-        return
-    if max_uses and min_distance and max_uses * n_photos < n * 2:
-        return  # tight combinations of both rules may have no greedy solution
-    rng = np.random.default_rng(seed)
-    dist = rng.random((n, n_photos))
-    order = np.argsort(dist, axis=1)
-    k = min(4, n_photos)
-    cand = order[:, :k] + 100
-    d = np.take_along_axis(dist, order, 1)[:, :k]
-
-    def widen(which, allowed, kk):
-        ok_ids = np.flatnonzero(allowed)  # photo index i has id i + 100
-        out = np.empty((len(which), kk), np.int64)
-        for j, cell in enumerate(which):
-            ranked = order[cell][np.isin(order[cell], ok_ids)]
-            out[j] = ranked[:kk] + 100
-        return out
-
-    try:
-        plan = place(
-            cand,
-            d,
-            rows,
-            cols,
-            max_uses=max_uses,
-            min_distance=min_distance,
-            seed=seed,
-            widen=widen,
-            all_ids=np.arange(100, 100 + n_photos),
-        )
-    except RenderError:
-        assert min_distance and max_uses  # alone, a feasible rule never dead-ends
-        return
-    grid = plan.reshape(rows, cols)
-    if max_uses:
-        assert np.bincount(plan - 100).max() <= max_uses
-    for r in range(rows):
-        for c in range(cols):
-            win = grid[
-                max(0, r - min_distance) : r + min_distance + 1,
-                max(0, c - min_distance) : c + min_distance + 1,
-            ]
-            assert (win == grid[r, c]).sum() == 1 or min_distance == 0
-    again = place(
-        cand,
-        d,
-        rows,
-        cols,
-        max_uses=max_uses,
-        min_distance=min_distance,
-        seed=seed,
-        widen=widen,
-        all_ids=np.arange(100, 100 + n_photos),
-    )
-    assert np.array_equal(plan, again)
-
-
-def test_max_uses_at_full_capacity_in_small_batches(monkeypatch):
-    """Every photo used exactly max_uses times (cells = max_uses × photos), the waiting cells
-    searched a few at a time: all placed, none over the limit, same plan twice."""
-    from mosaicdb import placement
-
-    monkeypatch.setattr(placement, "WIDEN_BATCH", 3)
-    rng = np.random.default_rng(7)
-    rows, cols, n_photos, max_uses = 6, 10, 20, 3
-    n = rows * cols
-    cells = rng.random((n, 2))
-    photos = np.concatenate([rng.random((5, 2)) * 0.1, rng.random((15, 2))])  # crowded
-    dist = ((cells[:, None] - photos[None]) ** 2).sum(-1)
-    order = np.argsort(dist, axis=1)
-    calls = []
-
-    def widen(which, allowed, kk):
-        calls.append(len(which))
-        assert len(which) <= 3
-        out = np.empty((len(which), kk), np.int64)
-        for j, cell in enumerate(which):
-            ranked = order[cell][allowed[order[cell]]]
-            out[j] = ranked[:kk]
-        return out
-
-    args = (order[:, :4], np.take_along_axis(dist, order, 1)[:, :4], rows, cols)
-    kw = dict(max_uses=max_uses, widen=widen, all_ids=np.arange(n_photos))
-    plan = place(*args, **kw)
-    assert (plan >= 0).all()
-    assert (np.bincount(plan, minlength=n_photos) == max_uses).all()
-    assert calls  # the crowded photos filled up: cells waited and were searched again
-    assert np.array_equal(plan, place(*args, **kw))
 
 
 def test_cli_render_contract(cli, lib_dir, tmp_path):

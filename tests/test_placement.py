@@ -1,0 +1,241 @@
+"""Placement under the repetition rules: exact against a dense solver, rules hold on random
+inputs, deterministic, impossible rules refused in one line, the variety numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mosaicdb.errors import RenderError
+from mosaicdb.placement import check_feasible, photo_cap, place, variety
+
+ID0 = 100  # photo i has id ID0 + i: ids are not positions
+
+
+class Instance:
+    """Cells and photos as random points; candidates are each cell's k nearest photos and
+    the callbacks search exactly, as FAISS does in a render."""
+
+    def __init__(self, rows, cols, n_photos, seed, dim=3, crowded=False):
+        rng = np.random.default_rng(seed)
+        self.rows, self.cols, self.n = rows, cols, rows * cols
+        self.cells = rng.random((self.n, dim))
+        photos = rng.random((n_photos, dim))
+        if crowded:  # a few photos near every cell: their quotas fill first
+            photos[: max(1, n_photos // 4)] *= 0.1
+        self.photos = photos
+        self.ids = np.arange(ID0, ID0 + n_photos)
+        self.d2 = ((self.cells[:, None] - photos[None]) ** 2).sum(-1)
+        self.order = np.argsort(self.d2, axis=1, kind="stable")
+        self.widened = 0
+
+    def candidates(self, k):
+        o = self.order[:, :k]
+        return self.ids[o], np.take_along_axis(self.d2, o, 1)
+
+    def widen(self, which, allowed, kk):
+        self.widened += 1
+        d = np.full((len(which), kk), np.inf)
+        ids = np.full((len(which), kk), -1, np.int64)
+        for j, cell in enumerate(which):
+            ranked = self.order[cell][allowed[self.order[cell]]][:kk]
+            d[j, : len(ranked)] = self.d2[cell, ranked]
+            ids[j, : len(ranked)] = self.ids[ranked]
+        return d, ids
+
+    def near_cells(self, photo_ids, _allowed, kk):
+        p = photo_ids - ID0
+        o = np.argsort(self.d2[:, p].T, axis=1, kind="stable")[:, :kk]
+        return np.take_along_axis(self.d2[:, p].T, o, 1), o
+
+    def place(self, k, **rules):
+        cand, dist = self.candidates(k)
+        return place(
+            cand, dist, self.rows, self.cols, widen=self.widen, near_cells=self.near_cells,
+            all_ids=self.ids, **rules,
+        )
+
+    def cost(self, plan):
+        return float(np.sqrt(self.d2[np.arange(self.n), plan - ID0]).sum())
+
+    def exact(self, max_uses):
+        """The optimum of `max_uses` by a dense assignment over max_uses copies of each photo."""
+        from scipy.optimize import linear_sum_assignment
+
+        dense = np.tile(np.sqrt(self.d2), (1, max_uses))
+        r, c = linear_sum_assignment(dense)
+        return float(dense[r, c].sum())
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "n_photos", "max_uses", "k", "crowded"),
+    [
+        (6, 10, 20, 4, 8, True),
+        (10, 12, 30, 6, 8, True),
+        (20, 25, 60, 12, 8, True),
+        (40, 50, 400, 8, 8, True),
+        # capacity = cells: only a wider graph keeps the flow near the optimum
+        (40, 50, 400, 5, 32, False),
+        (50, 50, 2500, 1, 32, False),
+    ],
+)
+def test_quota_matches_a_dense_exact_solver(rows, cols, n_photos, max_uses, k, crowded):
+    """With every photo a candidate the flow is the exact optimum (up to its integer costs);
+    over the k-nearest graph, within 0.5 %."""
+    inst = Instance(rows, cols, n_photos, rows, crowded=crowded)
+    best = inst.exact(max_uses)
+    if n_photos <= 400:
+        dense = inst.place(n_photos, max_uses=max_uses)
+        assert np.bincount(dense - ID0).max() <= max_uses
+        assert inst.cost(dense) <= best * 1.0005
+    sparse = inst.place(k, max_uses=max_uses)
+    assert np.bincount(sparse - ID0).max() <= max_uses
+    assert inst.cost(sparse) <= best * 1.005
+
+
+def test_full_capacity_leftovers_are_searched_again():
+    """cells = max_uses × photos with crowded photos: the sparse graph cannot serve every
+    cell, the leftovers are searched again, every photo ends up used exactly max_uses times."""
+    inst = Instance(6, 10, 20, 7, dim=2, crowded=True)
+    plan = inst.place(4, max_uses=3)
+    assert (np.bincount(plan - ID0, minlength=20) == 3).all()
+    assert inst.widened  # the crowded photos filled: cells waited and were searched again
+    assert np.array_equal(plan, inst.place(4, max_uses=3))
+
+
+def test_min_distance_costs_little_against_the_free_plan():
+    """Spreading keeps the likeness: on a smooth random target the plan under
+    --min-distance 2 costs less than 1.6 × the free plan (each cell's best), and the swaps
+    and moves after the repair only ever lower the cost."""
+    inst = Instance(30, 30, 400, 5)
+    free = inst.cost(inst.place(64))
+    spread = inst.place(64, min_distance=2)
+    assert inst.cost(spread) < free * 1.6
+    _assert_spread(spread.reshape(30, 30), 2)
+
+
+def _assert_spread(grid, R):
+    rows, cols = grid.shape
+    for r in range(rows):
+        for c in range(cols):
+            win = grid[max(0, r - R) : r + R + 1, max(0, c - R) : c + R + 1]
+            assert (win == grid[r, c]).sum() == 1, (r, c)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 12),
+    n_photos=st.integers(1, 70),
+    max_uses=st.integers(0, 5),
+    min_distance=st.integers(0, 2),
+    use_all=st.booleans(),
+    k=st.integers(1, 8),
+    seed=st.integers(0, 3),
+)
+def test_rules_hold_on_random_inputs(
+    rows, cols, n_photos, max_uses, min_distance, use_all, k, seed
+):
+    n = rows * cols
+    try:
+        check_feasible(n, n_photos, rows, cols, max_uses, min_distance, use_all)
+    except RenderError:
+        return
+    inst = Instance(rows, cols, n_photos, seed, crowded=seed % 2 == 1)
+    rules = dict(max_uses=max_uses, min_distance=min_distance, use_all=use_all, seed=seed)
+    try:
+        plan = inst.place(min(k, n_photos), **rules)
+    except RenderError as e:
+        # the only refusal left after check_feasible: both quota and spacing tight at once
+        assert max_uses and min_distance, e
+        assert "cannot be met" in str(e)
+        return
+    uses = np.bincount(plan - ID0, minlength=n_photos)
+    assert plan.min() >= ID0 and plan.max() < ID0 + n_photos
+    if max_uses:
+        assert uses.max() <= max_uses
+    if use_all:
+        if n >= n_photos:
+            assert (uses >= 1).all()
+        else:
+            assert uses.max() == 1
+    if min_distance:
+        _assert_spread(plan.reshape(rows, cols), min_distance)
+    assert np.array_equal(plan, inst.place(min(k, n_photos), **rules))
+
+
+def test_use_all_reaches_photos_no_cell_listed():
+    """Photos far from every cell are in no candidate list; --use-all still places each."""
+    inst = Instance(10, 10, 40, 3)
+    inst.photos[:10] += 5.0  # far away
+    inst.d2 = ((inst.cells[:, None] - inst.photos[None]) ** 2).sum(-1)
+    inst.order = np.argsort(inst.d2, axis=1, kind="stable")
+    plan = inst.place(6, use_all=True)
+    assert (np.bincount(plan - ID0, minlength=40) >= 1).all()
+    free = inst.place(6)
+    assert len(np.unique(free)) < 40  # without the rule they would be left out
+
+
+def test_use_all_with_more_photos_than_cells_uses_none_twice():
+    inst = Instance(5, 5, 60, 2, crowded=True)
+    plan = inst.place(4, use_all=True)
+    assert len(np.unique(plan)) == 25
+    assert inst.cost(plan) <= inst.exact(1) * 1.005
+
+
+def test_seed_breaks_ties_only():
+    """Identical photos tie everywhere: the seed picks among them; distinct costs do not move."""
+    cand = np.tile(np.array([[ID0, ID0 + 1, ID0 + 2]]), (9, 1))
+    dist = np.zeros((9, 3))
+    a = place(cand, dist, 3, 3, max_uses=3, seed=0, all_ids=np.arange(ID0, ID0 + 3))
+    assert np.array_equal(a, place(cand, dist, 3, 3, max_uses=3, seed=0,
+                                   all_ids=np.arange(ID0, ID0 + 3)))
+    assert (np.bincount(a - ID0) == 3).all()
+    inst = Instance(8, 8, 30, 5)
+    plans = [inst.place(8, max_uses=3, seed=s) for s in range(3)]
+    assert all(np.array_equal(plans[0], p) for p in plans[1:])
+
+
+def test_impossible_rules_refused_before_work():
+    with pytest.raises(RenderError, match=r"^--max-uses 2 with 10 photos fills at most 20 cells"):
+        check_feasible(30, 10, 5, 6, 2, 0)
+    with pytest.raises(RenderError, match=r"^--min-distance 2 needs at least 25 different photos"):
+        check_feasible(100, 20, 10, 10, 0, 2)
+    with pytest.raises(RenderError, match="no indexed photos"):
+        check_feasible(10, 0, 2, 5, 0, 0)
+    check_feasible(100, 25, 10, 10, 4, 2, True)  # tight but possible
+
+
+def test_photo_cap():
+    assert photo_cap(100, 10, 10, 10, 0, 0, False) == 0
+    assert photo_cap(100, 10, 10, 10, 12, 0, False) == 12
+    assert photo_cap(100, 10, 10, 10, 0, 1, False) == 25  # one per 2×2 block at most
+    assert photo_cap(100, 200, 10, 10, 0, 0, True) == 1
+
+
+def test_variety_of_a_hand_made_plan():
+    plan = np.array(
+        [
+            [1, 1, 2, 3],
+            [4, 5, 6, 7],
+            [8, 9, 10, 2],
+        ]
+    )
+    v = variety(plan.reshape(-1), 3, 4, n_library=20)
+    assert v == {
+        "distinct_photos": 10,
+        "library_used": 0.5,
+        "max_uses": 2,
+        "min_repeat_distance": 1,  # the two 1s side by side
+        "same_neighbour_share": round(2 / 12, 4),
+    }
+    spaced = np.arange(12).reshape(3, 4)
+    spaced[2, 3] = 0
+    v = variety(spaced.reshape(-1), 3, 4, n_library=12)
+    assert v["min_repeat_distance"] == 3 and v["same_neighbour_share"] == 0.0
+    assert variety(np.arange(6), 2, 3, 6)["min_repeat_distance"] is None
+    far = np.arange(30 * 30).reshape(30, 30)
+    far[29, 29] = far[0, 0]  # only repeat 29 cells apart: past the shifted-copy range
+    assert variety(far.reshape(-1), 30, 30, 900)["min_repeat_distance"] == 29
