@@ -375,3 +375,27 @@ def test_min_distance_offers_each_cell_its_window_of_candidates():
     assert RenderOptions(min_distance=5).candidates_per_cell() == 121
     assert RenderOptions(min_distance=20).candidates_per_cell() == 128
     assert RenderOptions(min_distance=5, candidates=8).candidates_per_cell() == 8
+
+
+def test_cli_repetition_rules_contract(cli, lib_dir, tmp_path):
+    """--repeat and --use-all on the command line: the rules the plan was made under and its
+    variety in --json and text, a bad --repeat named."""
+    for i in range(12):
+        solid(lib_dir / f"c{i:02}.jpg", (20 * i, 255 - 20 * i, (90 * i) % 256), Q=95)
+    t = blocks_target(tmp_path / "target.png")
+    assert cli("index", lib_dir, "-j", "0", "-q").exit_code == 0
+    out = tmp_path / "x.jpg"
+    r = cli("render", t, "-o", out, "--tiles-across", "4", "--repeat", "sometimes")
+    assert (r.exit_code, r.output) == (
+        1, "Error: --repeat: must be one of varied, free, got 'sometimes'\n"
+    )
+    r = cli("render", t, "-o", out, "--tiles-across", "4", "--use-all", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["rules"] == {"max_uses": 2, "min_distance": 1, "use_all": True, "repeat": "varied"}
+    assert d["variety"]["distinct_photos"] == 8  # 8 cells, 12 photos: none twice
+    assert d["variety"]["min_repeat_distance"] is None
+    assert d["variety"]["library_used"] == round(8 / 12, 4)
+    r = cli("render", t, "-o", out, "--tiles-across", "4", "--repeat", "free")
+    assert r.exit_code == 0, r.output
+    assert "\nvariety: " in r.output and "of cells beside the same photo" in r.output
