@@ -19,7 +19,6 @@ same plan (the seed only breaks exact ties).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -30,13 +29,15 @@ from .errors import RenderError
 WIDEN_K = 32
 # Integer costs for the solver: the largest candidate cost maps to COST_SCALE (x2 for ties).
 COST_SCALE = 20_000
+# Leftover repair solves the whole flow again this many times, then only the cells left.
+FULL_RESOLVES = 2
 # Leftover repair also offers photos with room to their nearest cells while photos × cells
 # (the exact search that takes) stays under this.
 REVERSE_BUDGET = 200_000_000
 # Improvement sweeps after --min-distance repairs (each ~1 s at 64,000 cells).
 SPREAD_SWEEPS = 2
-# A swap with a cell holding the wanted photo is tried with at most this many of its cells.
-SWAP_HOLDERS = 8
+# --min-distance considers at most this many candidates per cell (the cheapest).
+SPREAD_CANDIDATES = 64
 
 Widen = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
@@ -163,7 +164,7 @@ class _Graph:
     def _int(self, cost):
         # x2 plus a seeded 0/1: exact ties are broken by the seed, nothing else is
         c = np.minimum(np.round(cost * self.scale), COST_SCALE * 4).astype(np.int64)
-        return 2 * c + self.rng.integers(0, 2, len(c))
+        return 2 * c + self.rng.integers(0, 2, c.shape)
 
     def add(self, cells, dist, ids):
         """Arcs from cells (len W) to their (W, k) ids at squared distances dist."""
@@ -282,10 +283,12 @@ class _Graph:
 
 def _fill_leftovers(g: _Graph, pos, cap, widen, bonus=False, near_cells=None):
     """Cells the flow left unserved (their candidates were full) are searched again among
-    the photos with uses left, and the whole flow is solved again with those arcs added (so
-    the cells that took the full photos can still give them up), widening while none
-    progress."""
+    the photos with uses left. The first FULL_RESOLVES times the whole flow is solved again
+    with those arcs added (so that the cells holding the full photos can still give them
+    up); after that only the waiting cells are, onto the room that is left, which always
+    progresses. The search widens each round."""
     k = WIDEN_K
+    rounds = 0
     while (pos < 0).any():
         uses = np.bincount(pos[pos >= 0], minlength=g.n_photos)
         allowed = uses < cap
@@ -298,15 +301,20 @@ def _fill_leftovers(g: _Graph, pos, cap, widen, bonus=False, near_cells=None):
             part = waiting[i : i + 2_000_000 // k]
             d, ids = widen(part, allowed, k)
             g.add(part, d, ids)
-        if near_cells is not None and n_allowed * g.n <= REVERSE_BUDGET:
-            # and the photos with room to their nearest cells: a chain of moves (a cell takes
-            # a photo it did not list so that another can take its own) is open to the flow
-            _add_reverse(g, np.flatnonzero(allowed), near_cells, WIDEN_K)
-        got = g.solve(np.arange(g.n), cap, bonus)
+        if rounds < FULL_RESOLVES:
+            if near_cells is not None and n_allowed * g.n <= REVERSE_BUDGET:
+                # and the photos with room to their nearest cells: a chain of moves (a cell
+                # takes a photo it did not list so that another can take its own) is open
+                _add_reverse(g, np.flatnonzero(allowed), near_cells, WIDEN_K)
+            got = g.solve(np.arange(g.n), cap, bonus)
+        else:
+            got = g.solve(waiting, cap, False, uses)
+            got = np.where(pos < 0, got, pos)
+        rounds += 1
         if (got < 0).sum() >= len(waiting):
-            if k >= n_allowed:
+            if k >= n_allowed and rounds > FULL_RESOLVES:
                 break
-            k = min(k * 4, n_allowed)
+        k = min(k * 4, n_allowed)
         pos = got
     return pos
 
@@ -347,150 +355,239 @@ def _use_every_photo(g: _Graph, pos, cap, near_cells):
 
 
 def _spread(g: _Graph, pos, rows, cols, R, cap, widen, rng, keep_one=False):
-    """--min-distance on the flow's answer: cells are kept in the order of what moving would
-    cost them (their next-best candidate's extra cost, most first); a cell whose photo is
-    already kept within R moves to its cheapest candidate that the window and the photo's
-    uses allow (searched again, wider, when none does). Then SPREAD_SWEEPS passes let each
-    cell take a cheaper candidate where the rules leave room, or swap photos with a cell
-    holding it when both gain and the windows allow. `keep_one` (--use-all): no photo's last
-    cell moves away."""
+    """--min-distance on the flow's answer, vectorised over the grid.
+
+    1. Keep: where two cells within R hold one photo, the one that would lose more by moving
+       (its next-best candidate's extra cost; the seed breaks ties) keeps it — decided as a
+       greedy in that order would, in rounds of local winners.
+    2. Move: the others take their cheapest candidate that no cell within R holds and that
+       has uses left (searched again, wider, when none does). Cells are handled one residue
+       class (row mod R+1, col mod R+1) at a time: two cells of a class are more than R apart,
+       so a class decides all its cells at once.
+    3. Improve: SPREAD_SWEEPS passes over the classes, every cell taking its cheapest
+       candidate that is cheaper than its own and that the rules allow; then swaps of two
+       cells' photos where both windows allow and the sum drops.
+    `keep_one` (--use-all): no photo's last cell moves away."""
     n = rows * cols
-    c_all, p_all, w_all = g.by_cost()
-    start = np.searchsorted(c_all, np.arange(n + 1))
-    cur = g.cost_of(np.arange(n), pos)
-    # next-best: the cheapest arc of each cell to another photo
-    other = np.where(p_all != pos[c_all], w_all, np.iinfo(np.int64).max)
-    nxt = np.full(n, 16 * COST_SCALE, np.int64)
-    np.minimum.at(nxt, c_all, other)
-    regret = nxt - cur
-    order = np.lexsort((rng.random(n), -regret))
-    grid = np.full((rows, cols), -1, np.int64)
-    uses = np.zeros(g.n_photos, np.int64)
-    movers = []
-
-    def window(r, c):
-        return set(grid[max(0, r - R) : r + R + 1, max(0, c - R) : c + R + 1].flat)
-
-    for cell in order.tolist():
-        r, c = divmod(cell, cols)
-        p = int(pos[cell])
-        if p < 0 or p in window(r, c) or uses[p] >= cap:
-            movers.append(cell)
-        else:
-            grid[r, c] = p
-            uses[p] += 1
-
-    def candidates(cell):
-        return p_all[start[cell] : start[cell + 1]].tolist(), w_all[start[cell] : start[cell + 1]]
-
-    waiting = []
-    for cell in movers:
-        r, c = divmod(cell, cols)
-        win = window(r, c)
-        for p in candidates(cell)[0]:
-            if p not in win and uses[p] < cap:
-                grid[r, c] = p
-                uses[p] += 1
-                break
-        else:
-            waiting.append(cell)
+    cand, cost = _candidate_matrix(g, SPREAD_CANDIDATES)
+    cur = _cost_in(cand, cost, pos)
+    other = np.where(cand != pos[:, None], cost, BIG)
+    regret = other.min(axis=1) - cur
+    # priority: higher regret first, the seed's order among equals
+    prio = np.empty(n, np.int64)
+    prio[np.lexsort((rng.random(n), -regret))] = np.arange(n, 0, -1)
+    offsets = [(dr, dc) for dr in range(-R, R + 1) for dc in range(-R, R + 1) if dr or dc]
+    flat = pos.copy()
+    movers = _keep(flat, prio, rows, cols, R, offsets)
+    flat[movers] = -1
+    uses = np.bincount(flat[flat >= 0], minlength=g.n_photos)
+    classes = _classes(rows, cols, R)
+    waiting = movers
     k = WIDEN_K
-    while waiting and widen is not None:
+    while len(waiting):
+        left = []
+        for cls in classes:
+            cells = np.intersect1d(cls, waiting, assume_unique=True)
+            if len(cells):
+                left.append(
+                    _take(flat, uses, cells, cand[cells], cost[cells], cap, rows, cols, R,
+                          offsets)
+                )
+        still = np.concatenate(left) if left else waiting[:0]
+        if not len(still):
+            break
         allowed = uses < cap
         n_allowed = int(allowed.sum())
-        if not n_allowed:
-            break
-        k = min(max(k, (2 * R + 1) ** 2 + WIDEN_K), n_allowed)
-        d, ids = widen(np.asarray(waiting), allowed, k)
-        still = []
-        for cell, row in zip(waiting, g._pos(ids).tolist(), strict=True):
-            r, c = divmod(cell, cols)
-            win = window(r, c)
-            for p in row:
-                if p >= 0 and p not in win and uses[p] < cap:
-                    grid[r, c] = p
-                    uses[p] += 1
-                    break
-            else:
-                still.append(cell)
+        if widen is None or not n_allowed or (len(still) == len(waiting) and k >= n_allowed):
+            return np.full(n, -1, np.int64)
         if len(still) == len(waiting):
-            if k >= n_allowed:
-                break
             k = min(k * 8, n_allowed)
-        g.add(np.asarray(waiting), d, ids)  # their costs, for the sweeps below
+        k = min(max(k, len(offsets) + 1 + WIDEN_K), n_allowed)
+        d, ids = widen(still, allowed, k)
+        g.add(still, d, ids)
+        wp = g._pos(ids)
+        wc = g._int(np.sqrt(np.maximum(np.asarray(d, np.float64), 0)))
+        wc = np.where(wp >= 0, wc, BIG)
+        # the widened lists are sorted by distance: they serve as these cells' candidates
+        width = max(cand.shape[1], wp.shape[1])
+        cand, cost = _widen_matrix(cand, width), _widen_matrix(cost, width, BIG)
+        cand[still] = _widen_matrix(wp, width)
+        cost[still] = _widen_matrix(wc, width, BIG)
         waiting = still
-    if waiting:
-        return np.full(n, -1, np.int64)
-    flat = grid.reshape(-1)
-    c_all, p_all, w_all = g.by_cost()
-    start = np.searchsorted(c_all, np.arange(n + 1))
-    holders: dict[int, set[int]] = {}
-    for cell, p in enumerate(flat.tolist()):
-        holders.setdefault(p, set()).add(cell)
-
-    def fits(p, cell, besides=-1):
-        r, c = divmod(cell, cols)
-        win = grid[max(0, r - R) : r + R + 1, max(0, c - R) : c + R + 1]
-        hits = int((win == p).sum())
-        if besides >= 0 and flat[besides] == p:
-            br, bc = divmod(besides, cols)
-            if abs(br - r) <= R and abs(bc - c) <= R:
-                hits -= 1
-        return hits == 0
-
-    cur = g.cost_of(np.arange(n), flat)
+    cur = _cost_in(cand, cost, flat)
     for _ in range(SPREAD_SWEEPS):
         moved = 0
-        for cell in rng.permutation(n).tolist():
-            p0 = int(flat[cell])
-            here = int(cur[cell])
-            lo, hi = int(start[cell]), int(start[cell + 1])
-            # arcs are sorted by cost within a cell: only the cheaper ones, a few at most
-            cheaper = int(np.searchsorted(w_all[lo:hi], here))
-            if not cheaper:
-                continue
-            ps = p_all[lo : lo + min(cheaper, SWAP_HOLDERS)].tolist()
-            ws = w_all[lo : lo + min(cheaper, SWAP_HOLDERS)].tolist()
-            for p, w in zip(ps, ws, strict=True):
-                if p == p0:
-                    continue
-                flat[cell] = -1  # the cell's own photo does not block it
-                if uses[p] < cap and (uses[p0] > 1 or not keep_one) and fits(p, cell):
-                    flat[cell] = p
-                    cur[cell] = w
-                    uses[p] += 1
-                    uses[p0] -= 1
-                    holders[p0].discard(cell)
-                    holders.setdefault(p, set()).add(cell)
-                    moved += 1
-                    break
-                flat[cell] = p0
-                others = list(itertools.islice(holders.get(p, ()), SWAP_HOLDERS))
-                if not others:
-                    continue
-                others_arr = np.asarray(others)
-                back = g.cost_of(others_arr, np.full(len(others), p0))
-                gains = here + cur[others_arr] - w - back
-                swapped = False
-                for j in np.flatnonzero(gains > 0).tolist():
-                    other_cell = others[j]
-                    flat[cell], flat[other_cell] = -1, -1
-                    if fits(p, cell) and fits(p0, other_cell):
-                        flat[cell], flat[other_cell] = p, p0
-                        cur[cell], cur[other_cell] = w, back[j]
-                        holders[p0].discard(cell)
-                        holders[p].discard(other_cell)
-                        holders[p].add(cell)
-                        holders[p0].add(other_cell)
-                        moved += 1
-                        swapped = True
-                        break
-                    flat[cell], flat[other_cell] = p0, p
-                if swapped:
-                    break
+        for cls in classes:
+            moved += _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, R, offsets,
+                              keep_one)
         if not moved:
             break
     return flat
+
+
+BIG = np.iinfo(np.int64).max // 4
+
+
+def _candidate_matrix(g: _Graph, width):
+    """(cells, width) photo positions and costs, cheapest first (-1 / BIG where a cell has
+    fewer arcs)."""
+    c, p, w = g.by_cost()
+    start = np.searchsorted(c, np.arange(g.n + 1))
+    count = np.diff(start)
+    width = int(min(width, count.max(initial=1)))
+    j = np.arange(width)
+    idx = start[:-1, None] + j
+    ok = j < count[:, None]
+    idx = np.where(ok, idx, 0)
+    cand = np.where(ok, p[idx] if len(p) else -1, -1)
+    cost = np.where(ok, w[idx] if len(w) else BIG, BIG)
+    return cand, cost
+
+
+def _widen_matrix(m, width, fill=-1):
+    if m.shape[1] >= width:
+        return m[:, :width]
+    out = np.full((m.shape[0], width), fill, m.dtype)
+    out[:, : m.shape[1]] = m
+    return out
+
+
+def _cost_in(cand, cost, photos):
+    """Each cell's cost for `photos` (BIG where it is not among its candidates)."""
+    hit = cand == photos[:, None]
+    return np.where(hit.any(axis=1), np.where(hit, cost, BIG).min(axis=1), BIG)
+
+
+def _classes(rows, cols, R):
+    s = R + 1
+    r, c = np.divmod(np.arange(rows * cols), cols)
+    key = (r % s) * s + (c % s)
+    order = np.argsort(key, kind="stable")
+    bounds = np.searchsorted(key[order], np.arange(s * s + 1))
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def _neighbours(flat, cells, rows, cols, offsets):
+    """(len(cells), len(offsets)) photos at each offset of each cell (-1 off the grid)."""
+    r, c = np.divmod(cells, cols)
+    out = np.full((len(cells), len(offsets)), -1, np.int64)
+    for j, (dr, dc) in enumerate(offsets):
+        rr, cc = r + dr, c + dc
+        ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+        out[ok, j] = flat[rr[ok] * cols + cc[ok]]
+    return out
+
+
+def _blocked(flat, cells, cand, rows, cols, offsets):
+    """(len(cells), K): candidate j of cell i is held by a cell within the window."""
+    nb = _neighbours(flat, cells, rows, cols, offsets)
+    blocked = np.zeros(cand.shape, bool)
+    for j in range(nb.shape[1]):
+        blocked |= cand == nb[:, j : j + 1]
+    return blocked
+
+
+def _keep(flat, prio, rows, cols, R, offsets):
+    """The cells that must give up their photo: a greedy in `prio` order (highest first)
+    keeps a cell unless a kept cell within R holds its photo; computed in rounds where every
+    undecided cell that outranks all its undecided rivals is kept."""
+    n = rows * cols
+    state = np.zeros(n, np.int8)  # 0 undecided, 1 kept, 2 moves
+    r, c = np.divmod(np.arange(n), cols)
+    while True:
+        und = np.flatnonzero(state == 0)
+        if not len(und):
+            break
+        ru, cu = r[und], c[und]
+        beaten = np.zeros(len(und), bool)
+        lost = np.zeros(len(und), bool)
+        for dr, dc in offsets:
+            rr, cc = ru + dr, cu + dc
+            ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+            nb = np.where(ok, rr * cols + cc, 0)
+            same = ok & (flat[nb] == flat[und])
+            lost |= same & (state[nb] == 1)
+            beaten |= same & (state[nb] == 0) & (prio[nb] > prio[und])
+        state[und[lost]] = 2
+        state[und[~lost & ~beaten]] = 1
+    return np.flatnonzero(state == 2)
+
+
+def _take(flat, uses, cells, cand, cost, cap, rows, cols, R, offsets):
+    """Cells of one class (mutually more than R apart) take their cheapest allowed candidate;
+    where more want a photo than it has uses left, the cheapest wins and the rest try their
+    next. Returns the cells left without one."""
+    blocked = _blocked(flat, cells, cand, rows, cols, offsets) | (cand < 0)
+    while len(cells):
+        full = uses[np.maximum(cand, 0)] >= cap
+        ok = ~blocked & ~full
+        has = ok.any(axis=1)
+        j = ok.argmax(axis=1)
+        want = np.where(has, cand[np.arange(len(cells)), j], -1)
+        wcost = cost[np.arange(len(cells)), j]
+        sel = np.flatnonzero(has)
+        if not len(sel):
+            break
+        # per photo, at most its room: the cheapest askers
+        order = sel[np.lexsort((wcost[sel], want[sel]))]
+        p = want[order]
+        first = np.r_[True, p[1:] != p[:-1]]
+        rank = np.arange(len(p)) - np.maximum.accumulate(np.where(first, np.arange(len(p)), 0))
+        win = order[rank < (cap - uses[p])]
+        flat[cells[win]] = want[win]
+        np.add.at(uses, want[win], 1)
+        rest = np.setdiff1d(np.arange(len(cells)), win, assume_unique=True)
+        cells, cand, cost, blocked = cells[rest], cand[rest], cost[rest], blocked[rest]
+        if not len(np.intersect1d(rest, sel)):
+            break  # nobody left who had a choice
+    return cells
+
+
+def _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, R, offsets, keep_one):
+    """One class: each cell moves to its cheapest candidate cheaper than its own photo that no
+    cell within R holds and that has uses left (the largest gains first where a photo's room
+    is short). Returns how many moved."""
+    cheaper = cost[cls] < cur[cls, None]
+    if not cheaper.any():
+        return 0
+    rows_ = np.flatnonzero(cheaper.any(axis=1))
+    cells = cls[rows_]
+    cd, cs = cand[cells], cost[cells]
+    p0 = flat[cells]
+    ok = (cs < cur[cells, None]) & (cd >= 0) & (cd != p0[:, None])
+    ok &= ~_blocked(flat, cells, cd, rows, cols, offsets)
+    ok &= uses[np.maximum(cd, 0)] < cap
+    if keep_one:
+        ok &= (uses[p0] > 1)[:, None]
+    has = ok.any(axis=1)
+    if not has.any():
+        return 0
+    j = ok.argmax(axis=1)
+    sel = np.flatnonzero(has)
+    want, wcost = cd[sel, j[sel]], cs[sel, j[sel]]
+    gain = cur[cells[sel]] - wcost
+    order = np.lexsort((-gain, want))
+    want, wcost, sel = want[order], wcost[order], sel[order]
+    first = np.r_[True, want[1:] != want[:-1]]
+    rank = np.arange(len(want)) - np.maximum.accumulate(np.where(first, np.arange(len(want)), 0))
+    win = rank < (cap - uses[want])
+    if keep_one:  # two cells of one photo may not both leave its last uses
+        leave = p0[sel]
+        o2 = np.argsort(leave[win], kind="stable")
+        lw = leave[win][o2]
+        f2 = np.r_[True, lw[1:] != lw[:-1]] if len(lw) else lw.astype(bool)
+        r2 = np.arange(len(lw)) - np.maximum.accumulate(np.where(f2, np.arange(len(lw)), 0))
+        okleave = np.empty(len(lw), bool)
+        okleave[o2] = r2 < (uses[lw] - 1)
+        idx = np.flatnonzero(win)
+        win[idx[~okleave]] = False
+    moved_cells = cells[sel[win]]
+    old = flat[moved_cells]
+    flat[moved_cells] = want[win]
+    cur[moved_cells] = wcost[win]
+    np.add.at(uses, want[win], 1)
+    np.subtract.at(uses, old, 1)
+    return int(win.sum())
 
 
 def variety(plan: np.ndarray, rows: int, cols: int, n_library: int) -> dict:
