@@ -33,9 +33,9 @@ demo: $(VENV)/.demo
 	$(MOSAIC) index demo-out/photos
 	$(MOSAIC) index demo-out/photos
 	$(MOSAIC) render demo-out/target.jpg -o demo-out/mosaic.jpg --tiles-across 80 --tile-size 48
-	$(MOSAIC) render demo-out/target.jpg -o demo-out/mosaic-varied.jpg --tiles-across 80 --tile-size 48 --max-uses 12 --min-distance 2
+	$(MOSAIC) render demo-out/target.jpg -o demo-out/mosaic-free.jpg --tiles-across 80 --tile-size 48 --repeat free
 	$(MOSAIC) renders
-	@echo "mosaics: demo-out/mosaic.jpg demo-out/mosaic-varied.jpg   store: demo-out/store"
+	@echo "mosaics: demo-out/mosaic.jpg demo-out/mosaic-free.jpg   store: demo-out/store"
 
 $(VENV)/.bench: $(VENV)/.installed
 	$(PY) -m pip install -q scipy   # the seed recipe baseline's k-d tree; not a mosaicdb dependency

@@ -294,7 +294,7 @@ def render(
         typer.Option(
             "--max-uses",
             help="A photo fills at most N cells (0: no limit).",
-            show_default="2 × cells/photos, at least 2; none with --repeat free",
+            show_default="1 % of the cells, at least 2 × cells/photos; none with --repeat free",
         ),
     ] = None,
     min_distance: Annotated[
@@ -302,7 +302,7 @@ def render(
         typer.Option(
             "--min-distance",
             help="Same photo never within R cells (0: off).",
-            show_default="3, less for a small library; 0 with --repeat free",
+            show_default="1 (no photo beside itself), 0 for a tiny library or --repeat free",
         ),
     ] = None,
     use_all: Annotated[
@@ -327,7 +327,7 @@ def render(
         typer.Option(
             "--candidates",
             help="Nearest tiles considered per cell (default 16; under --min-distance R, "
-            "(2R+1)² up to 128).",
+            "(2R+1)² up to 128; under a cap up to 256, ~2.4M arcs in all).",
         ),
     ] = None,
     grid: Annotated[

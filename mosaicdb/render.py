@@ -8,6 +8,7 @@ Never reads the photo folders: everything comes from the catalog.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import threading
@@ -48,13 +49,22 @@ MIN_DISTANCE_CANDIDATES = 128
 # near-exact on small grids without a dense matrix on large ones (24 per cell at 100,000
 # cells: 13 s against 18 s for 40, total cost +0.04 %; 16 leaves more cells to repair, 15 s).
 QUOTA_ARCS = 2_400_000
+# ... but only where the cap binds for many photos (room for fewer than QUOTA_TIGHT × the
+# cells): under a loose cap (the default 1 % of 25,000 cells with 2,000 photos) the few photos
+# over it are served from the usual candidates, and 96 per cell cost 3.8 s more for a worse
+# mean ΔE (t1, 200 across: 9.99 against 9.66).
+QUOTA_TIGHT = 4
 QUOTA_CANDIDATES_MAX = 256
 
 REPEAT_MODES = ("varied", "free")
-# --repeat varied (the default): no photo within VARIED_MIN_DISTANCE cells of itself (less
-# where the library is too small for that window), and none in more than VARIED_USES_FACTOR
-# times its even share of the cells (at least VARIED_MIN_USES).
-VARIED_MIN_DISTANCE = 3
+# --repeat varied (the default): no photo beside itself, diagonals included (min distance 1;
+# 0 only when the library has too few photos for a 3×3 window), and none in more than 1 % of
+# the cells (at least twice its even share, and 2, so the cap leaves the flow room). Chosen in
+# bench/bench_defaults.py over R 1-3 × caps (4× the even share, 1 % of cells, none) on 11
+# targets, reported on 10 others (bench/results/defaults.md): the best mean rank of ΔE@400,
+# SSIM@400 and SSIM@1600 among rules with no same-photo neighbour and no photo over 1 %.
+VARIED_MIN_DISTANCE = 1
+VARIED_CAP_SHARE = 0.01
 VARIED_USES_FACTOR = 2
 VARIED_MIN_USES = 2
 
@@ -66,7 +76,11 @@ def rules_for(repeat: str, n_cells: int, n_photos: int, rows: int, cols: int) ->
     md = VARIED_MIN_DISTANCE
     while md and min(rows, 2 * md + 1) * min(cols, 2 * md + 1) > n_photos // 2:
         md -= 1  # leave the window plenty of photos to choose from
-    mu = max(VARIED_MIN_USES, -(-VARIED_USES_FACTOR * n_cells // n_photos))
+    mu = max(
+        VARIED_MIN_USES,
+        math.ceil(VARIED_CAP_SHARE * n_cells),
+        -(-VARIED_USES_FACTOR * n_cells // n_photos),
+    )
     return (0 if mu >= n_cells else mu), md
 
 
@@ -87,12 +101,15 @@ class RenderOptions:
     rerank: int | None = None  # re-order candidates on a finer R×R grid (0: off; None: 6)
     score: bool = False  # also measure ΔE2000 / SSIM at 400 and 1600 px (quality.py)
 
-    def candidates_per_cell(self, n_cells: int = 0) -> int:
+    def candidates_per_cell(self, n_cells: int = 0, n_photos: int = 0) -> int:
         if self.candidates is not None:
             return self.candidates
         window = (2 * self.min_distance + 1) ** 2 if self.min_distance else 0
         k = max(16, min(window, MIN_DISTANCE_CANDIDATES))
-        if (self.max_uses or self.use_all) and n_cells:
+        tight = self.use_all or (
+            self.max_uses and (not n_photos or self.max_uses * n_photos < QUOTA_TIGHT * n_cells)
+        )
+        if tight and n_cells:
             # the flow's graph: on small grids near-dense (within 0.5 % of the exact optimum
             # at ≤ 5,000 cells), at most ~2.4M arcs on large ones
             k = max(k, min(QUOTA_CANDIDATES_MAX, QUOTA_ARCS // n_cells))
@@ -350,7 +367,7 @@ def run(
         )
         search_index = lib.search_index(spec, index)
         with lib.progress.task("Matching cells", total=n) as t:
-            k = min(opts.candidates_per_cell(n), index.ntotal)
+            k = min(opts.candidates_per_cell(n, index.ntotal), index.ntotal)
             cand_dist, cand_ids = V.search(search_index, cells, k)
             t.advance(n)
         if rerank:

@@ -377,6 +377,16 @@ def test_min_distance_offers_each_cell_its_window_of_candidates():
     assert RenderOptions(min_distance=5, candidates=8).candidates_per_cell() == 8
 
 
+def test_a_tight_cap_widens_the_flows_graph_and_a_loose_one_does_not():
+    from mosaicdb.render import RenderOptions
+
+    # 64,000 cells, 22,000 photos, 3 uses each: room for 1.03 × the cells
+    assert RenderOptions(max_uses=3, min_distance=0).candidates_per_cell(64_000, 22_000) == 37
+    assert RenderOptions(use_all=True, min_distance=0).candidates_per_cell(1_000, 5_000) == 256
+    # 25,000 cells, 2,000 photos, 250 uses each: room for 20 × the cells
+    assert RenderOptions(max_uses=250, min_distance=1).candidates_per_cell(25_000, 2_000) == 16
+
+
 def test_cli_repetition_rules_contract(cli, lib_dir, tmp_path):
     """--repeat and --use-all on the command line: the rules the plan was made under and its
     variety in --json and text, a bad --repeat named."""
