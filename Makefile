@@ -20,6 +20,7 @@ install: $(VENV)/.installed
 
 lint: install
 	$(VENV)/bin/ruff check mosaicdb tests bench migrations examples
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	$(VENV)/bin/pytest -q

@@ -51,3 +51,12 @@ def with_damage_advice(error: BaseException) -> str:
     if isinstance(error, sqlite3.DatabaseError) and error.sqlite_errorname in damaged:
         return f"{error} ({DAMAGED_ADVICE})"
     return str(error)
+
+
+def broken_thumbnail(photo_id: int) -> str:
+    """What to do about a stored thumbnail that does not decode (its JPEG markers can be
+    intact, so only `check --deep` finds it)."""
+    return (
+        f"the stored thumbnail of photo {photo_id} does not decode: run "
+        "`mosaicdb check --deep --repair`, then `mosaicdb index --retry-errors`"
+    )

@@ -169,8 +169,8 @@ class Library:
         return gaps(self, str(target), **options)
 
     def sheet(self, output, **options) -> dict:
-        """A contact sheet of the stored thumbnails; see render.sheet."""
-        from .render import sheet
+        """A contact sheet of the stored thumbnails; see sheet.sheet."""
+        from .sheet import sheet
 
         return sheet(self, str(output), **options)
 

@@ -532,7 +532,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         if n:
             repaired.append(f"marked {n} photos without a thumbnail as errors")
         if unplaced:  # after the marking: no vector is derived for a photo just made an error
-            from .render import ensure_spec_vectors
+            from .vectors import ensure_spec_vectors
 
             undecoded: list[int] = []  # damaged inside, markers intact: only decoding tells
             n = ensure_spec_vectors(lib, spec, undecoded)
@@ -590,7 +590,9 @@ def gaps(
     from . import features as F
     from . import imaging
     from . import vecindex as V
-    from .render import grid_size, parse_aspect
+    from .target import cells as target_cells
+    from .target import grid_size, parse_aspect
+    from .vectors import ensure_spec_vectors, vectors_of
 
     if not (math.isfinite(threshold) and threshold > 0):
         raise OptionError("--threshold", f"must be a positive number, got {threshold}")
@@ -602,13 +604,8 @@ def gaps(
     spec = lib.spec.with_aspect(aw, ah)
     w, h = imaging.image_size_or_error(target)
     cols, rows = grid_size(w, h, aw / ah, tiles_across, None)
-    img = imaging.load_target(target, max_width=cols * spec.grid * imaging.MIN_CELL_PX * 2)
-    cells = imaging.lab_grid(
-        imaging.target_region(img, cols, rows, aw / ah), cols, rows, spec.grid
-    ).reshape(cols * rows, spec.dim)
+    cells, _ = target_cells(target, cols, rows, spec, aw / ah)
     if (aw, ah) != (1, 1):
-        from .render import ensure_spec_vectors
-
         ensure_spec_vectors(lib, spec)
     index = lib.vector_index(spec)
     if index.ntotal == 0:
@@ -616,9 +613,7 @@ def gaps(
 
         raise RenderError("the store has no indexed photos: run `mosaicdb index PATH` first")
     _, ids = V.search(lib.search_index(spec, index), cells, 1)
-    from .render import _vectors_of
-
-    best = _vectors_of(lib, spec, index, ids[:, 0])
+    best = vectors_of(lib.catalog, spec, index, ids[:, 0])
     de = F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).reshape(len(cells), -1).mean(1)
     cell_mean = cells.reshape(len(cells), -1, 3).mean(axis=1)
     poor = de > threshold

@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ImageError, NotFoundError, OptionError, RenderError
+from .assemble import assemble, prepare_output
+from .errors import NotFoundError, OptionError, RenderError
+from .target import grid_size, load_region, parse_aspect
+from .vectors import ensure_spec_vectors, vectors_of
 
 if TYPE_CHECKING:
     from .library import Library
-
-# Decoded tiles kept for reuse across rows (LRU). Memory of a render is about this plus two
-# strips of the output, whatever the output size.
-TILE_CACHE_BYTES = 256 * 2**20
-# Tiles decoded ahead of the row being placed (at most), in chunks of DECODE_CHUNK.
-DECODE_AHEAD = 256
-DECODE_CHUNK = 16
 
 # The coarse search finds tiles of the right colours; re-ranking its candidates on a 6×6 grid
 # (features.RERANK_GRID) with lightness weighted 3× picks the one whose light and dark parts sit
@@ -49,10 +41,12 @@ MIN_DISTANCE_CANDIDATES = 128
 # near-exact on small grids without a dense matrix on large ones (24 per cell at 100,000
 # cells: 13 s against 18 s for 40, total cost +0.04 %; 16 leaves more cells to repair, 15 s).
 QUOTA_ARCS = 2_400_000
-# ... but only where the cap binds for many photos (room for fewer than QUOTA_TIGHT × the
-# cells): under a loose cap (the default 1 % of 25,000 cells with 2,000 photos) the few photos
-# over it are served from the usual candidates, and 96 per cell cost 3.8 s more for a worse
-# mean ΔE (t1, 200 across: 9.99 against 9.66).
+# Where the cap binds for few photos (room for QUOTA_TIGHT × the cells or more: the default
+# 1 % of the cells) the flow needs fewer arcs, but the cap still pushes cells off their best
+# photo, and re-ranking then needs choices: QUOTA_ARCS_LOOSE in all. Measured on t2, 32 px,
+# cap 1 %: 100 across (15,000 cells) 16 → 64 candidates SSIM@400 0.433 → 0.519, ΔE 8.11 →
+# 8.99, placement 0.28 → 0.74 s; 200 across (60,000 cells) 16 → 128: placement 1.2 → 8.3 s.
+QUOTA_ARCS_LOOSE = 1_000_000
 QUOTA_TIGHT = 4
 QUOTA_CANDIDATES_MAX = 256
 
@@ -109,10 +103,11 @@ class RenderOptions:
         tight = self.use_all or (
             self.max_uses and (not n_photos or self.max_uses * n_photos < QUOTA_TIGHT * n_cells)
         )
-        if tight and n_cells:
+        if (self.max_uses or self.use_all) and n_cells:
             # the flow's graph: on small grids near-dense (within 0.5 % of the exact optimum
             # at ≤ 5,000 cells), at most ~2.4M arcs on large ones
-            k = max(k, min(QUOTA_CANDIDATES_MAX, QUOTA_ARCS // n_cells))
+            arcs = QUOTA_ARCS if tight else QUOTA_ARCS_LOOSE
+            k = max(k, min(QUOTA_CANDIDATES_MAX, arcs // n_cells))
         return k
 
     def resolve_rules(self, n_cells: int, n_photos: int, rows: int, cols: int) -> None:
@@ -185,106 +180,6 @@ class RenderReport:
         return d
 
 
-def parse_aspect(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(x) for x in text.split(":"))
-        if w <= 0 or h <= 0 or w > 100 or h > 100:
-            raise ValueError
-    except ValueError:
-        raise OptionError(
-            "--aspect", f"must look like W:H with whole numbers 1–100, got {text!r}"
-        ) from None
-    return w, h
-
-
-def output_format(path: str) -> str:
-    from .imaging import FORMATS
-
-    ext = Path(path).suffix.lower()
-    if ext not in FORMATS:
-        raise OptionError(
-            "--output",
-            f"unknown image format {ext or '(none)'!r}; use one of " + ", ".join(sorted(FORMATS)),
-        )
-    return FORMATS[ext]
-
-
-def prepare_output(output: str) -> tuple[str, str]:
-    """(absolute output path, format); `.dz` becomes the `.dzi` that dzsave writes. Refuses an
-    unknown extension or a missing folder before any work."""
-    fmt = output_format(output)
-    path = str(Path(output).expanduser().resolve())
-    if fmt == "dz" and path.lower().endswith(".dz"):
-        path = path[:-3] + ".dzi"
-    if not Path(path).parent.is_dir():
-        raise OptionError("--output", f"folder {Path(path).parent} does not exist")
-    return path, fmt
-
-
-# ~300 bytes a cell while matching (features, candidates): 4M cells is ~1.2 GB, and a
-# 4-gigapixel mosaic at 32 px tiles
-MAX_CELLS = 4_000_000
-
-
-def grid_size(tw: int, th: int, aspect: float, across: int | None, count: int | None):
-    """cols × rows of cells of `aspect` (w/h) that cover a tw×th target."""
-    if count is not None:
-        across = max(1, round((count * tw / th / aspect) ** 0.5))
-    across = across or 100
-    rows = max(1, round(th / (tw / across / aspect)))
-    if across * rows > MAX_CELLS:
-        raise OptionError(
-            "--tile-count" if count is not None else "--tiles-across",
-            f"{across:,}×{rows:,} cells on this target, more than {MAX_CELLS:,}",
-        )
-    return across, rows
-
-
-def _broken_thumbnail(photo_id: int) -> str:
-    """What to do about a stored thumbnail that does not decode (its JPEG markers can be
-    intact, so only `check --deep` finds it)."""
-    return (
-        f"the stored thumbnail of photo {photo_id} does not decode: run "
-        "`mosaicdb check --deep --repair`, then `mosaicdb index --retry-errors`"
-    )
-
-
-def ensure_spec_vectors(lib: Library, spec, broken: list[int] | None = None) -> int:
-    """Vectors of `spec` for the photos that lack one, derived from their stored thumbnails
-    (the photo folders are not read) and kept in the catalog: once for another cell aspect or
-    grid than the store's own, and by `check --repair` for a store vector gone missing.
-    A thumbnail that does not decode stops a render with one line naming the fix; given a
-    `broken` list (the repair), its photo's id goes there instead and the others go on.
-    Returns how many were derived."""
-    n = lib.catalog.count_missing_features(spec.key)
-    if not n:
-        return 0
-    from . import imaging
-
-    derived = 0
-    with lib.progress.task(f"Deriving {spec.key} features", total=n) as t:
-        for chunk in lib.catalog.iter_thumbnails_missing(spec.key):
-            rows = []
-            for pid, codec, data in chunk:
-                try:
-                    px = imaging.thumb_pixels(data, codec)
-                except ImageError:
-                    if broken is None:
-                        raise RenderError(_broken_thumbnail(pid)) from None
-                    broken.append(pid)
-                    continue
-                if spec.grid > lib.spec.grid:  # as index makes them (scan.process_batch)
-                    v = imaging.tile_vectors(px, (lib.spec.grid, spec.grid), spec.aspect)[1]
-                else:
-                    v = imaging.tile_vector(px, spec.grid, spec.aspect)
-                m = v.reshape(-1, 3).mean(axis=0)
-                rows.append((pid, v.tobytes(), (float(m[0]), float(m[1]), float(m[2]))))
-            lib.catalog.write_features(spec.key, rows)
-            derived += len(rows)
-            t.advance(len(chunk))
-    return derived
-
-
 def run(
     lib: Library, target: str | None, output: str, opts: RenderOptions, plan_id: int | None = None
 ) -> RenderReport:
@@ -327,8 +222,7 @@ def run(
         if plan_id is None:
             head_w, head_h = imaging.image_size_or_error(target)
             cols, rows = grid_size(head_w, head_h, aspect, opts.tiles_across, opts.tile_count)
-        img = imaging.load_target(target, max_width=cols * spec.grid * imaging.MIN_CELL_PX * 2)
-        region = imaging.target_region(img, cols, rows, aspect)
+        region = load_region(target, cols, rows, spec.grid, aspect)
     elif opts.blend:
         raise RenderError(f"the target {target} of render {plan_id} is gone; --blend needs it")
     else:
@@ -405,7 +299,7 @@ def run(
             def near_cells(photo_ids, _allowed, kk: int):
                 grid_index = V.new_index(spec.dim)
                 V.add(grid_index, np.arange(n, dtype=np.int64), cells)
-                d, i = V.search(grid_index, _vectors_of(lib, spec, index, photo_ids), kk)
+                d, i = V.search(grid_index, vectors_of(lib.catalog, spec, index, photo_ids), kk)
                 return d * per_cell, i
 
         t2 = time.monotonic()
@@ -455,8 +349,9 @@ def run(
     cell_rgb = None
     if opts.blend and region is not None:
         cell_rgb = imaging.rgb_grid(region, cols, rows, 1).reshape(rows, cols, 3)
-    mosaic_lab = _assemble(
-        lib,
+    mosaic_lab = assemble(
+        lib.catalog,
+        lib.progress,
         plan.reshape(rows, cols),
         tile_w,
         tile_h,
@@ -475,9 +370,9 @@ def run(
         if index is None:
             index = lib.vector_index(spec)
         if mosaic_lab is None:  # no blend: the placed tiles' own feature grids
-            mosaic_lab = _vectors_of(lib, spec, index, plan)
+            mosaic_lab = vectors_of(lib.catalog, spec, index, plan)
         if plan_id is None and (opts.max_uses or opts.min_distance or opts.use_all):
-            best = _vectors_of(lib, spec, index, cand_ids[:, 0])
+            best = vectors_of(lib.catalog, spec, index, cand_ids[:, 0])
             best_de = float(F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).mean())
         mean_de = float(F.ciede2000(cells.reshape(-1, 3), mosaic_lab.reshape(-1, 3)).mean())
     quality = None
@@ -570,284 +465,3 @@ def _rerank(lib: Library, fine, fine_cells, cand_ids):
         dist[j] = np.take_along_axis(d, order, 1)
         cand_ids[j] = np.take_along_axis(c, order, 1)
     return dist, cand_ids
-
-
-def _vectors_of(lib: Library, spec, index, ids):
-    """Stored vectors for ids (with repeats), each distinct id looked up once: from the exact
-    index, or from the catalog when the index is compressed (its vectors are approximate)."""
-    import numpy as np
-
-    from . import features as F
-    from . import vecindex as V
-
-    uniq, inverse = np.unique(ids, return_inverse=True)
-    if not V.is_compressed(index):
-        return V.reconstruct(index, uniq)[inverse]
-    blobs = lib.catalog.feature_vectors(spec.key, uniq)
-    return F.unpack_vectors([blobs[int(i)] for i in uniq], spec.dim)[inverse]
-
-
-def _assemble(
-    lib: Library,
-    plan,
-    tile_w: int,
-    tile_h: int,
-    output: str,
-    fmt: str,
-    blend: float,
-    cell_rgb,
-    k: int,
-    timings: dict,
-):
-    """Place the tiles strip by strip into an uncompressed TIFF stream that the encoder reads
-    as it goes (in memory, a few strips at a time); returns the Lab grid of the output cells
-    when blending (measured on the pixels), else None."""
-    import numpy as np
-
-    from . import imaging
-
-    rows, cols = plan.shape
-    W, H = cols * tile_w, rows * tile_h
-    t0 = time.monotonic()
-    out = Path(output)
-    tag = f".{out.name}.{os.getpid()}"
-    if fmt == "dz":
-        tmp_out = out.with_name(tag + ".tmp.dzi")
-        tmp_files = out.with_name(tag + ".tmp_files")
-    else:
-        tmp_out = out.with_name(tag + ".tmp" + out.suffix)
-        tmp_files = None
-    # The plan says when each tile is needed again, so the cache keeps exactly the tiles that
-    # will be reused (farthest next use evicted first when over budget): every distinct tile
-    # is decoded once as long as the reused ones fit in TILE_CACHE_BYTES.
-    row_sets = [list(dict.fromkeys(plan[r].tolist())) for r in range(rows)]  # distinct, in order
-    uses: dict[int, list[int]] = {}
-    for r in range(rows - 1, -1, -1):
-        for p in row_sets[r]:
-            uses.setdefault(p, []).append(r)  # descending: the next use is at the end
-    cache: dict[int, np.ndarray] = {-1: np.full((tile_h, tile_w, 3), 255, np.uint8)}  # blank
-    uses[-1] = [-1] * (rows * cols + 1)  # never evicted
-    max_tiles = max(cols * 2, TILE_CACHE_BYTES // (tile_w * tile_h * 3))
-    mosaic_lab = np.empty((rows, cols, 3 * k * k), np.float32) if blend else None
-
-    # Tiles are decoded on two threads ahead of the row being placed: up to DECODE_AHEAD
-    # tiles, read from the catalog in one query per window, decoded in chunks of DECODE_CHUNK
-    # (one future each). Few, large steps: the Python work per tile is what limits a render.
-    pending: dict[int, tuple] = {}  # photo id → (future of a chunk of tiles, index in it)
-    scanned = [0]  # rows whose tiles have been looked at for prefetching
-
-    def decode_chunk(items):
-        out = []
-        for pid, blob in items:
-            try:
-                out.append(imaging.decode_tile(*blob, tile_w, tile_h))
-            except ImageError:
-                raise RenderError(_broken_thumbnail(pid)) from None
-        return out
-
-    def submit(need):
-        blobs = lib.catalog.thumbnails(need)
-        if len(blobs) < len(need):
-            gone = sorted(set(need) - set(blobs))
-            raise RenderError(
-                f"{len(gone)} photos of the plan have no stored thumbnail (ids "
-                f"{', '.join(map(str, gone[:5]))}): run `mosaicdb check --repair`"
-            )
-        for i in range(0, len(need), DECODE_CHUNK):
-            chunk = need[i : i + DECODE_CHUNK]
-            fut = pool.submit(decode_chunk, [(p, blobs[p]) for p in chunk])
-            pending.update((p, (fut, j)) for j, p in enumerate(chunk))
-
-    def prefetch(r):
-        # tiles of row r evicted since they were looked at: now
-        need = [p for p in row_sets[r] if p not in cache and p not in pending]
-        if need:
-            submit(need)
-        if len(pending) > DECODE_AHEAD // 2:
-            return
-        need = {}
-        while scanned[0] < rows and len(pending) + len(need) < DECODE_AHEAD:
-            for p in row_sets[scanned[0]]:
-                if p not in cache and p not in pending:
-                    need[p] = None
-            scanned[0] += 1
-        if need:
-            submit(list(need))
-
-    f = src = None
-    encode_error: list[BaseException] = []
-    # dzsave takes a base name and adds .dzi and _files itself
-    target_name = str(tmp_out)[: -len(".dzi")] if fmt == "dz" else str(tmp_out)
-
-    def encode():
-        try:
-            imaging.save_strips(src, target_name, fmt)
-        except BaseException as e:  # reported by the main thread
-            encode_error.append(e)
-            f.abort()
-
-    # Tiles are small: libvips' own threads cost more than they give; two Python threads
-    # decoding whole tiles, and the encoder in a third, use both cores better.
-    with imaging.one_libvips_thread():
-        try:
-            f = imaging.StripTiff(W, H, tile_h)
-            src = f.source()
-            encoder = threading.Thread(target=encode, name="mosaicdb-encode", daemon=True)
-            encoder.start()
-            with ThreadPoolExecutor(2) as pool, lib.progress.task("Rendering", total=rows) as t:
-                for r in range(rows):
-                    if encode_error:
-                        break
-                    scanned[0] = max(scanned[0], r)
-                    prefetch(r)
-                    for p in row_sets[r]:
-                        if p not in cache:
-                            fut, j = pending.pop(p)
-                            cache[p] = fut.result()[j]
-                    row_ids = plan[r].tolist()
-                    if blend:
-                        strip = np.empty((tile_h, W, 3), np.uint8)
-                        for c, p in enumerate(row_ids):
-                            tile = cache[p]
-                            off = blend * (cell_rgb[r, c] - tile.reshape(-1, 3).mean(axis=0))
-                            tile = np.clip(tile + off.astype(np.float32), 0, 255).astype(np.uint8)
-                            strip[:, c * tile_w : (c + 1) * tile_w] = tile
-                    else:  # (tile_h, cols, tile_w, 3) is the strip's own memory layout
-                        strip = np.stack([cache[p] for p in row_ids], axis=1).reshape(tile_h, W, 3)
-                    for p in row_sets[r]:
-                        uses[p].pop()
-                        if not uses[p]:
-                            del cache[p]  # never needed again
-                    if len(cache) > max_tiles:
-                        for p in sorted(cache, key=lambda q: uses[q][-1])[max_tiles:]:
-                            del cache[p]
-                    if blend:
-                        mosaic_lab[r] = imaging.lab_grid(strip, cols, 1, k)[0]
-                    f.write(strip)
-                    t.advance(1)
-            timings["tiles"] = time.monotonic() - t0
-            encoder.join()
-            if encode_error:
-                raise encode_error[0]
-            if fmt == "dz":
-                _replace_deep_zoom(tmp_out, tmp_files, out, out.with_name(tag + ".old_files"))
-            else:
-                os.replace(tmp_out, out)
-            timings["tiles+encode"] = time.monotonic() - t0
-        except BaseException:
-            if f is not None:
-                f.abort()
-                if src is not None and encoder.is_alive():
-                    encoder.join()
-            raise
-        finally:
-            if tmp_out.exists():
-                tmp_out.unlink()
-            if tmp_files is not None and tmp_files.exists():
-                shutil.rmtree(tmp_files)
-    return mosaic_lab
-
-
-def _replace_deep_zoom(tmp_dzi: Path, tmp_files: Path, out: Path, aside: Path) -> None:
-    """Put a new Deep Zoom output (NAME.dzi and NAME_files/) where the old one was. It is two
-    renames, so the old tiles wait at `aside` until the new .dzi is in: if either rename
-    fails, the old output is whole again (and the new one back in the temporary names, which
-    the caller removes)."""
-    files = out.with_name(out.stem + "_files")
-    had = files.exists()
-    if had:
-        shutil.rmtree(aside, ignore_errors=True)  # left by a run with this pid that died here
-        os.replace(files, aside)
-    try:
-        os.replace(tmp_files, files)
-        try:
-            os.replace(tmp_dzi, out)
-        except BaseException:
-            os.replace(files, tmp_files)
-            raise
-    except BaseException:
-        if had:
-            os.replace(aside, files)
-        raise
-    if had:  # the new output is in place: removing the old tiles may fail without harm
-        shutil.rmtree(aside, ignore_errors=True)
-
-
-def sheet(
-    lib: Library,
-    output: str,
-    *,
-    tile_size: int = 64,
-    across: int | None = None,
-    status: str | None = None,
-    sort: str | None = None,
-    **filters,
-) -> dict:
-    """A contact sheet of the stored thumbnails (no library access), in the order of `sort`
-    as `ls` sorts, by default by colour: greys dark to light, then by hue and lightness.
-    The other filters are those of `ls`. Same bounded-memory assembly as render."""
-    import math
-
-    import numpy as np
-
-    from .queries import GREY_CHROMA, SORTS, listing
-
-    output, fmt = prepare_output(output)
-    if not 4 <= tile_size <= 1024:
-        raise OptionError("--tile-size", f"must be between 4 and 1024, got {tile_size}")
-    if across is not None and across < 1:
-        raise OptionError("--across", f"must be positive, got {across}")
-    if status == "error":
-        raise OptionError("--status", "photos that failed have no thumbnail; see `mosaicdb errors`")
-    if status not in (None, "ok"):
-        raise OptionError("--status", f"must be ok, got {status!r}")
-    if sort not in (None, "colour", *SORTS):
-        raise OptionError("--sort", "must be one of colour, " + ", ".join(SORTS))
-    by_colour = sort in (None, "colour")
-    if filters.get("near") is not None and not by_colour:
-        raise OptionError("--sort", "does not go with --near (its photos are laid out by colour)")
-    rows_ = listing(lib, status="ok", sort=None if by_colour else sort, **filters)
-    rows_ = [r for r in rows_ if r["lab"] is not None]
-    if not rows_:
-        raise NotFoundError("no photos match; see `mosaicdb ls`")
-
-    def colour_key(r):
-        L, a, b = r["lab"]
-        if math.hypot(a, b) < GREY_CHROMA:
-            return (0, 0, L)
-        return (1, int(math.degrees(math.atan2(b, a)) % 360 // 15), L)
-
-    if by_colour:
-        rows_.sort(key=colour_key)
-    ids = np.array([r["id"] for r in rows_], dtype=np.int64)
-    cols = min(across, len(ids)) if across else max(1, math.ceil(math.sqrt(len(ids))))
-    nrows = math.ceil(len(ids) / cols)
-    if fmt in ("jpeg", "webp"):
-        from .imaging import MAX_SIDE
-
-        if max(cols, nrows) * tile_size > MAX_SIDE[fmt]:
-            raise RenderError(f"the sheet is too big for {fmt.upper()}; write .tif or .dz")
-    plan = np.full(cols * nrows, -1, dtype=np.int64)
-    plan[: len(ids)] = ids
-    timings: dict = {}
-    _assemble(
-        lib,
-        plan.reshape(nrows, cols),
-        tile_size,
-        tile_size,
-        output,
-        fmt,
-        0.0,
-        None,
-        lib.spec.grid,
-        timings,
-    )
-    return {
-        "output": output,
-        "photos": len(ids),
-        "cols": cols,
-        "rows": nrows,
-        "width": cols * tile_size,
-        "height": nrows * tile_size,
-        "seconds": round(timings.get("tiles+encode", 0.0), 3),
-    }

@@ -40,6 +40,8 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import MosaicdbError, NotFoundError, OptionError, RenderError
 from .records import display_path
+from .target import cells as target_cells
+from .target import parse_aspect
 
 if TYPE_CHECKING:
     from .library import Library
@@ -260,17 +262,6 @@ def _read_dzi(path: Path) -> dict:
     }
 
 
-def _target_cells(target: str, cols: int, rows: int, spec, aspect: float):
-    """(per-cell target features (n, k*k, 3), the region the grid covers as a pyvips image):
-    the same steps as the render (imaging.load_target → target_region → lab_grid)."""
-    from . import imaging
-
-    img = imaging.load_target(target, max_width=cols * spec.grid * imaging.MIN_CELL_PX * 2)
-    region = imaging.target_region(img, cols, rows, aspect)
-    cells = imaging.lab_grid(region, cols, rows, spec.grid)
-    return cells.reshape(cols * rows, spec.grid * spec.grid, 3), region
-
-
 def _overlay_jpeg(region) -> bytes:
     """The target region reduced to at most TARGET_MAX_SIDE px, as JPEG bytes."""
     scale = min(1.0, TARGET_MAX_SIDE / max(region.width, region.height))
@@ -368,10 +359,11 @@ def make_view(lib: Library, ref: str | int) -> View:
     target = r["target"]
     delta_e = target_jpeg = None
     mean_de = None
-    aw, ah = (int(x) for x in options.get("aspect", "1:1").split(":"))
+    aw, ah = parse_aspect(options.get("aspect", "1:1"))
     if target and Path(target).is_file():
         try:
-            cells, region = _target_cells(target, cols, rows, spec, aw / ah)
+            cells, region = target_cells(target, cols, rows, spec, aw / ah)
+            cells = cells.reshape(cols * rows, spec.grid * spec.grid, 3)
         except MosaicdbError as e:
             notes.append(f"the target cannot be read ({e}): no ΔE2000 and no overlay")
         else:

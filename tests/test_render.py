@@ -110,7 +110,7 @@ def test_deep_zoom_output(colour_lib, work):
 def test_deep_zoom_output_replaced_whole_or_not_at_all(colour_lib, work, monkeypatch):
     """A .dz output is a .dzi and a folder of tiles: when the last rename fails, the earlier
     output stays as it was, with no new tiles beside its old .dzi and no temporary files."""
-    from mosaicdb import render
+    from mosaicdb import assemble
 
     t = blocks_target(work / "target.png")
     colour_lib.render(t, work / "zoom.dz", tiles_across=8, tile_size=64)
@@ -122,12 +122,12 @@ def test_deep_zoom_output_replaced_whole_or_not_at_all(colour_lib, work, monkeyp
             raise PermissionError(13, "Permission denied", str(dst))
         return real(src, dst)
 
-    monkeypatch.setattr(render.os, "replace", dzi_rename_fails)
+    monkeypatch.setattr(assemble.os, "replace", dzi_rename_fails)
     with pytest.raises(PermissionError):
         colour_lib.render(t, work / "zoom.dz", tiles_across=6, tile_size=32)
     after = {p.relative_to(work): p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()}
     assert after == before
-    monkeypatch.setattr(render.os, "replace", real)
+    monkeypatch.setattr(assemble.os, "replace", real)
     # what a run with this pid that died between the renames leaves
     stale = work / f".zoom.dzi.{os.getpid()}.old_files"
     (stale / "0").mkdir(parents=True)
@@ -384,7 +384,8 @@ def test_a_tight_cap_widens_the_flows_graph_and_a_loose_one_does_not():
     assert RenderOptions(max_uses=3, min_distance=0).candidates_per_cell(64_000, 22_000) == 37
     assert RenderOptions(use_all=True, min_distance=0).candidates_per_cell(1_000, 5_000) == 256
     # 25,000 cells, 2,000 photos, 250 uses each: room for 20 × the cells
-    assert RenderOptions(max_uses=250, min_distance=1).candidates_per_cell(25_000, 2_000) == 16
+    assert RenderOptions(max_uses=250, min_distance=1).candidates_per_cell(25_000, 2_000) == 40
+    assert RenderOptions(max_uses=600, min_distance=1).candidates_per_cell(60_000, 2_000) == 16
 
 
 def test_cli_repetition_rules_contract(cli, lib_dir, tmp_path):
