@@ -14,7 +14,8 @@ rows = round(cols · H / W), the rule mosaicdb and the seed recipe use):
                 --preset fast (its own advice); at the first grid also --preset fast, so both
                 placements are seen on the same grid
   mosaicdb      `mosaicdb index` once, then `mosaicdb render --tiles-across N --tile-size PX`
-                with default options, and again with --blend 0.3
+                with default options (--repeat varied), with --repeat free, with --blend 0.3,
+                and with --min-distance 5 --max-uses 0 (metapixel's rule)
 
 Prepared libraries (metapixel tables, mosaicraft cache, mosaicdb store) are kept in
 data/quality/ and reused; their build is timed when it happens, and the timing is kept in
@@ -78,9 +79,10 @@ TOOL_NOTES = [
     "lift, CLAHE, vibrance, saturation, contrast, sharpening).",
     "mosaicdb: every photo centre-cropped to the cell's aspect (never squashed); the 16 nearest "
     "photos by 3×3 Lab means (27 values), re-ordered on a 6×6 Lab grid with lightness weighted "
-    "3× (`--rerank 6`, its default); by default no repetition rule; `--blend A` shifts each "
-    "tile's colours toward its cell's mean; `--min-distance R`: the same photo never within R "
-    "cells.",
+    "3× (`--rerank 6`, its default); by default `--repeat varied` (no photo beside itself, "
+    "none in over 1 % of the cells, one min-cost flow over the grid); `--repeat free`: each "
+    "cell its best match; `--blend A` shifts each tile's colours toward its cell's mean; "
+    "`--min-distance R --max-uses 0`: the same photo never within R cells, no cap.",
 ]
 
 
@@ -682,13 +684,14 @@ def main() -> None:
     # Tool by tool, mosaicdb first: its index and renders run back to back, so that they see
     # one version of a source tree that may be edited meanwhile; if its source changed while
     # they ran, they are measured again (at most 3 times in all).
-    md_variants = [("mosaicdb", [])]
+    md_variants = [("mosaicdb", []), ("mosaicdb --repeat free", ["--repeat", "free"])]
     if a.blend:
         md_variants.append((f"mosaicdb --blend {a.blend:g}", ["--blend", f"{a.blend:g}"]))
-    if a.min_distance:  # metapixel's default repetition rule, for a like-for-like row
-        md_variants.append(
-            (f"mosaicdb --min-distance {a.min_distance}", ["--min-distance", str(a.min_distance)])
-        )
+    if a.min_distance:  # metapixel's default rule alone (no cap), for a like-for-like row
+        md_variants.append((
+            f"mosaicdb --min-distance {a.min_distance} --max-uses 0",
+            ["--min-distance", str(a.min_distance), "--max-uses", "0"],
+        ))
     for attempt in range(3):
         n_results, n_skipped = len(results), len(skipped)
         md = (
@@ -789,7 +792,8 @@ def main() -> None:
             "(metapixel -l METALIB -w PX -h PX -s SCALE --metapixel)",
             "mosaicdb: `mosaicdb --home STORE index data/lib2k --json` once, then "
             "`mosaicdb --home STORE render TARGET -o OUT --tiles-across N "
-            f"--tile-size {px} --json` [--blend {a.blend:g} | --min-distance {a.min_distance}]",
+            f"--tile-size {px} --json` [--repeat free | --blend {a.blend:g} | "
+            f"--min-distance {a.min_distance} --max-uses 0]",
             "mosaicraft: `mosaicraft cache -t TILES -c CACHE -s PX` once (TILES: flat folder of "
             "links to the library's JPEGs; bench/peers/mosaicraft_run.py prepare)",
             "metapixel: `metapixel-prepare -r data/lib2k METALIB --width PX --height PX` once "
