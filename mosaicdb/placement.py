@@ -31,6 +31,10 @@ WIDEN_K = 32
 COST_SCALE = 20_000
 # Leftover repair solves the whole flow again this many times, then only the cells left.
 FULL_RESOLVES = 2
+# Arcs a round of leftover repair may add: on a tight, crowded instance (64,000 cells,
+# 22,000 photos, 3 uses each) an unbounded widening reached 2,600 candidates per waiting
+# cell, ~50M arcs, 95 s and 6.7 GB.
+LEFTOVER_ARCS = 4_000_000
 # Leftover repair also offers photos with room to their nearest cells while photos × cells
 # (the exact search that takes) stays under this.
 REVERSE_BUDGET = 200_000_000
@@ -297,6 +301,7 @@ def _fill_leftovers(g: _Graph, pos, cap, widen, bonus=False, near_cells=None):
         if widen is None or not n_allowed:
             break
         k = min(max(k, -(-4 * len(waiting) // max(1, cap * n_allowed))), n_allowed)
+        k = min(k, max(WIDEN_K, LEFTOVER_ARCS // len(waiting)))
         for i in range(0, len(waiting), max(1, 2_000_000 // k)):  # bounded memory
             part = waiting[i : i + 2_000_000 // k]
             d, ids = widen(part, allowed, k)
@@ -312,7 +317,9 @@ def _fill_leftovers(g: _Graph, pos, cap, widen, bonus=False, near_cells=None):
             got = np.where(pos < 0, got, pos)
         rounds += 1
         if (got < 0).sum() >= len(waiting):
-            if k >= n_allowed and rounds > FULL_RESOLVES:
+            if k >= min(n_allowed, max(WIDEN_K, LEFTOVER_ARCS // len(waiting))) and (
+                rounds > FULL_RESOLVES
+            ):
                 break
         k = min(k * 4, n_allowed)
         pos = got
