@@ -35,6 +35,11 @@ FULL_RESOLVES = 2
 # 22,000 photos, 3 uses each) an unbounded widening reached 2,600 candidates per waiting
 # cell, ~50M arcs, 95 s and 6.7 GB.
 LEFTOVER_ARCS = 4_000_000
+# ... and when more than GREEDY_LEFTOVERS cells still wait after the full re-solves, they are
+# served greedily (_greedy_fill, GREEDY_K proposals each): sub-flows over 25,000 waiting cells
+# took 35 s there for a mean ΔE 0.1 lower.
+GREEDY_LEFTOVERS = 2_000
+GREEDY_K = 8
 # Leftover repair also offers photos with room to their nearest cells while photos × cells
 # (the exact search that takes) stays under this.
 REVERSE_BUDGET = 200_000_000
@@ -306,6 +311,8 @@ def _fill_leftovers(g: _Graph, pos, cap, widen, bonus=False, near_cells=None):
             part = waiting[i : i + 2_000_000 // k]
             d, ids = widen(part, allowed, k)
             g.add(part, d, ids)
+        if rounds >= FULL_RESOLVES and len(waiting) > GREEDY_LEFTOVERS:
+            return _greedy_fill(g, pos, cap, widen)
         if rounds < FULL_RESOLVES:
             if near_cells is not None and n_allowed * g.n <= REVERSE_BUDGET:
                 # and the photos with room to their nearest cells: a chain of moves (a cell
@@ -324,6 +331,37 @@ def _fill_leftovers(g: _Graph, pos, cap, widen, bonus=False, near_cells=None):
         k = min(k * 4, n_allowed)
         pos = got
     return pos
+
+
+def _greedy_fill(g: _Graph, pos, cap, widen):
+    """The cells still waiting after the full re-solves, when there are many (a tight cap on a
+    crowded library): each proposes its nearest photos with room, nearest first, and a photo
+    takes the cheapest proposals it has room for; repeated on the room that is left. Every
+    round serves at least one cell per photo with room."""
+    pos = pos.copy()
+    while True:
+        waiting = np.flatnonzero(pos < 0)
+        uses = np.bincount(pos[pos >= 0], minlength=g.n_photos)
+        room = cap - uses
+        if not len(waiting) or not (room > 0).any():
+            return pos
+        k = min(GREEDY_K, int((room > 0).sum()))
+        d, ids = widen(waiting, room > 0, k)
+        cand = g._pos(ids)
+        for j in range(cand.shape[1]):
+            open_ = pos[waiting] < 0
+            cells, photos, cost = waiting[open_], cand[open_, j], d[open_, j]
+            ok = (photos >= 0) & (room[np.maximum(photos, 0)] > 0)
+            cells, photos, cost = cells[ok], photos[ok], cost[ok]
+            if not len(cells):
+                continue
+            order = np.lexsort((cost, photos))  # by photo, cheapest first
+            cells, photos = cells[order], photos[order]
+            start = np.r_[0, np.flatnonzero(np.diff(photos)) + 1]
+            rank = np.arange(len(photos)) - np.repeat(start, np.diff(np.r_[start, len(photos)]))
+            take = rank < room[photos]
+            pos[cells[take]] = photos[take]
+            np.subtract.at(room, photos[take], 1)
 
 
 def _add_reverse(g: _Graph, photos, near_cells, k):

@@ -105,6 +105,20 @@ def test_full_capacity_leftovers_are_searched_again():
     assert np.array_equal(plan, inst.place(4, max_uses=3))
 
 
+def test_many_leftovers_are_served_greedily_within_the_cap(monkeypatch):
+    """Past GREEDY_LEFTOVERS waiting cells the last phase is greedy: the cap still holds,
+    every cell is served where the room is exactly the cells, and the plan is deterministic."""
+    import mosaicdb.placement as P
+
+    monkeypatch.setattr(P, "GREEDY_LEFTOVERS", 0)
+    monkeypatch.setattr(P, "FULL_RESOLVES", 0)
+    inst = Instance(20, 30, 200, 3, dim=2, crowded=True)
+    plan = inst.place(2, max_uses=3)
+    assert (np.bincount(plan - ID0, minlength=200) == 3).all()
+    assert np.array_equal(plan, inst.place(2, max_uses=3))
+    assert inst.cost(plan) <= inst.exact(3) * 1.5  # greedy: near, not exact
+
+
 def test_min_distance_costs_little_against_the_free_plan():
     """Spreading keeps the likeness: on a smooth random target the plan under
     --min-distance 2 costs less than 1.6 × the free plan (each cell's best), and the swaps
