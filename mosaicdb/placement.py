@@ -305,14 +305,14 @@ def _fill_leftovers(g: _Graph, pos, cap, widen, bonus=False, near_cells=None):
         waiting = np.flatnonzero(pos < 0)
         if widen is None or not n_allowed:
             break
+        if rounds >= FULL_RESOLVES and len(waiting) > GREEDY_LEFTOVERS:
+            return _greedy_fill(g, pos, cap, widen)
         k = min(max(k, -(-4 * len(waiting) // max(1, cap * n_allowed))), n_allowed)
         k = min(k, max(WIDEN_K, LEFTOVER_ARCS // len(waiting)))
         for i in range(0, len(waiting), max(1, 2_000_000 // k)):  # bounded memory
             part = waiting[i : i + 2_000_000 // k]
             d, ids = widen(part, allowed, k)
             g.add(part, d, ids)
-        if rounds >= FULL_RESOLVES and len(waiting) > GREEDY_LEFTOVERS:
-            return _greedy_fill(g, pos, cap, widen)
         if rounds < FULL_RESOLVES:
             if near_cells is not None and n_allowed * g.n <= REVERSE_BUDGET:
                 # and the photos with room to their nearest cells: a chain of moves (a cell
