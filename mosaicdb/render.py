@@ -22,30 +22,16 @@ from .vectors import ensure_spec_vectors, vectors_of
 if TYPE_CHECKING:
     from .library import Library
 
-# The coarse search finds tiles of the right colours; re-ranking its candidates on a 6×6 grid
-# (features.RERANK_GRID) with lightness weighted 3× picks the one whose light and dark parts sit
-# where the cell's do.
-# Chosen in bench/ablation_quality.py on the real 2,000-photo library (t1, t2; 100 and 200
-# across; 32 px tiles): SSIM on L* +0.02–0.09 at 400 px wide and +0.06–0.09 at 1600, mean
-# ΔE2000 +0.2–0.8 at 400 and −0.4–0.0 at 1600, against no re-ranking. Lightness weights
-# 1, 2, 4 and grids 5 and 8 were measured too: bench/results/ablation.md.
+# Re-ranking on a 6×6 grid with lightness weighted 3× picks the candidate whose light and dark
+# parts sit where the cell's do (chosen in bench/ablation_quality.py; bench/README.md).
 RERANK_L_WEIGHT = 3.0
-# Under --min-distance R a cell in an even patch (sky, skin) competes with the (2R+1)² cells
-# around it for the same few photos: it is offered that many candidates (at most
-# MIN_DISTANCE_CANDIDATES), so that re-ranking still has similar ones to choose from. Measured
-# (t1 and t2, 200 across, 32 px, R = 5, real 2,000 photos): 16 → 121 candidates raised SSIM at
-# 400 px from 0.587 to 0.659 (t1) and 0.498 to 0.582 (t2), mean ΔE2000 went from 9.67 to 10.26
-# and 8.05 to 9.17; cell order (best-first or random) made no difference.
+# Under --min-distance R a cell competes with its (2R+1)² neighbours for the same few photos:
+# it gets that many candidates, so that re-ranking still has similar ones (bench/README.md).
 MIN_DISTANCE_CANDIDATES = 128
-# Under --max-uses / --use-all the flow's arcs are the candidate lists: as many as keep it
-# near-exact on small grids without a dense matrix on large ones (24 per cell at 100,000
-# cells: 13 s against 18 s for 40, total cost +0.04 %; 16 leaves more cells to repair, 15 s).
+# Under a cap the flow's arcs are the candidate lists: near-dense on small grids, bounded on
+# large ones; fewer where the cap binds for few photos (room ≥ QUOTA_TIGHT × the cells), but
+# enough for re-ranking to find another similar tile (bench/README.md).
 QUOTA_ARCS = 2_400_000
-# Where the cap binds for few photos (room for QUOTA_TIGHT × the cells or more: the default
-# 1 % of the cells) the flow needs fewer arcs, but the cap still pushes cells off their best
-# photo, and re-ranking then needs choices: QUOTA_ARCS_LOOSE in all. Measured on t2, 32 px,
-# cap 1 %: 100 across (15,000 cells) 16 → 64 candidates SSIM@400 0.433 → 0.519, ΔE 8.11 →
-# 8.99, placement 0.28 → 0.74 s; 200 across (60,000 cells) 16 → 128: placement 1.2 → 8.3 s.
 QUOTA_ARCS_LOOSE = 1_000_000
 QUOTA_TIGHT = 4
 QUOTA_CANDIDATES_MAX = 256
