@@ -410,8 +410,7 @@ def _spread(g: _Graph, pos, rows, cols, R, cap, widen, rng, keep_one=False):
        class (row mod R+1, col mod R+1) at a time: two cells of a class are more than R apart,
        so a class decides all its cells at once.
     3. Improve: SPREAD_SWEEPS passes over the classes, every cell taking its cheapest
-       candidate that is cheaper than its own and that the rules allow; then swaps of two
-       cells' photos where both windows allow and the sum drops.
+       candidate that is cheaper than its own and that the rules allow.
     `keep_one` (--use-all): no photo's last cell moves away."""
     n = rows * cols
     cand, cost = _candidate_matrix(g, SPREAD_CANDIDATES)
@@ -429,6 +428,7 @@ def _spread(g: _Graph, pos, rows, cols, R, cap, widen, rng, keep_one=False):
     classes = _classes(rows, cols, R)
     waiting = movers
     k = WIDEN_K
+    full = False  # a widened search has offered every photo with room
     while len(waiting):
         left = []
         for cls in classes:
@@ -443,11 +443,12 @@ def _spread(g: _Graph, pos, rows, cols, R, cap, widen, rng, keep_one=False):
             break
         allowed = uses < cap
         n_allowed = int(allowed.sum())
-        if widen is None or not n_allowed or (len(still) == len(waiting) and k >= n_allowed):
+        if widen is None or not n_allowed or (len(still) == len(waiting) and full):
             return np.full(n, -1, np.int64)
         if len(still) == len(waiting):
             k = min(k * 8, n_allowed)
         k = min(max(k, len(offsets) + 1 + WIDEN_K), n_allowed)
+        full = k >= n_allowed
         d, ids = widen(still, allowed, k)
         g.add(still, d, ids)
         wp = g._pos(ids)

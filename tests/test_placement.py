@@ -119,6 +119,16 @@ def test_many_leftovers_are_served_greedily_within_the_cap(monkeypatch):
     assert inst.cost(plan) <= inst.exact(3) * 1.5  # greedy: near, not exact
 
 
+def test_min_distance_widens_before_it_gives_up():
+    """A cell whose one candidate clashes is searched again even when the first widened
+    search would already cover every photo (found by hypothesis: 1×3 cells, 3 photos)."""
+    inst = Instance(1, 3, 3, 0)
+    cand = np.array([[ID0], [ID0 + 2], [ID0 + 2]])
+    dist = np.array([[0.38], [0.16], [0.20]])
+    plan = place(cand, dist, 1, 3, min_distance=1, widen=inst.widen, all_ids=inst.ids)
+    assert plan[0] != plan[1] != plan[2]
+
+
 def test_min_distance_costs_little_against_the_free_plan():
     """Spreading keeps the likeness: on a smooth random target the plan under
     --min-distance 2 costs less than 1.6 × the free plan (each cell's best), and the swaps
