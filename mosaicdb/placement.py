@@ -307,8 +307,8 @@ def _fill_leftovers(g: _Graph, pos, cap, widen, bonus=False, near_cells=None):
             break
         if rounds >= FULL_RESOLVES and len(waiting) > GREEDY_LEFTOVERS:
             return _greedy_fill(g, pos, cap, widen)
-        k = min(max(k, -(-4 * len(waiting) // max(1, cap * n_allowed))), n_allowed)
-        k = min(k, max(WIDEN_K, LEFTOVER_ARCS // len(waiting)))
+        widest = min(n_allowed, max(WIDEN_K, LEFTOVER_ARCS // len(waiting)))
+        k = min(max(k, -(-4 * len(waiting) // max(1, cap * n_allowed))), widest)
         for i in range(0, len(waiting), max(1, 2_000_000 // k)):  # bounded memory
             part = waiting[i : i + 2_000_000 // k]
             d, ids = widen(part, allowed, k)
@@ -324,9 +324,7 @@ def _fill_leftovers(g: _Graph, pos, cap, widen, bonus=False, near_cells=None):
             got = np.where(pos < 0, got, pos)
         rounds += 1
         if (got < 0).sum() >= len(waiting):
-            if k >= min(n_allowed, max(WIDEN_K, LEFTOVER_ARCS // len(waiting))) and (
-                rounds > FULL_RESOLVES
-            ):
+            if k >= widest and rounds > FULL_RESOLVES:
                 break
         k = min(k * 4, n_allowed)
         pos = got
@@ -357,9 +355,7 @@ def _greedy_fill(g: _Graph, pos, cap, widen):
                 continue
             order = np.lexsort((cost, photos))  # by photo, cheapest first
             cells, photos = cells[order], photos[order]
-            start = np.r_[0, np.flatnonzero(np.diff(photos)) + 1]
-            rank = np.arange(len(photos)) - np.repeat(start, np.diff(np.r_[start, len(photos)]))
-            take = rank < room[photos]
+            take = _rank_in_runs(photos) < room[photos]
             pos[cells[take]] = photos[take]
             np.subtract.at(room, photos[take], 1)
 
@@ -422,7 +418,7 @@ def _spread(g: _Graph, pos, rows, cols, R, cap, widen, rng, keep_one=False):
     prio[np.lexsort((rng.random(n), -regret))] = np.arange(n, 0, -1)
     offsets = [(dr, dc) for dr in range(-R, R + 1) for dc in range(-R, R + 1) if dr or dc]
     flat = pos.copy()
-    movers = _keep(flat, prio, rows, cols, R, offsets)
+    movers = _keep(flat, prio, rows, cols, offsets)
     flat[movers] = -1
     uses = np.bincount(flat[flat >= 0], minlength=g.n_photos)
     classes = _classes(rows, cols, R)
@@ -435,8 +431,7 @@ def _spread(g: _Graph, pos, rows, cols, R, cap, widen, rng, keep_one=False):
             cells = np.intersect1d(cls, waiting, assume_unique=True)
             if len(cells):
                 left.append(
-                    _take(flat, uses, cells, cand[cells], cost[cells], cap, rows, cols, R,
-                          offsets)
+                    _take(flat, uses, cells, cand[cells], cost[cells], cap, rows, cols, offsets)
                 )
         still = np.concatenate(left) if left else waiting[:0]
         if not len(still):
@@ -464,14 +459,21 @@ def _spread(g: _Graph, pos, rows, cols, R, cap, widen, rng, keep_one=False):
     for _ in range(SPREAD_SWEEPS):
         moved = 0
         for cls in classes:
-            moved += _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, R, offsets,
-                              keep_one)
+            moved += _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, offsets, keep_one)
         if not moved:
             break
     return flat
 
 
 BIG = np.iinfo(np.int64).max // 4
+
+
+def _rank_in_runs(keys):
+    """Each element's place in its run of equal keys (keys sorted): 0, 1, … per run. With
+    the runs ordered by preference, `rank < room` is who gets a photo that has `room` left."""
+    n = len(keys)
+    first = np.r_[True, keys[1:] != keys[:-1]] if n else np.zeros(0, bool)
+    return np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
 
 
 def _candidate_matrix(g: _Graph, width):
@@ -533,7 +535,7 @@ def _blocked(flat, cells, cand, rows, cols, offsets):
     return blocked
 
 
-def _keep(flat, prio, rows, cols, R, offsets):
+def _keep(flat, prio, rows, cols, offsets):
     """The cells that must give up their photo: a greedy in `prio` order (highest first)
     keeps a cell unless a kept cell within R holds its photo; computed in rounds where every
     undecided cell that outranks all its undecided rivals is kept."""
@@ -559,7 +561,7 @@ def _keep(flat, prio, rows, cols, R, offsets):
     return np.flatnonzero(state == 2)
 
 
-def _take(flat, uses, cells, cand, cost, cap, rows, cols, R, offsets):
+def _take(flat, uses, cells, cand, cost, cap, rows, cols, offsets):
     """Cells of one class (mutually more than R apart) take their cheapest allowed candidate;
     where more want a photo than it has uses left, the cheapest wins and the rest try their
     next. Returns the cells left without one."""
@@ -577,9 +579,7 @@ def _take(flat, uses, cells, cand, cost, cap, rows, cols, R, offsets):
         # per photo, at most its room: the cheapest askers
         order = sel[np.lexsort((wcost[sel], want[sel]))]
         p = want[order]
-        first = np.r_[True, p[1:] != p[:-1]]
-        rank = np.arange(len(p)) - np.maximum.accumulate(np.where(first, np.arange(len(p)), 0))
-        win = order[rank < (cap - uses[p])]
+        win = order[_rank_in_runs(p) < (cap - uses[p])]
         flat[cells[win]] = want[win]
         np.add.at(uses, want[win], 1)
         rest = np.setdiff1d(np.arange(len(cells)), win, assume_unique=True)
@@ -589,7 +589,7 @@ def _take(flat, uses, cells, cand, cost, cap, rows, cols, R, offsets):
     return cells
 
 
-def _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, R, offsets, keep_one):
+def _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, offsets, keep_one):
     """One class: each cell moves to its cheapest candidate cheaper than its own photo that no
     cell within R holds and that has uses left (the largest gains first where a photo's room
     is short). Returns how many moved."""
@@ -614,17 +614,13 @@ def _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, R, offsets, keep
     gain = cur[cells[sel]] - wcost
     order = np.lexsort((-gain, want))
     want, wcost, sel = want[order], wcost[order], sel[order]
-    first = np.r_[True, want[1:] != want[:-1]]
-    rank = np.arange(len(want)) - np.maximum.accumulate(np.where(first, np.arange(len(want)), 0))
-    win = rank < (cap - uses[want])
+    win = _rank_in_runs(want) < (cap - uses[want])
     if keep_one:  # two cells of one photo may not both leave its last uses
         leave = p0[sel]
         o2 = np.argsort(leave[win], kind="stable")
         lw = leave[win][o2]
-        f2 = np.r_[True, lw[1:] != lw[:-1]] if len(lw) else lw.astype(bool)
-        r2 = np.arange(len(lw)) - np.maximum.accumulate(np.where(f2, np.arange(len(lw)), 0))
         okleave = np.empty(len(lw), bool)
-        okleave[o2] = r2 < (uses[lw] - 1)
+        okleave[o2] = _rank_in_runs(lw) < (uses[lw] - 1)
         idx = np.flatnonzero(win)
         win[idx[~okleave]] = False
     moved_cells = cells[sel[win]]
