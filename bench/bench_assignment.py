@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine
 from bench_placement import lab_like
 
-from mosaicdb import vecindex as V
-from mosaicdb.placement import place
-from mosaicdb.render import RenderOptions
+from mosaicdb.render.placement import place
+from mosaicdb.render.stage import RenderOptions
+from mosaicdb.store import vecindex as V
 
 DIM = 48  # a 4×4 Lab grid, the default feature spec
 

@@ -88,7 +88,7 @@ def noop(lib: Path, n_target: int = 100_000) -> None:
     import numpy as np
 
     import mosaicdb
-    from mosaicdb.db import PhotoResult
+    from mosaicdb.store.catalog import PhotoResult
 
     srcs = sorted(lib.rglob("*.jpg"))
     work = Path(tempfile.mkdtemp(prefix="mosaicdb-noop-", dir=DATA))
@@ -102,10 +102,10 @@ def noop(lib: Path, n_target: int = 100_000) -> None:
         home = work / "store"
         rng = np.random.default_rng(0)
         with mosaicdb.open(home) as L:
-            from mosaicdb.scan import ScanOptions, WalkStats, plan_scan
+            from mosaicdb.index.scan import ScanOptions, WalkStats, plan_scan
 
             rid = L.catalog.add_root(os.fsencode(files))
-            from mosaicdb.scan import Scope
+            from mosaicdb.index.scan import Scope
 
             plan = plan_scan(
                 L.catalog,

@@ -20,8 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
-from mosaicdb import vecindex as V  # noqa: E402
-from mosaicdb.placement import place  # noqa: E402
+from mosaicdb.render.placement import place  # noqa: E402
+from mosaicdb.store import vecindex as V  # noqa: E402
 
 
 def lab_like(n: int, dim: int, rng) -> np.ndarray:

@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import pg_cluster
 from _common import ensure_lib2k
 
-from mosaicdb import db, migrate
 from mosaicdb.records import PhotoResult
+from mosaicdb.store import catalog as db
+from mosaicdb.store import migrate
 
 
 def fake_results(start: int, n: int, rng_seed: int = 0) -> list[PhotoResult]:

@@ -31,7 +31,7 @@ from bench_queries import build  # noqa: E402
 
 
 def main():
-    from mosaicdb import vecindex as V
+    from mosaicdb.store import vecindex as V
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", type=int, default=10_000_000)
@@ -58,7 +58,7 @@ def build_and_query(home: Path, a, n: int) -> None:
     import faiss
 
     import mosaicdb
-    from mosaicdb import vecindex as V
+    from mosaicdb.store import vecindex as V
 
     with mosaicdb.open(home) as lib:
         spec = lib.spec

@@ -119,7 +119,7 @@ def main() -> None:
     if not os.path.exists(CHROMIUM):
         sys.exit(f"need {CHROMIUM}: apt-get install chromium chromium-driver")
     import mosaicdb
-    from mosaicdb.viewer import _js_json
+    from mosaicdb.view.viewer import _js_json
 
     base = DATA / "bench_viewer"
     if base.exists():

@@ -6,7 +6,7 @@ import os
 from alembic import context
 
 from mosaicdb import config as mconfig
-from mosaicdb import db
+from mosaicdb.store import catalog as db
 
 cfg = context.config
 target_metadata = db.metadata

@@ -8,10 +8,10 @@ import sys
 
 def main() -> None:
     try:
-        from . import pagecheck
+        from mosaicdb.store import pagecheck
 
         pagecheck.start_from_argv(sys.argv[1:])
-        from .cli import main as run
+        from mosaicdb.cli import main as run
     except KeyboardInterrupt:  # while the modules load: as a command's own Ctrl-C ends
         print("Error: interrupted", file=sys.stderr)
         sys.exit(130)

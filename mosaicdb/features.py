@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import OptionError
+from mosaicdb.errors import OptionError
 
 # Bump when the way vectors are computed changes, so stored vectors are re-derived.
 FEATURE_VERSION = 1

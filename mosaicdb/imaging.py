@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from . import features as F
-from .errors import ImageError
+from mosaicdb import features as F
+from mosaicdb.errors import ImageError
 
 os.environ.setdefault("VIPS_WARNING", "0")  # libvips warnings would flood worker stderr
 

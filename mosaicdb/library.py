@@ -17,10 +17,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import config, db, migrate
-from .errors import MosaicdbError, NotFoundError, OptionError, StoreError, with_damage_advice
-from .progress import Progress
-from .records import display_path as _show
+from mosaicdb import config
+from mosaicdb.errors import (
+    MosaicdbError,
+    NotFoundError,
+    OptionError,
+    StoreError,
+    with_damage_advice,
+)
+from mosaicdb.progress import Progress
+from mosaicdb.records import display_path as _show
+from mosaicdb.store import catalog as db
+from mosaicdb.store import migrate
 
 
 @dataclass
@@ -114,7 +122,7 @@ class Library:
             raise StoreError(f"cannot open the catalog in {where}: {reason}") from e
         lib = cls(home, db.Catalog(engine), progress)
         if lib.catalog.get_meta("feature_spec") is None:
-            from .features import FeatureSpec
+            from mosaicdb.features import FeatureSpec
 
             lib.catalog.set_meta(
                 {"feature_spec": FeatureSpec().key, "created_at": str(time.time())}
@@ -133,7 +141,7 @@ class Library:
     # -- basic facts ---------------------------------------------------------------------
     @property
     def spec(self):
-        from .features import FeatureSpec
+        from mosaicdb.features import FeatureSpec
 
         return FeatureSpec.parse(self.catalog.get_meta("feature_spec"))
 
@@ -146,31 +154,31 @@ class Library:
     # -- asking the store ------------------------------------------------------------------
     def stats(self, plot: str | None = None) -> dict:
         """What is in the store; `plot` also writes a coverage picture (PNG, JPEG …)."""
-        from .queries import stats
+        from mosaicdb.query.queries import stats
 
         return stats(self, plot=plot)
 
     def ls(self, **filters) -> list[dict]:
         """Photos with their mean colour; filters: status, root, path (glob), near (colour),
         limit, sort."""
-        from .queries import listing
+        from mosaicdb.query.queries import listing
 
         return listing(self, **filters)
 
     def check(self, repair: bool = False, files: bool = True, deep: bool = False) -> dict:
-        from .queries import check
+        from mosaicdb.query.queries import check
 
         return check(self, repair=repair, files=files, deep=deep)
 
     def gaps(self, target, **options) -> dict:
         """Where the library is thin for `target`; see queries.gaps."""
-        from .queries import gaps
+        from mosaicdb.query.queries import gaps
 
         return gaps(self, str(target), **options)
 
     def sheet(self, output, **options) -> dict:
         """A contact sheet of the stored thumbnails; see sheet.sheet."""
-        from .sheet import sheet
+        from mosaicdb.query.sheet import sheet
 
         return sheet(self, str(output), **options)
 
@@ -225,7 +233,7 @@ class Library:
         `executor="dask"` reads the files on a Dask cluster instead of the local pool (see
         shards.py): the one at `scheduler`, or a LocalCluster of `workers` processes; shards
         of `shard_size` files, each task needing Dask worker resource `resource` if given."""
-        from .scan import ScanOptions, WalkStats, plan_scan, start_pool
+        from mosaicdb.index.scan import ScanOptions, WalkStats, plan_scan, start_pool
 
         if workers is None:
             workers = os.cpu_count() or 1
@@ -266,7 +274,7 @@ class Library:
         pool = start_pool(workers) if executor == "local" else None
         started = None
         if executor == "dask":  # the cluster starts (or is joined) while the folders are walked
-            from .shards import Starting
+            from mosaicdb.index.shards import Starting
 
             started = Starting(scheduler, workers)
         try:
@@ -297,7 +305,7 @@ class Library:
         return summary
 
     def _index_dask(self, plan, opts, started, shard_size, resource, summary):
-        from . import shards
+        from mosaicdb.index import shards
 
         url = self.catalog.engine.url.render_as_string(hide_password=False)
         crashed: list[bytes] = []
@@ -335,8 +343,8 @@ class Library:
             lost.append(p)
         crashed = lost
         if crashed:
-            from .records import PhotoResult
-            from .scan import BatchWriter
+            from mosaicdb.index.scan import BatchWriter
+            from mosaicdb.records import PhotoResult
 
             writer = BatchWriter(self.catalog, plan, self.spec.key, len(crashed))
             msg = "the image decoder crashed on this file"
@@ -350,7 +358,7 @@ class Library:
             summary.warnings.append(_dropped_warning(dropped))
 
     def _index_local(self, plan, opts, scopes, pool, batch_size, summary):
-        from .scan import BatchWriter, ClaimFeed, run_batches
+        from mosaicdb.index.scan import BatchWriter, ClaimFeed, run_batches
 
         feed = None
         if self.catalog.shared and plan.todo:
@@ -387,7 +395,7 @@ class Library:
             summary.warnings.append(_dropped_warning(n, folders.get(rid), read=False))
 
     def _scopes(self, paths, stats) -> list:
-        from .scan import Scope
+        from mosaicdb.index.scan import Scope
 
         roots = self.catalog.roots()
         if not paths:
@@ -457,7 +465,7 @@ class Library:
         kind) the store has grown or shrunk twofold since its quantizer was trained."""
         import numpy as np
 
-        from . import vecindex as V
+        from mosaicdb.store import vecindex as V
 
         spec = spec or self.spec
         path = self.vector_path(spec)
@@ -503,7 +511,7 @@ class Library:
                 self.catalog.set_meta({key: json.dumps({**state, "fp": 2})})
             return {"action": "unchanged", "count": n}
 
-        from .features import unpack_vectors
+        from mosaicdb.features import unpack_vectors
 
         def vecs(blobs):
             return unpack_vectors(blobs, spec.dim)
@@ -563,7 +571,7 @@ class Library:
         return {"action": action, "count": n}
 
     def _build_flat(self, spec, vecs):
-        from . import vecindex as V
+        from mosaicdb.store import vecindex as V
 
         index = V.new_index(spec.dim)
         for ids, blobs in self.catalog.iter_vectors(spec.key):
@@ -573,7 +581,7 @@ class Library:
     def _build_compressed(self, spec, n: int, vecs):
         """Train one quantizer on a sample of the catalog, build shards of SHARD_VECTORS with
         it (build_shard is pure: a pool or Dask could run them) and merge them."""
-        from . import vecindex as V
+        from mosaicdb.store import vecindex as V
 
         nlist = V.ivf_nlist(n)
         with self.progress.task("Building compressed vector index", total=n) as t:
@@ -611,7 +619,7 @@ class Library:
     def vector_index(self, spec=None):
         """The FAISS index of `spec` (exact, or compressed for big stores), checked against
         the catalog (updated or rebuilt if stale)."""
-        from . import vecindex as V
+        from mosaicdb.store import vecindex as V
 
         self.sync_vectors(spec)
         return V.read(self.vector_path(spec))
@@ -621,7 +629,7 @@ class Library:
         disk next to the exact file, rebuilt when the catalog changed) above
         vecindex.HNSW_MIN_TILES tiles, the compressed index itself above
         vecindex.COMPRESSED_MIN_TILES."""
-        from . import vecindex as V
+        from mosaicdb.store import vecindex as V
 
         if exact.ntotal < V.HNSW_MIN_TILES or V.is_compressed(exact):
             return exact
@@ -643,7 +651,7 @@ class Library:
     def render(self, target=None, output: str = "", *, plan: int | None = None, **options):
         """Render `target` into `output` (format from the extension); see RenderOptions for
         the options. `plan=ID` re-renders a saved plan without matching again."""
-        from .render import RenderOptions, run
+        from mosaicdb.render.stage import RenderOptions, run
 
         if not output:
             raise OptionError("--output", "is required")
@@ -674,6 +682,6 @@ class Library:
     def view(self, render):
         """What the browser viewer shows for a Deep Zoom render (id, or its .dz/.dzi path): a
         viewer.View, which can .export(folder) or .server(host, port)."""
-        from .viewer import make_view
+        from mosaicdb.view.viewer import make_view
 
         return make_view(self, render)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import features as F
+from mosaicdb import features as F
 
 WIDTHS = (400, 1600)
 _C1 = (0.01 * 100) ** 2  # SSIM constants for L* in 0–100
@@ -52,7 +52,7 @@ def compare(mosaic_lab: np.ndarray, target_lab: np.ndarray) -> dict:
 
 def score(mosaic: str, target: str, widths=WIDTHS) -> dict:
     """{width: {"delta_e", "ssim"}} for each viewing width (never wider than the mosaic)."""
-    from . import imaging
+    from mosaicdb import imaging
 
     out = {}
     for w in widths:

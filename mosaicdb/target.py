@@ -5,7 +5,7 @@ report is the ΔE the render matched on."""
 
 from __future__ import annotations
 
-from .errors import OptionError
+from mosaicdb.errors import OptionError
 
 
 def parse_aspect(text: str) -> tuple[int, int]:
@@ -42,7 +42,7 @@ def grid_size(tw: int, th: int, aspect: float, across: int | None, count: int | 
 def load_region(target: str, cols: int, rows: int, grid: int, aspect: float):
     """The part of the target the cols × rows grid covers (centre-cropped to its aspect), as a
     pyvips image decoded at no more than the resolution a grid×grid description needs."""
-    from . import imaging
+    from mosaicdb import imaging
 
     img = imaging.load_target(target, max_width=cols * grid * imaging.MIN_CELL_PX * 2)
     return imaging.target_region(img, cols, rows, aspect)
@@ -50,7 +50,7 @@ def load_region(target: str, cols: int, rows: int, grid: int, aspect: float):
 
 def cells(target: str, cols: int, rows: int, spec, aspect: float):
     """(each cell's Lab features, (cols·rows, k·k·3) float32; the region they describe)."""
-    from . import imaging
+    from mosaicdb import imaging
 
     region = load_region(target, cols, rows, spec.grid, aspect)
     return imaging.lab_grid(region, cols, rows, spec.grid).reshape(cols * rows, spec.dim), region

@@ -5,7 +5,7 @@ own feature spec) and `progress`; faiss stays in vecindex.py."""
 
 from __future__ import annotations
 
-from .errors import ImageError, RenderError, broken_thumbnail
+from mosaicdb.errors import ImageError, RenderError, broken_thumbnail
 
 
 def ensure_spec_vectors(ctx, spec, broken: list[int] | None = None) -> int:
@@ -18,7 +18,7 @@ def ensure_spec_vectors(ctx, spec, broken: list[int] | None = None) -> int:
     n = ctx.catalog.count_missing_features(spec.key)
     if not n:
         return 0
-    from . import imaging
+    from mosaicdb import imaging
 
     derived = 0
     with ctx.progress.task(f"Deriving {spec.key} features", total=n) as t:
@@ -49,8 +49,8 @@ def vectors_of(catalog, spec, index, ids):
     index, or from the catalog when the index is compressed (its vectors are approximate)."""
     import numpy as np
 
-    from . import features as F
-    from . import vecindex as V
+    from mosaicdb import features as F
+    from mosaicdb.store import vecindex as V
 
     uniq, inverse = np.unique(ids, return_inverse=True)
     if not V.is_compressed(index):

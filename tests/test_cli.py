@@ -115,7 +115,7 @@ def test_check_in_process_leaves_the_environment_alone(tmp_path, lib_dir):
 def test_ctrl_c_while_the_modules_load_ends_like_a_commands(monkeypatch, capsys):
     """Ctrl-C before the CLI has loaded ended with a traceback and exit -2."""
     from mosaicdb import __main__ as entry
-    from mosaicdb import pagecheck
+    from mosaicdb.store import pagecheck
 
     def interrupted(argv):
         raise KeyboardInterrupt
@@ -257,7 +257,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, lib_dir):
         assert c.execute(q, ("lab6v1",)).fetchone()[0] == n_good
         assert c.execute("SELECT count(*) FROM thumbnails").fetchone()[0] == n_good
     import mosaicdb
-    from mosaicdb import vecindex as V
+    from mosaicdb.store import vecindex as V
 
     with mosaicdb.open(home) as lib:
         ids = V.ids_of(V.read(lib.vector_path()))

@@ -13,7 +13,7 @@ from conftest import COLOURS, noise_jpeg, solid
 from test_postgres import snapshot
 
 import mosaicdb
-from mosaicdb import db
+from mosaicdb.store import catalog as db
 
 pytest.importorskip("distributed")
 

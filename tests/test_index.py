@@ -12,8 +12,8 @@ import pyvips
 from conftest import COLOURS, lab_of, noise_jpeg, solid
 from sqlalchemy import func, select
 
-from mosaicdb import db
-from mosaicdb import vecindex as V
+from mosaicdb.store import catalog as db
+from mosaicdb.store import vecindex as V
 
 
 def rows(lib):
@@ -167,7 +167,7 @@ def test_incremental_add_change_delete(lib, lib_dir, backend):
 def test_same_size_same_mtime_is_not_opened(lib, lib_dir, monkeypatch):
     solid(lib_dir / "a.png", COLOURS["red"])
     lib.index([lib_dir], workers=0)
-    from mosaicdb import scan
+    from mosaicdb.index import scan
 
     def boom(*a, **k):
         raise AssertionError("an unchanged file was read")
@@ -266,7 +266,7 @@ def test_a_folder_forgotten_while_it_is_read_loses_only_its_results(
     """`forget` of a folder that an `index` is reading: that folder's results are dropped
     with a warning, an error result for a file it had included (it fails no foreign key),
     and the other folders' results are written."""
-    from mosaicdb import scan
+    from mosaicdb.index import scan
 
     a, b = tmp_path / "a", tmp_path / "b"
     solid(a / "blue.png", COLOURS["blue"])
@@ -356,8 +356,8 @@ def test_unchanged_vector_file_is_not_counted_and_check_finds_hand_edits(
     and brings the file back in line."""
     from sqlalchemy import delete
 
-    from mosaicdb import db as D
-    from mosaicdb.queries import check
+    from mosaicdb.query.queries import check
+    from mosaicdb.store import catalog as D
 
     for name in ("red", "green", "blue"):
         solid(lib_dir / f"{name}.png", COLOURS[name])
@@ -478,7 +478,7 @@ class _PoolThatBreaks:
 
 def _run_on_pool_that_breaks(lib_dir, n: int, first) -> None:
     """Index n generated files through _PoolThatBreaks: every file comes out ok."""
-    from mosaicdb.scan import ScanOptions, run_batches
+    from mosaicdb.index.scan import ScanOptions, run_batches
 
     paths = []
     for i in range(n):
@@ -496,7 +496,7 @@ def test_a_pool_found_broken_while_submitting_loses_nothing(lib_dir):
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    from mosaicdb.scan import BATCH_FILES
+    from mosaicdb.index.scan import BATCH_FILES
 
     failed = Future()
     failed.set_exception(BrokenProcessPool("A child process terminated abruptly"))
@@ -508,7 +508,7 @@ def test_a_future_lost_as_the_pool_breaks_does_not_hang_the_index(lib_dir, monke
     A wait that sees nothing finish asks the pool, finds it broken, and runs the batch again."""
     from concurrent.futures import Future
 
-    from mosaicdb import scan
+    from mosaicdb.index import scan
 
     monkeypatch.setattr(scan, "STALL_PROBE_SECONDS", 0.05)
     _run_on_pool_that_breaks(lib_dir, scan.BATCH_FILES, Future())  # lost: never completes
@@ -517,7 +517,7 @@ def test_a_future_lost_as_the_pool_breaks_does_not_hang_the_index(lib_dir, monke
 def test_warming_a_pool_shut_down_at_once_is_quiet():
     """An index with nothing to read shuts its pool down while the pool may still be being
     warmed: the warming stops quietly (it raised in its thread, a traceback on stderr)."""
-    from mosaicdb import scan
+    from mosaicdb.index import scan
 
     pool = scan.start_pool(1)
     pool.shutdown(wait=True, cancel_futures=True)

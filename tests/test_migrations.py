@@ -8,8 +8,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 import mosaicdb
-from mosaicdb import db, migrate
 from mosaicdb.errors import SchemaTooNewError
+from mosaicdb.store import catalog as db
+from mosaicdb.store import migrate
 
 
 def test_single_head_and_code_revision_is_head():

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaicdb.errors import RenderError
-from mosaicdb.placement import check_feasible, photo_cap, place, variety
+from mosaicdb.render.placement import check_feasible, photo_cap, place, variety
 
 ID0 = 100  # photo i has id ID0 + i: ids are not positions
 
@@ -108,7 +108,7 @@ def test_full_capacity_leftovers_are_searched_again():
 def test_many_leftovers_are_served_greedily_within_the_cap(monkeypatch):
     """Past GREEDY_LEFTOVERS waiting cells the last phase is greedy: the cap still holds,
     every cell is served where the room is exactly the cells, and the plan is deterministic."""
-    import mosaicdb.placement as P
+    import mosaicdb.render.placement as P
 
     monkeypatch.setattr(P, "GREEDY_LEFTOVERS", 0)
     monkeypatch.setattr(P, "FULL_RESOLVES", 0)

@@ -16,7 +16,7 @@ from conftest import COLOURS, noise_jpeg, solid
 from sqlalchemy import func, select
 
 import mosaicdb
-from mosaicdb import db
+from mosaicdb.store import catalog as db
 
 N_GOOD = 48
 
@@ -138,7 +138,7 @@ def test_two_indexers_at_once_equal_one(pg, library, tmp_path):
         with mosaicdb.open(tmp_path / f"h{i}", db=shared) as lib:
             s = lib.index(workers=0)
             assert (s.added, s.updated, s.unchanged) == (0, 0, n)
-            from mosaicdb import vecindex as V
+            from mosaicdb.store import vecindex as V
 
             assert V.read(lib.vector_path()).ntotal == N_GOOD + 1
 
@@ -150,7 +150,7 @@ def test_files_of_a_dead_indexer_are_taken_over(pg, library, tmp_path):
     url = pg.create_database()
     with mosaicdb.open(tmp_path / "h", db=url) as lib:
         # the dead indexer: walked, queued everything, claimed 10 files, then vanished
-        from mosaicdb.scan import ScanOptions, Scope, WalkStats, plan_scan
+        from mosaicdb.index.scan import ScanOptions, Scope, WalkStats, plan_scan
 
         rid = lib.catalog.add_root(os.fsencode(library))
         plan = plan_scan(
@@ -178,7 +178,7 @@ def test_files_done_by_another_indexer_are_not_read_again(pg, library, tmp_path,
     files are done, so it reads none of them."""
     url = pg.create_database()
     with mosaicdb.open(tmp_path / "a", db=url) as a, mosaicdb.open(tmp_path / "b", db=url) as b:
-        from mosaicdb import scan
+        from mosaicdb.index import scan
 
         real_plan = scan.plan_scan
         plans = {}
@@ -396,7 +396,7 @@ def test_a_folder_forgotten_while_it_is_walked(lib, tmp_path, monkeypatch, backe
     """forget between index's walk and its reading: on PostgreSQL the work queue's insert
     failed its foreign key and the whole index stopped; now that folder is left out with a
     warning, as on SQLite, and the other folder is indexed."""
-    from mosaicdb import scan
+    from mosaicdb.index import scan
 
     a, b = tmp_path / "a", tmp_path / "b"
     solid(a / "red.png", COLOURS["red"])

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
-from mosaicdb import db
-from mosaicdb import vecindex as V
 from mosaicdb.errors import NotFoundError, OptionError
+from mosaicdb.store import catalog as db
+from mosaicdb.store import vecindex as V
 
 
 @pytest.fixture
@@ -402,7 +402,7 @@ def test_a_failing_scan_of_check_stops_the_others(store, backend, monkeypatch):
 
 
 def test_page_check_findings_and_handoff(lib, lib_dir):
-    from mosaicdb import pagecheck
+    from mosaicdb.store import pagecheck
 
     solid(lib_dir / "a.png", COLOURS["red"])
     lib.index([lib_dir], workers=0)
@@ -422,7 +422,7 @@ def test_page_check_findings_and_handoff(lib, lib_dir):
 def test_entry_point_starts_the_page_check_of_check_only(tmp_path, monkeypatch):
     """The entry point reads argv before typer loads: a `check` of a store's own SQLite file
     begins its page check at once; anything it cannot read plainly starts nothing."""
-    from mosaicdb import pagecheck
+    from mosaicdb.store import pagecheck
 
     home, other = tmp_path / "store", tmp_path / "other"
     for h in (home, other):
@@ -665,7 +665,7 @@ def test_ls_near_with_filters_finds_photos_far_down_the_list(
 ):
     """The nearest photos to red are all in the first folder; --root (and --path) ask for
     the other folder's, which the first search does not reach."""
-    from mosaicdb import queries
+    from mosaicdb.query import queries
 
     other = work_dir / "other"
     other.mkdir()
@@ -759,7 +759,7 @@ def test_path_prefilter_never_drops_a_path_fnmatch_keeps(case):
     never too little: on SQLite here, on PostgreSQL in test_ls_path_with_like_characters."""
     from sqlalchemy import LargeBinary, literal
 
-    from mosaicdb.queries import _path_matches, path_prefilter
+    from mosaicdb.query.queries import _path_matches, path_prefilter
 
     raw, glob = case
     assert _path_matches(raw, glob)
@@ -791,7 +791,7 @@ def test_ls_path_with_like_characters(lib, lib_dir, backend):
 
 
 def test_path_prefilter_patterns():
-    from mosaicdb.queries import LIKE_MAX, path_prefilter
+    from mosaicdb.query.queries import LIKE_MAX, path_prefilter
 
     def pf(glob):
         p = path_prefilter(glob)

@@ -33,7 +33,7 @@ def colour_lib(lib, lib_dir):
 def plan_names(lib, render_id):
     from sqlalchemy import select
 
-    from mosaicdb import db
+    from mosaicdb.store import catalog as db
 
     ids = lib.catalog.plan(render_id)
     with lib.catalog.engine.connect() as c:
@@ -60,7 +60,7 @@ def test_big_store_searches_a_cached_hnsw_graph(colour_lib, lib_dir, work, monke
     """Above vecindex.HNSW_MIN_TILES render searches an HNSW graph: the same plan as the
     exact search on distinct colours, built once, reused while the catalog is unchanged and
     rebuilt when it changes."""
-    from mosaicdb import vecindex as V
+    from mosaicdb.store import vecindex as V
 
     t = blocks_target(work / "target.png")
     exact = colour_lib.render(t, work / "a.png", tiles_across=4, tile_size=8)
@@ -110,7 +110,7 @@ def test_deep_zoom_output(colour_lib, work):
 def test_deep_zoom_output_replaced_whole_or_not_at_all(colour_lib, work, monkeypatch):
     """A .dz output is a .dzi and a folder of tiles: when the last rename fails, the earlier
     output stays as it was, with no new tiles beside its old .dzi and no temporary files."""
-    from mosaicdb import assemble
+    from mosaicdb.output import assemble
 
     t = blocks_target(work / "target.png")
     colour_lib.render(t, work / "zoom.dz", tiles_across=8, tile_size=64)
@@ -201,7 +201,7 @@ def test_missing_thumbnail_is_one_clear_error_and_leaves_nothing(colour_lib, wor
     photo): the render stops with a line that names the fix, and writes nothing."""
     from sqlalchemy import delete
 
-    from mosaicdb import db
+    from mosaicdb.store import catalog as db
 
     t = blocks_target(work / "target.png")
     with colour_lib.catalog.engine.begin() as c:
@@ -217,7 +217,7 @@ def test_thumbnail_that_does_not_decode_is_one_clear_error(colour_lib, work, asp
     `check --deep` sees it): the render names the photo and the fix, and writes nothing."""
     from sqlalchemy import select, update
 
-    from mosaicdb import db
+    from mosaicdb.store import catalog as db
 
     t = blocks_target(work / "target.png")
     th = db.thumbnails.c
@@ -361,14 +361,14 @@ def test_grid_and_rerank_see_layout_the_coarse_grid_averages_out(lib, lib_dir, w
 def _spec_rows(lib):
     from sqlalchemy import select
 
-    from mosaicdb import db
+    from mosaicdb.store import catalog as db
 
     with lib.catalog.engine.connect() as c:
         return c.execute(select(db.features.c.spec).distinct()).all()
 
 
 def test_min_distance_offers_each_cell_its_window_of_candidates():
-    from mosaicdb.render import RenderOptions
+    from mosaicdb.render.stage import RenderOptions
 
     assert RenderOptions().candidates_per_cell() == 16
     assert RenderOptions(min_distance=1).candidates_per_cell() == 16  # 3×3 window
@@ -378,7 +378,7 @@ def test_min_distance_offers_each_cell_its_window_of_candidates():
 
 
 def test_a_tight_cap_widens_the_flows_graph_and_a_loose_one_does_not():
-    from mosaicdb.render import RenderOptions
+    from mosaicdb.render.stage import RenderOptions
 
     # 64,000 cells, 22,000 photos, 3 uses each: room for 1.03 × the cells
     assert RenderOptions(max_uses=3, min_distance=0).candidates_per_cell(64_000, 22_000) == 37

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import COLOURS, LAYOUT, blocks_target, solid
 
-from mosaicdb import vecindex as V
+from mosaicdb.store import vecindex as V
 
 
 def clustered(n: int, seed: int = 0) -> np.ndarray:

@@ -22,8 +22,8 @@ import pyvips
 from conftest import COLOURS, LAYOUT, blocks_target, solid
 
 import mosaicdb
-from mosaicdb import viewer as V
 from mosaicdb.errors import MosaicdbError, NotFoundError, RenderError
+from mosaicdb.view import viewer as V
 
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"
 FILE_OF = {n: (HOSTILE if n == "purple" else f"{n}.jpg") for n in COLOURS}

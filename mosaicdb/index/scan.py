@@ -18,10 +18,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .records import PhotoResult
+from mosaicdb.records import PhotoResult
 
 if TYPE_CHECKING:
-    from .db import Catalog
+    from mosaicdb.store.catalog import Catalog
 
 IMAGE_EXTS = frozenset(
     b".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .gif .heic .heif .avif".split()
@@ -95,7 +95,7 @@ def walk(top: bytes, include_hidden: bool, stats: WalkStats) -> Iterator[tuple[b
 
 def _worker_init():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    from . import imaging
+    from mosaicdb import imaging
 
     imaging.init_worker()
 
@@ -115,8 +115,8 @@ def _crash_now() -> bool:
 
 def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     """Decode each photo once: stored thumbnail + Lab grid features, or the reason it failed."""
-    from . import imaging
-    from .features import RERANK_GRID, FeatureSpec
+    from mosaicdb import imaging
+    from mosaicdb.features import RERANK_GRID, FeatureSpec
 
     grid = RERANK_GRID if opts.rerank_grid is None else opts.rerank_grid
     rerank_spec = FeatureSpec(grid) if grid else None
@@ -241,7 +241,7 @@ def _forkserver_context():
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["mosaicdb.scan", "mosaicdb.imaging"])
+    ctx.set_forkserver_preload(["mosaicdb.index.scan", "mosaicdb.imaging"])
     return ctx
 
 
@@ -346,7 +346,7 @@ def run_batches(
     batches one at a time: a batch, [] for "none yet, ask again soon", None for "done"."""
     feed = feed or list_feed(todo)
     if opts.workers <= 0:
-        from . import imaging
+        from mosaicdb import imaging
 
         imaging.init_worker(concurrency=0)
         while (b := feed()) is not None:

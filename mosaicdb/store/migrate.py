@@ -15,8 +15,8 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
-from . import db
-from .errors import SchemaTooNewError, StoreError
+from mosaicdb.errors import SchemaTooNewError, StoreError
+from mosaicdb.store import catalog as db
 
 
 def migrations_dir() -> Path:

@@ -18,8 +18,8 @@ import os
 import uuid
 from collections.abc import Callable, Sequence
 
-from .errors import MosaicdbError, OptionError
-from .scan import BATCH_FILES, BatchWriter, ScanOptions, ScanPlan, process_batch
+from mosaicdb.errors import MosaicdbError, OptionError
+from mosaicdb.index.scan import BATCH_FILES, BatchWriter, ScanOptions, ScanPlan, process_batch
 
 # (path, root_id, size, mtime_ns, photos.indexed_at seen by the walk or None)
 ShardRow = tuple[bytes, int, int, int, "float | None"]
@@ -29,7 +29,7 @@ _worker_ready = False
 
 
 def _catalog(url: str):
-    from . import db
+    from mosaicdb.store import catalog as db
 
     cat = _catalogs.get(url)
     if cat is None:
@@ -42,7 +42,7 @@ def index_shard(url: str, rows: Sequence[ShardRow], spec: str, opts: ScanOptions
     counts. Files already written since the walk (by an earlier attempt of this shard) are
     skipped, so running a shard twice writes each file once."""
     global _worker_ready
-    from . import imaging
+    from mosaicdb import imaging
 
     if not _worker_ready:
         imaging.init_worker()

@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from .errors import MosaicdbError, NotFoundError, OptionError, RenderError
-from .records import display_path
-from .target import cells as target_cells
-from .target import parse_aspect
+from mosaicdb.errors import MosaicdbError, NotFoundError, OptionError, RenderError
+from mosaicdb.records import display_path
+from mosaicdb.target import cells as target_cells
+from mosaicdb.target import parse_aspect
 
 if TYPE_CHECKING:
-    from .library import Library
+    from mosaicdb.library import Library
 
 STATIC = Path(__file__).parent / "static" / "viewer"
 PAGE_FILES = ("index.html", "viewer.js", "viewer.css")
@@ -275,7 +275,7 @@ def cell_delta_e(cells, vectors, inverse, chunk: int = 65_536):
     placed there (NaN where the photo has no vector)."""
     import numpy as np
 
-    from .features import ciede2000
+    from mosaicdb.features import ciede2000
 
     n, kk, _ = cells.shape
     out = np.empty(n, np.float64)
@@ -289,7 +289,7 @@ def make_view(lib: Library, ref: str | int) -> View:
     """The View of a render given by id or by its .dz/.dzi path."""
     import numpy as np
 
-    from .features import FeatureSpec
+    from mosaicdb.features import FeatureSpec
 
     r = _find_render(lib, ref)
     rid = r["id"]

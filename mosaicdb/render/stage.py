@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .assemble import assemble, prepare_output
-from .errors import NotFoundError, OptionError, RenderError
-from .target import grid_size, load_region, parse_aspect
-from .vectors import ensure_spec_vectors, vectors_of
+from mosaicdb.errors import NotFoundError, OptionError, RenderError
+from mosaicdb.output.assemble import assemble, prepare_output
+from mosaicdb.target import grid_size, load_region, parse_aspect
+from mosaicdb.vectors import ensure_spec_vectors, vectors_of
 
 if TYPE_CHECKING:
-    from .library import Library
+    from mosaicdb.library import Library
 
 # Re-ranking on a 6×6 grid with lightness weighted 3× picks the candidate whose light and dark
 # parts sit where the cell's do (chosen in bench/ablation_quality.py; bench/README.md).
@@ -171,10 +171,10 @@ def run(
 ) -> RenderReport:
     import numpy as np
 
-    from . import features as F
-    from . import imaging
-    from . import vecindex as V
-    from .placement import check_feasible, place
+    from mosaicdb import features as F
+    from mosaicdb import imaging
+    from mosaicdb.render.placement import check_feasible, place
+    from mosaicdb.store import vecindex as V
 
     t0 = time.monotonic()
     timings: dict[str, float] = {}
@@ -366,7 +366,7 @@ def run(
         if fmt == "dz" or region is None:
             warnings.append("--score needs a single-file output and the target; not scored")
         else:
-            from .quality import score
+            from mosaicdb.quality import score
 
             t4 = time.monotonic()
             quality = {
@@ -377,7 +377,7 @@ def run(
     uniq, counts = np.unique(plan, return_counts=True)
     if index is None:
         index = lib.vector_index(spec)
-    from .placement import variety
+    from mosaicdb.render.placement import variety
 
     var = variety(plan, rows, cols, index.ntotal)
     timings["report"] = time.monotonic() - t3
@@ -421,7 +421,7 @@ def _rerank(lib: Library, fine, fine_cells, cand_ids):
     memory stays at the candidate lists themselves (128 a cell under --min-distance)."""
     import numpy as np
 
-    from . import features as F
+    from mosaicdb import features as F
 
     n, k = cand_ids.shape
     step = max(1, 65_536 // k)  # bounded memory: 65,536 fine vectors (28 MB at 6×6) at a time

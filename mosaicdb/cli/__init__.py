@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
-from .errors import MosaicdbError, OptionError, with_damage_advice
+from mosaicdb.errors import MosaicdbError, OptionError, with_damage_advice
 
 app = typer.Typer(
     name="mosaicdb",
@@ -66,7 +66,7 @@ def _command(fn):
         try:
             return fn(*a, **kw)
         except MosaicdbError as e:
-            from .library import Interrupted
+            from mosaicdb.library import Interrupted
 
             _err(str(e))
             raise typer.Exit(130 if isinstance(e, Interrupted) else 1) from None
@@ -99,7 +99,7 @@ def _command(fn):
 
 
 def _progress(quiet: bool):
-    from .progress import Progress, RichProgress
+    from mosaicdb.progress import Progress, RichProgress
 
     if quiet or not sys.stderr.isatty():
         return Progress()
@@ -129,7 +129,7 @@ def _brief():
 
 def _open(quiet: bool = True, create: bool = False):
     """The store of --home/--db; only `index` makes a new one."""
-    from .library import Library
+    from mosaicdb.library import Library
 
     return Library.open(
         _state["home"], progress=_progress(quiet), db_url=_state.get("db"), create=create
@@ -209,7 +209,7 @@ def index(
 ):
     """Index photo folders: new and changed files are read, deleted ones dropped."""
     if workers != 0 and executor == "local":
-        from .scan import prestart_forkserver
+        from mosaicdb.index.scan import prestart_forkserver
 
         prestart_forkserver()
     with _open(quiet or json_out and not sys.stderr.isatty(), create=True) as lib:
@@ -481,7 +481,7 @@ def _print_stats(con, s: dict) -> None:
 
     con.print("colour coverage: photos per lightness band × hue (swatch = the bin's colour)")
     con.print("L       grey " + " ".join(f"{h[:4]:>4}" for h in cov["hues"]))
-    from .queries import bin_colours
+    from mosaicdb.query.queries import bin_colours
 
     swatches = bin_colours()
     for i, band in enumerate(cov["lightness_bands"]):
@@ -637,7 +637,7 @@ def check(
     json_out: JsonOpt = False,
 ):
     """Check catalog ↔ vector file ↔ disk and every thumbnail. Exit 0 when clean, 1 if not."""
-    from . import pagecheck
+    from mosaicdb.store import pagecheck
 
     if _state.get("process_ends") and "numpy" not in sys.modules:
         # numpy's OpenBLAS starts a thread per core when it loads, ~0.12 s of CPU (measured)
@@ -738,7 +738,7 @@ def view(
                 )
             typer.echo(f"render {v.render_id} at {server.url} (Ctrl-C to stop)", err=True)
         if not no_open:
-            from .viewer import open_browser
+            from mosaicdb.view.viewer import open_browser
 
             if not open_browser(server.url) and not json_out:
                 typer.echo("no browser to open here: open the address above", err=True)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import RenderError
+from mosaicdb.errors import RenderError
 
 # Cells left over by the flow are searched again with at least this many candidates each.
 WIDEN_K = 32

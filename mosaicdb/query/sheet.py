@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .assemble import assemble, prepare_output
-from .errors import NotFoundError, OptionError, RenderError
+from mosaicdb.errors import NotFoundError, OptionError, RenderError
+from mosaicdb.output.assemble import assemble, prepare_output
 
 if TYPE_CHECKING:
-    from .library import Library
+    from mosaicdb.library import Library
 
 
 def sheet(
@@ -29,7 +29,7 @@ def sheet(
 
     import numpy as np
 
-    from .queries import GREY_CHROMA, SORTS, listing
+    from mosaicdb.query.queries import GREY_CHROMA, SORTS, listing
 
     output, fmt = prepare_output(output)
     if not 4 <= tile_size <= 1024:
@@ -62,7 +62,7 @@ def sheet(
     cols = min(across, len(ids)) if across else max(1, math.ceil(math.sqrt(len(ids))))
     nrows = math.ceil(len(ids) / cols)
     if fmt in ("jpeg", "webp"):
-        from .imaging import MAX_SIDE
+        from mosaicdb.imaging import MAX_SIDE
 
         if max(cols, nrows) * tile_size > MAX_SIDE[fmt]:
             raise RenderError(f"the sheet is too big for {fmt.upper()}; write .tif or .dz")

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import ImageError, OptionError, RenderError, broken_thumbnail
+from mosaicdb.errors import ImageError, OptionError, RenderError, broken_thumbnail
 
 # Decoded tiles kept for reuse across rows (LRU). Memory of a render is about this plus two
 # strips of the output, whatever the output size.
@@ -23,7 +23,7 @@ DECODE_CHUNK = 16
 
 
 def output_format(path: str) -> str:
-    from .imaging import FORMATS
+    from mosaicdb.imaging import FORMATS
 
     ext = Path(path).suffix.lower()
     if ext not in FORMATS:
@@ -64,7 +64,7 @@ def assemble(
     when blending (measured on the pixels), else None."""
     import numpy as np
 
-    from . import imaging
+    from mosaicdb import imaging
 
     rows, cols = plan.shape
     W, H = cols * tile_w, rows * tile_h

@@ -12,12 +12,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import DAMAGED_ADVICE, OptionError
-from .records import PathPrefilter
-from .records import display_path as _show
+from mosaicdb.errors import DAMAGED_ADVICE, OptionError
+from mosaicdb.records import PathPrefilter
+from mosaicdb.records import display_path as _show
 
 if TYPE_CHECKING:
-    from .library import Library
+    from mosaicdb.library import Library
 
 # Colour coverage bins: lightness bands × hue sectors, plus near-greys per band.
 L_BANDS = [(0, 20), (20, 40), (40, 60), (60, 80), (80, 101)]
@@ -51,7 +51,7 @@ def parse_colour(text: str):
     """'#1e3a5f', '1e3a5f' or 'lab:30,5,-30' → Lab (numpy array of 3)."""
     import numpy as np
 
-    from . import features as F
+    from mosaicdb import features as F
 
     t = text.strip().lower()
     m = re.fullmatch(r"#?([0-9a-f]{6})", t)
@@ -71,7 +71,7 @@ def parse_colour(text: str):
 def hex_of(lab) -> str:
     import numpy as np
 
-    from . import features as F
+    from mosaicdb import features as F
 
     r, g, b = F.lab_to_srgb8(np.asarray(lab, dtype=np.float64))
     return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
@@ -84,7 +84,7 @@ def coverage(lib: Library) -> dict:
     from the catalog's mean columns."""
     import numpy as np
 
-    from . import vecindex as V
+    from mosaicdb.store import vecindex as V
 
     index = lib.vector_index()
     if V.is_compressed(index):  # its vectors are approximate: the catalog's means are not
@@ -112,7 +112,7 @@ def bin_colours():
     """sRGB of each coverage bin (lightness bands × [grey, *HUES]), for charts."""
     import numpy as np
 
-    from . import features as F
+    from mosaicdb import features as F
 
     labs = []
     for lo, hi in L_BANDS:
@@ -187,7 +187,7 @@ def stats(lib: Library, plot: str | None = None) -> dict:
     if plot:
         import numpy as np
 
-        from . import imaging
+        from mosaicdb import imaging
 
         cov = out["coverage"]
         counts = np.column_stack([cov["greys"], np.array(cov["counts"])])
@@ -259,7 +259,7 @@ def listing(
             "error": r["error"],
         }
         if lab_near is not None:
-            from . import features as F
+            from mosaicdb import features as F
 
             d["delta_e"] = round(float(F.ciede2000(lab_near, np.array(lab))), 2)
         out.append(d)
@@ -328,7 +328,7 @@ def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -
     filtered photos ranked directly."""
     import numpy as np
 
-    from . import vecindex as V
+    from mosaicdb.store import vecindex as V
 
     spec = lib.spec
     query = np.tile(lab.astype(np.float32), spec.grid**2).reshape(1, -1)
@@ -408,7 +408,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
                     raise
                 return _damaged_catalog(report, integrity, e, repair)
             n, idsum = rows.vectors.get(spec.key, (0, 0))  # the catalog's vectors of the spec
-            from . import vecindex as V
+            from mosaicdb.store import vecindex as V
 
             path = lib.vector_path(spec)
             vec: dict = {"file": str(path)}
@@ -464,7 +464,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
     report["missing_thumbnails"] = no_thumbs
 
     if deep:
-        from . import imaging
+        from mosaicdb import imaging
 
         known = set(bad_thumbs)
         for chunk in lib.catalog.iter_thumbnail_data():
@@ -532,7 +532,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         if n:
             repaired.append(f"marked {n} photos without a thumbnail as errors")
         if unplaced:  # after the marking: no vector is derived for a photo just made an error
-            from .vectors import ensure_spec_vectors
+            from mosaicdb.vectors import ensure_spec_vectors
 
             undecoded: list[int] = []  # damaged inside, markers intact: only decoding tells
             n = ensure_spec_vectors(lib, spec, undecoded)
@@ -587,12 +587,12 @@ def gaps(
     `threshold` ΔE2000 away, grouped by the cells' colour (lightness band × hue, or grey)."""
     import numpy as np
 
-    from . import features as F
-    from . import imaging
-    from . import vecindex as V
-    from .target import cells as target_cells
-    from .target import grid_size, parse_aspect
-    from .vectors import ensure_spec_vectors, vectors_of
+    from mosaicdb import features as F
+    from mosaicdb import imaging
+    from mosaicdb.store import vecindex as V
+    from mosaicdb.target import cells as target_cells
+    from mosaicdb.target import grid_size, parse_aspect
+    from mosaicdb.vectors import ensure_spec_vectors, vectors_of
 
     if not (math.isfinite(threshold) and threshold > 0):
         raise OptionError("--threshold", f"must be a positive number, got {threshold}")
@@ -609,7 +609,7 @@ def gaps(
         ensure_spec_vectors(lib, spec)
     index = lib.vector_index(spec)
     if index.ntotal == 0:
-        from .errors import RenderError
+        from mosaicdb.errors import RenderError
 
         raise RenderError("the store has no indexed photos: run `mosaicdb index PATH` first")
     _, ids = V.search(lib.search_index(spec, index), cells, 1)

@@ -73,7 +73,7 @@ def start(path: str | os.PathLike, deep: bool = False) -> None:
 def start_for_store(home, db_url: str | None, deep: bool = False) -> None:
     """`start` for the store at `home` (None: MOSAICDB_HOME or the default): only when its
     catalog is the SQLite file in the store folder and that file exists."""
-    from . import config
+    from mosaicdb import config
 
     catalog = config.own_catalog(config.resolve_home(home), db_url)
     if catalog is not None and catalog.is_file():

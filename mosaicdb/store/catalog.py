@@ -45,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from .records import PathPrefilter, PhotoResult, PhotoState
+from mosaicdb.records import PathPrefilter, PhotoResult, PhotoState
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
 SCHEMA_REVISION = "0006"
@@ -1005,7 +1005,7 @@ class Catalog(RenderCatalog):
         """Stop the long scans of `check` (theirs and SQLite's page check) from another
         thread, as Ctrl-C does: they end with the driver's error instead of running on, and
         those of a `checking` block not begun yet do not begin."""
-        from . import pagecheck
+        from mosaicdb.store import pagecheck
 
         pagecheck.interrupt()
         self._stop_scans()
@@ -1044,7 +1044,9 @@ class Catalog(RenderCatalog):
         unless `deep` (4-5x slower: also checks every index against its table)."""
         if self.engine.dialect.name != "sqlite":
             return []
-        from . import pagecheck  # the CLI may have started it before this module loaded
+        from mosaicdb.store import (
+            pagecheck,  # the CLI may have started it before this module loaded
+        )
 
         url = self.engine.url
         if url.query or url.database in (None, "", ":memory:") or url.database.startswith("file:"):
