@@ -30,10 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import pg_cluster
 from _common import ensure_lib2k
+from sqlalchemy import select
 
 from mosaicdb.records import PhotoResult
 from mosaicdb.store import catalog as db
-from mosaicdb.store import migrate
+from mosaicdb.store import migrate, schema
 
 
 def fake_results(start: int, n: int, rng_seed: int = 0) -> list[PhotoResult]:
@@ -67,10 +68,10 @@ def fake_results(start: int, n: int, rng_seed: int = 0) -> list[PhotoResult]:
 def write_rows(url: str, start: int, n: int, batch: int = 200, barrier=None) -> tuple:
     """Write n fake results (paths start..start+n) in batches; return (start, end) wall
     clock times of the writing alone (data made and connection opened before)."""
-    engine = db.make_engine(url)
+    engine = schema.make_engine(url)
     cat = db.Catalog(engine)
     with engine.begin() as c:
-        rid = c.execute(db.select(db.roots.c.id).where(db.roots.c.path == b"/photos")).scalar()
+        rid = c.execute(select(schema.roots.c.id).where(schema.roots.c.path == b"/photos")).scalar()
     batches = [fake_results(s, min(batch, start + n - s)) for s in range(start, start + n, batch)]
     if barrier is not None:
         barrier.wait()  # every writer starts together
@@ -83,7 +84,7 @@ def write_rows(url: str, start: int, n: int, batch: int = 200, barrier=None) -> 
 
 
 def fresh_catalog(url: str) -> None:
-    engine = db.make_engine(url)
+    engine = schema.make_engine(url)
     migrate.ensure_schema(engine)
     db.Catalog(engine).add_root(b"/photos")
     engine.dispose()

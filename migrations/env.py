@@ -6,10 +6,10 @@ import os
 from alembic import context
 
 from mosaicdb import config as mconfig
-from mosaicdb.store import catalog as db
+from mosaicdb.store import schema
 
 cfg = context.config
-target_metadata = db.metadata
+target_metadata = schema.metadata
 
 
 def _url() -> str:
@@ -18,7 +18,7 @@ def _url() -> str:
         return url
     if os.environ.get("MOSAICDB_DB"):
         return os.environ["MOSAICDB_DB"]
-    return db.sqlite_url(mconfig.resolve_home() / mconfig.CATALOG_NAME)
+    return schema.sqlite_url(mconfig.resolve_home() / mconfig.CATALOG_NAME)
 
 
 def _run(connection):
@@ -41,6 +41,6 @@ else:
     if conn is not None:
         _run(conn)
     else:
-        engine = db.make_engine(_url())
+        engine = schema.make_engine(_url())
         with engine.begin() as connection:
             _run(connection)

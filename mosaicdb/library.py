@@ -28,7 +28,7 @@ from mosaicdb.errors import (
 from mosaicdb.progress import Progress
 from mosaicdb.records import display_path as _show
 from mosaicdb.store import catalog as db
-from mosaicdb.store import migrate
+from mosaicdb.store import migrate, schema
 
 
 @dataclass
@@ -106,7 +106,7 @@ class Library:
         except OSError as e:
             raise StoreError(f"cannot create the store folder {home}: {e.strerror}") from None
         try:
-            engine = db.make_engine(url)
+            engine = schema.make_engine(url)
         except Exception as e:  # a malformed URL or a driver that is not installed
             raise StoreError(f"cannot use the catalog URL: {e}") from None
         try:

@@ -13,7 +13,7 @@ from conftest import COLOURS, noise_jpeg, solid
 from test_postgres import snapshot
 
 import mosaicdb
-from mosaicdb.store import catalog as db
+from mosaicdb.store import schema
 
 pytest.importorskip("distributed")
 
@@ -33,7 +33,7 @@ def _reference(tmp_path, library) -> dict:
     """What the local pool writes (in process, SQLite: the rows compare equal by path)."""
     with mosaicdb.open(tmp_path / "ref") as lib:
         lib.index([library], workers=0)
-    return snapshot(db.sqlite_url(tmp_path / "ref" / "catalog.sqlite"))
+    return snapshot(schema.sqlite_url(tmp_path / "ref" / "catalog.sqlite"))
 
 
 def test_local_cluster_equals_local_pool(backend, db_url, library, home, tmp_path):
@@ -43,7 +43,7 @@ def test_local_cluster_equals_local_pool(backend, db_url, library, home, tmp_pat
         assert (s.added, s.updated, s.failed) == (N_GOOD + 2, 0, 1)
         s = lib.index(workers=2, executor="dask")  # nothing to do: no cluster needed
         assert (s.added, s.unchanged) == (0, N_GOOD + 2)
-    got = snapshot(db_url or db.sqlite_url(home / "catalog.sqlite"))
+    got = snapshot(db_url or schema.sqlite_url(home / "catalog.sqlite"))
     for k in ("photos", "thumbs", "vecs", "counts"):
         assert got[k] == want[k], k
 

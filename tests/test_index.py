@@ -12,13 +12,15 @@ import pyvips
 from conftest import COLOURS, lab_of, noise_jpeg, solid
 from sqlalchemy import func, select
 
-from mosaicdb.store import catalog as db
+from mosaicdb.store import schema
 from mosaicdb.store import vecindex as V
 
 
 def rows(lib):
     with lib.catalog.engine.connect() as c:
-        q = select(db.photos.c.path, db.photos.c.status, db.photos.c.error, db.photos.c.id)
+        q = select(
+            schema.photos.c.path, schema.photos.c.status, schema.photos.c.error, schema.photos.c.id
+        )
         return {os.fsdecode(r[0]): (r[1], r[2], r[3]) for r in c.execute(q)}
 
 
@@ -26,14 +28,14 @@ def vectors(lib, spec=None):
     with lib.catalog.engine.connect() as c:
         q = (
             select(
-                db.photos.c.path,
-                db.features.c.vector,
-                db.features.c.mean_l,
-                db.features.c.mean_a,
-                db.features.c.mean_b,
+                schema.photos.c.path,
+                schema.features.c.vector,
+                schema.features.c.mean_l,
+                schema.features.c.mean_a,
+                schema.features.c.mean_b,
             )
-            .join(db.features)
-            .where(db.features.c.spec == (spec or lib.spec.key))
+            .join(schema.features)
+            .where(schema.features.c.spec == (spec or lib.spec.key))
         )
         return {
             os.path.basename(os.fsdecode(r[0])): (np.frombuffer(r[1], np.float32), r[2:])
@@ -96,12 +98,12 @@ def test_exif_orientation_and_aspect_kept(lib, lib_dir):
             os.path.basename(os.fsdecode(r[0])): tuple(r[1:])
             for r in c.execute(
                 select(
-                    db.photos.c.path,
-                    db.photos.c.width,
-                    db.photos.c.height,
-                    db.thumbnails.c.width,
-                    db.thumbnails.c.height,
-                ).join(db.thumbnails)
+                    schema.photos.c.path,
+                    schema.photos.c.width,
+                    schema.photos.c.height,
+                    schema.thumbnails.c.width,
+                    schema.thumbnails.c.height,
+                ).join(schema.thumbnails)
             )
         }
     assert got["rot.jpg"] == (200, 400, 64, 128)
@@ -159,9 +161,9 @@ def test_incremental_add_change_delete(lib, lib_dir, backend):
     assert (s.removed, s.unchanged) == (1, 2)
     assert faiss_ids(lib) == ok_ids(lib)
     with lib.catalog.engine.connect() as c:
-        assert c.execute(select(func.count()).select_from(db.thumbnails)).scalar() == 2
+        assert c.execute(select(func.count()).select_from(schema.thumbnails)).scalar() == 2
         # the search grid and the re-ranking grid of each photo, nothing of the deleted one
-        assert c.execute(select(func.count()).select_from(db.features)).scalar() == 4
+        assert c.execute(select(func.count()).select_from(schema.features)).scalar() == 4
 
 
 def test_same_size_same_mtime_is_not_opened(lib, lib_dir, monkeypatch):
@@ -357,7 +359,6 @@ def test_unchanged_vector_file_is_not_counted_and_check_finds_hand_edits(
     from sqlalchemy import delete
 
     from mosaicdb.query.queries import check
-    from mosaicdb.store import catalog as D
 
     for name in ("red", "green", "blue"):
         solid(lib_dir / f"{name}.png", COLOURS[name])
@@ -372,7 +373,7 @@ def test_unchanged_vector_file_is_not_counted_and_check_finds_hand_edits(
     monkeypatch.setattr(lib.catalog, "feature_state", real_state)
     victim = ok_ids(lib)[0]
     with lib.catalog.engine.begin() as c:  # no deletion logged, counter not moved
-        c.execute(delete(D.features).where(D.features.c.photo_id == victim))
+        c.execute(delete(schema.features).where(schema.features.c.photo_id == victim))
     report = check(lib, files=False)
     assert not report["ok"] and any("vector file holds 3" in p for p in report["problems"])
     assert report["vectors"]["photos_without_vector"] == 1
@@ -407,10 +408,10 @@ def test_thumbnail_is_compact_jpeg(lib, lib_dir):
     with lib.catalog.engine.connect() as c:
         w, h, codec, data = c.execute(
             select(
-                db.thumbnails.c.width,
-                db.thumbnails.c.height,
-                db.thumbnails.c.codec,
-                db.thumbnails.c.data,
+                schema.thumbnails.c.width,
+                schema.thumbnails.c.height,
+                schema.thumbnails.c.codec,
+                schema.thumbnails.c.data,
             )
         ).one()
     assert (w, h, codec) == (341, 256, "jpeg")

@@ -14,8 +14,13 @@ OWNERS = {
 MAX_LINES = 500
 # still being split (issue 21): each leaves this list when it is
 TOO_LONG_FOR_NOW = {
-    "mosaicdb.cli", "mosaicdb.imaging", "mosaicdb.library", "mosaicdb.query.queries",
-    "mosaicdb.render.placement", "mosaicdb.store.catalog", "mosaicdb.view.viewer",
+    "mosaicdb.cli",
+    "mosaicdb.imaging",
+    "mosaicdb.library",
+    "mosaicdb.query.queries",
+    "mosaicdb.render.placement",
+    "mosaicdb.store.catalog",
+    "mosaicdb.view.viewer",
 }
 
 
@@ -43,7 +48,8 @@ def test_no_module_imports_another_modules_private_names():
     bad = [
         f"{mod}: from {node.module} import {a.name}"
         for mod, node in _imports()
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mosaicdb")
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("mosaicdb")
         and node.module != mod
         for a in node.names
         if a.name.startswith("_") and not a.name.startswith("__")
@@ -52,8 +58,11 @@ def test_no_module_imports_another_modules_private_names():
 
 
 def test_imports_are_absolute():
-    bad = [f"{mod}: from {'.' * node.level}{node.module or ''}" for mod, node in _imports()
-           if isinstance(node, ast.ImportFrom) and node.level]
+    bad = [
+        f"{mod}: from {'.' * node.level}{node.module or ''}"
+        for mod, node in _imports()
+        if isinstance(node, ast.ImportFrom) and node.level
+    ]
     assert bad == []
 
 

@@ -10,13 +10,13 @@ from sqlalchemy import text
 import mosaicdb
 from mosaicdb.errors import SchemaTooNewError
 from mosaicdb.store import catalog as db
-from mosaicdb.store import migrate
+from mosaicdb.store import migrate, schema
 
 
 def test_single_head_and_code_revision_is_head():
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert len(script.get_heads()) == 1
-    assert script.get_current_head() == db.SCHEMA_REVISION
+    assert script.get_current_head() == schema.SCHEMA_REVISION
 
 
 def upgrade_from_empty(engine) -> None:
@@ -29,15 +29,15 @@ def upgrade_from_empty(engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-    assert migrate.current_revision(engine) == db.SCHEMA_REVISION
+    assert migrate.current_revision(engine) == schema.SCHEMA_REVISION
     with engine.connect() as c:
-        diff = compare_metadata(MigrationContext.configure(c), db.metadata)
+        diff = compare_metadata(MigrationContext.configure(c), schema.metadata)
         assert diff == [], diff
 
 
 def test_upgrade_from_empty_matches_models(tmp_path):
     """Running every migration from nothing gives exactly the models' schema."""
-    engine = db.make_engine(db.sqlite_url(tmp_path / "c.sqlite"))
+    engine = schema.make_engine(schema.sqlite_url(tmp_path / "c.sqlite"))
     upgrade_from_empty(engine)
     with engine.connect() as c:
         assert c.execute(text("PRAGMA foreign_keys")).scalar() == 1
@@ -48,7 +48,7 @@ def test_upgrade_from_empty_matches_models(tmp_path):
 def test_newer_schema_is_refused(tmp_path, cli):
     with mosaicdb.open(tmp_path / "s"):
         pass
-    engine = db.make_engine(db.sqlite_url(tmp_path / "s" / "catalog.sqlite"))
+    engine = schema.make_engine(schema.sqlite_url(tmp_path / "s" / "catalog.sqlite"))
     with engine.begin() as c:
         c.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     with pytest.raises(SchemaTooNewError, match="revision 9999.*newer version"):
@@ -68,11 +68,11 @@ def test_new_store_fast_path_equals_migrations(tmp_path):
     """A new store is created from the models and stamped; it must equal the migrated one."""
     from sqlalchemy import inspect
 
-    fresh = db.make_engine(db.sqlite_url(tmp_path / "fresh.sqlite"))
-    assert migrate.ensure_schema(fresh) == db.SCHEMA_REVISION
+    fresh = schema.make_engine(schema.sqlite_url(tmp_path / "fresh.sqlite"))
+    assert migrate.ensure_schema(fresh) == schema.SCHEMA_REVISION
     with fresh.connect() as c:
-        assert compare_metadata(MigrationContext.configure(c), db.metadata) == []
-        assert migrate.current_revision(fresh) == db.SCHEMA_REVISION
+        assert compare_metadata(MigrationContext.configure(c), schema.metadata) == []
+        assert migrate.current_revision(fresh) == schema.SCHEMA_REVISION
     insp = inspect(fresh)
     assert {i["name"] for i in insp.get_indexes("photos")} == {
         "ix_photos_root_id",
@@ -84,7 +84,7 @@ def test_old_catalog_is_upgraded(tmp_path):
     """A catalog at an older revision is upgraded through Alembic on open."""
     from alembic import command
 
-    engine = db.make_engine(db.sqlite_url(tmp_path / "s" / "catalog.sqlite"))
+    engine = schema.make_engine(schema.sqlite_url(tmp_path / "s" / "catalog.sqlite"))
     (tmp_path / "s").mkdir()
     cfg = migrate.alembic_config()
     first = ScriptDirectory.from_config(cfg).get_base()
@@ -93,14 +93,14 @@ def test_old_catalog_is_upgraded(tmp_path):
         command.upgrade(cfg, first)
     with mosaicdb.open(tmp_path / "s"):
         pass
-    assert migrate.current_revision(engine) == db.SCHEMA_REVISION
+    assert migrate.current_revision(engine) == schema.SCHEMA_REVISION
 
 
 def test_0003_carries_plans_over(tmp_path):
     """A catalog with a per-cell plan (revision 0002) is upgraded to one BLOB per render."""
     from alembic import command
 
-    engine = db.make_engine(db.sqlite_url(tmp_path / "c.sqlite"))
+    engine = schema.make_engine(schema.sqlite_url(tmp_path / "c.sqlite"))
     cfg = migrate.alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -112,10 +112,10 @@ def test_0003_carries_plans_over(tmp_path):
             )
         )
         conn.execute(text("INSERT INTO placements VALUES (1, 1, 42), (1, 0, 7)"))
-    assert migrate.ensure_schema(engine) == db.SCHEMA_REVISION
+    assert migrate.ensure_schema(engine) == schema.SCHEMA_REVISION
     assert db.Catalog(engine).plan(1) == [7, 42]
     with engine.connect() as c:
-        assert compare_metadata(MigrationContext.configure(c), db.metadata) == []
+        assert compare_metadata(MigrationContext.configure(c), schema.metadata) == []
 
 
 # -- PostgreSQL (a throwaway server started by the `pg` fixture) ------------------------------
@@ -145,12 +145,12 @@ def _pg_schema(engine) -> dict:
 def test_postgresql_upgrade_from_empty_matches_models_and_fast_path(pg):
     """Every migration runs on an empty PostgreSQL database and gives the models' schema;
     the new-catalog fast path (create_all + stamp) gives the same schema there too."""
-    migrated = db.make_engine(pg.create_database())
+    migrated = schema.make_engine(pg.create_database())
     upgrade_from_empty(migrated)
-    fresh = db.make_engine(pg.create_database())
-    assert migrate.ensure_schema(fresh) == db.SCHEMA_REVISION
+    fresh = schema.make_engine(pg.create_database())
+    assert migrate.ensure_schema(fresh) == schema.SCHEMA_REVISION
     with fresh.connect() as c:
-        assert compare_metadata(MigrationContext.configure(c), db.metadata) == []
+        assert compare_metadata(MigrationContext.configure(c), schema.metadata) == []
     assert _pg_schema(fresh) == _pg_schema(migrated)
     cols = {c[0]: c[1] for c in _pg_schema(fresh)["thumbnails"][0]}
     assert cols["data"] == "BYTEA"
@@ -166,21 +166,21 @@ def test_postgresql_old_catalog_upgraded_under_advisory_lock(pg):
     from alembic import command
 
     url = pg.create_database()
-    engine = db.make_engine(url)
+    engine = schema.make_engine(url)
     cfg = migrate.alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0002")
 
     def upgrade(_):
-        e = db.make_engine(url)
+        e = schema.make_engine(url)
         try:
             return migrate.ensure_schema(e)
         finally:
             e.dispose()
 
     with ThreadPoolExecutor(4) as ex:
-        assert list(ex.map(upgrade, range(4))) == [db.SCHEMA_REVISION] * 4
+        assert list(ex.map(upgrade, range(4))) == [schema.SCHEMA_REVISION] * 4
     with engine.connect() as c:
-        assert compare_metadata(MigrationContext.configure(c), db.metadata) == []
+        assert compare_metadata(MigrationContext.configure(c), schema.metadata) == []
     engine.dispose()

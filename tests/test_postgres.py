@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 import mosaicdb
 from mosaicdb.store import catalog as db
+from mosaicdb.store import postgres, schema
 
 N_GOOD = 48
 
@@ -33,8 +34,8 @@ def library(lib_dir):
 
 def snapshot(url: str) -> dict:
     """Everything the index wrote, keyed by path (ids differ between catalogs)."""
-    engine = db.make_engine(url)
-    p, t, f = db.photos.c, db.thumbnails.c, db.features.c
+    engine = schema.make_engine(url)
+    p, t, f = schema.photos.c, schema.thumbnails.c, schema.features.c
     with engine.connect() as c:
         photos = {
             r[0]: tuple(r[1:])
@@ -45,20 +46,20 @@ def snapshot(url: str) -> dict:
         thumbs = {
             r[0]: tuple(r[1:])
             for r in c.execute(
-                select(p.path, t.width, t.height, t.codec, t.data).join(db.thumbnails)
+                select(p.path, t.width, t.height, t.codec, t.data).join(schema.thumbnails)
             )
         }
         vecs = {
             (r[0], r[1]): tuple(r[2:])
-            for r in c.execute(select(p.path, f.spec, f.vector, f.mean_l).join(db.features))
+            for r in c.execute(select(p.path, f.spec, f.vector, f.mean_l).join(schema.features))
         }
         counts = {
             name: c.execute(select(func.count()).select_from(tab)).scalar_one()
             for name, tab in (
-                ("photos", db.photos),
-                ("thumbnails", db.thumbnails),
-                ("features", db.features),
-                ("scan_queue", db.scan_queue),
+                ("photos", schema.photos),
+                ("thumbnails", schema.thumbnails),
+                ("features", schema.features),
+                ("scan_queue", schema.scan_queue),
             )
         }
         distinct = c.execute(select(func.count(func.distinct(p.path)))).scalar_one()
@@ -250,19 +251,19 @@ def test_copy_falls_back_to_upsert_when_another_writer_got_there_first(pg, tmp_p
 
         lib.catalog.write_results([res(a, b"old")], {a: rid}, {}, "lab3v1")
         ida = lib.catalog.photo_ids([a])[a]
-        real_delete = db.delete
+        real_delete = postgres.delete
 
         def keep_thumbnail_of_a(table):  # as if another writer re-inserted it after our DELETE
             stmt = real_delete(table)
-            return stmt.where(table.c.photo_id != ida) if table is db.thumbnails else stmt
+            return stmt.where(table.c.photo_id != ida) if table is schema.thumbnails else stmt
 
-        db.delete = keep_thumbnail_of_a
+        postgres.delete = keep_thumbnail_of_a
         try:
             lib.catalog.write_results(
                 [res(a, b"new"), res(b, b"bee")], {a: rid, b: rid}, {}, "lab3v1"
             )
         finally:
-            db.delete = real_delete
+            postgres.delete = real_delete
         got = lib.catalog.thumbnails(lib.catalog.photo_ids([a, b]).values())
         assert sorted(v[1] for v in got.values()) == [b"bee", b"new"]
 
@@ -279,7 +280,7 @@ def test_forget_while_index_writes_waits_instead_of_deadlocking(pg, tmp_path, mo
         lib.index([a], workers=0)
         for name in ("red", "green"):
             solid(a / f"{name}.png", COLOURS[name])
-        real, forget, out = db._copy_or_upsert, [], {}
+        real, forget, out = postgres.copy_or_upsert, [], {}
 
         def forget_a():
             out["forget"] = lib.catalog.remove_root(lib.root_id(a))
@@ -291,13 +292,13 @@ def test_forget_while_index_writes_waits_instead_of_deadlocking(pg, tmp_path, mo
                 time.sleep(0.5)  # the old forget took the counter meanwhile
             return real(*args, **kw)
 
-        monkeypatch.setattr(db, "_copy_or_upsert", forget_while_the_batch_is_written)
+        monkeypatch.setattr(postgres, "copy_or_upsert", forget_while_the_batch_is_written)
         s = lib.index([a], workers=0)
         forget[0].join(10)
         assert (s.added, s.warnings, out) == (2, [], {"forget": 3})
         with lib.catalog.engine.connect() as c:
-            logged = c.scalar(select(func.count()).select_from(db.vector_deletions))
-            assert (c.scalar(select(func.count()).select_from(db.photos)), logged) == (0, 3)
+            logged = c.scalar(select(func.count()).select_from(schema.vector_deletions))
+            assert (c.scalar(select(func.count()).select_from(schema.photos)), logged) == (0, 3)
 
 
 def _race(first, paused_at, second):
@@ -373,7 +374,7 @@ def test_a_folder_merged_into_its_parent_meanwhile_keeps_its_results(pg, tmp_pat
         lib.index([p / "a"], workers=0)
         solid(p / "a" / "red.png", COLOURS["blue"])  # changed: its row is written again
         solid(p / "a" / "green.png", COLOURS["green"])
-        monkeypatch.setattr(db, "_copy_rows", db._copy_rows)  # restored after
+        monkeypatch.setattr(postgres, "copy_rows", postgres.copy_rows)  # restored after
 
         def index():
             s = lib.index([p / "a"], workers=0)
@@ -381,13 +382,13 @@ def test_a_folder_merged_into_its_parent_meanwhile_keeps_its_results(pg, tmp_pat
 
         got, parent = _race(
             index,
-            (db, "_copy_rows", "_stage_results"),
+            (postgres, "copy_rows", "_stage_results"),
             lambda: lib.catalog.add_root(os.fsencode(p)),
         )
         assert got == (1, 1, [])
         assert lib.roots() == [str(p)]
         with lib.catalog.engine.connect() as c:
-            q = select(db.photos.c.root_id, func.count()).group_by(db.photos.c.root_id)
+            q = select(schema.photos.c.root_id, func.count()).group_by(schema.photos.c.root_id)
             assert c.execute(q).all() == [(parent, 2)]
 
 
@@ -422,5 +423,5 @@ def test_files_queued_for_a_folder_merged_into_its_parent_stay_queued(pg, tmp_pa
         lib.catalog.enqueue([(b"/p/a/x.jpg", inner, 1, 1, None)])
         parent = lib.catalog.add_root(b"/p")
         with lib.catalog.engine.connect() as c:
-            q = select(db.scan_queue.c.path, db.scan_queue.c.root_id)
+            q = select(schema.scan_queue.c.path, schema.scan_queue.c.root_id)
             assert c.execute(q).all() == [(b"/p/a/x.jpg", parent)]

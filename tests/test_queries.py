@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, update
 
 from mosaicdb.errors import NotFoundError, OptionError
 from mosaicdb.store import catalog as db
+from mosaicdb.store import schema
 from mosaicdb.store import vecindex as V
 
 
@@ -95,8 +96,8 @@ def test_check_clean_then_each_fault_detected_and_repaired(store, lib_dir, backe
 
     with store.catalog.engine.begin() as c:
         c.execute(
-            update(db.thumbnails)
-            .where(db.thumbnails.c.photo_id == 1)
+            update(schema.thumbnails)
+            .where(schema.thumbnails.c.photo_id == 1)
             .values(data=b"\xff\xd8 broken")
         )
     r = store.check()
@@ -114,7 +115,7 @@ def test_check_finds_a_photo_without_thumbnail_and_repair_sends_it_back(store, b
     """An ok photo whose thumbnail row is gone would stop a render that picks it; check names
     it, and --repair turns it into an error that `index --retry-errors` reads again."""
     with store.catalog.engine.begin() as c:
-        c.execute(delete(db.thumbnails).where(db.thumbnails.c.photo_id == 2))
+        c.execute(delete(schema.thumbnails).where(schema.thumbnails.c.photo_id == 2))
     r = store.check()
     assert r["missing_thumbnails"] == [2] and not r["ok"]
     assert "1 photos have no stored thumbnail (photo ids 2)" in r["problems"][0]
@@ -140,12 +141,12 @@ def _vectors_of(store, pid):
     from sqlalchemy import func, select
 
     with store.catalog.engine.connect() as c:
-        return c.execute(select(func.count()).where(db.features.c.photo_id == pid)).scalar_one()
+        return c.execute(select(func.count()).where(schema.features.c.photo_id == pid)).scalar_one()
 
 
 def test_check_counts_orphan_rows_and_repair_drops_them(store):
     vectors = _vectors_of(store, 3)  # one per feature spec
-    _foreign_keys_off(store, delete(db.photos).where(db.photos.c.id == 3))
+    _foreign_keys_off(store, delete(schema.photos).where(schema.photos.c.id == 3))
     r = store.check()
     assert r["orphans"] == {"thumbnails": 1, "features": vectors, "photos": 0}
     assert f"orphan rows: 1 thumbnails, {vectors} features" in r["problems"]
@@ -160,12 +161,12 @@ def test_repair_derives_vectors_and_sends_back_a_thumbnail_that_does_not_decode(
     other photo into an error instead of stopping, and the store comes back clean."""
     from sqlalchemy import select
 
-    th = db.thumbnails.c
+    th = schema.thumbnails.c
     with store.catalog.engine.begin() as c:
         (a, data), (b, _) = c.execute(select(th.photo_id, th.data).order_by(th.photo_id)).all()[:2]
-        c.execute(delete(db.features).where(db.features.c.photo_id.in_([a, b])))
+        c.execute(delete(schema.features).where(schema.features.c.photo_id.in_([a, b])))
         broken = data[:2] + bytes(len(data) - 4) + data[-2:]
-        c.execute(update(db.thumbnails).where(th.photo_id == a).values(data=broken))
+        c.execute(update(schema.thumbnails).where(th.photo_id == a).values(data=broken))
     r = store.check()
     assert r["vectors"]["photos_without_vector"] == 2 and r["bad_thumbnails"] == []
     r = store.check(repair=True)
@@ -185,15 +186,18 @@ def test_check_deep_compares_row_by_row(store):
     from sqlalchemy import select
 
     with store.catalog.engine.connect() as c:
-        ok = [r[0] for r in c.execute(select(db.photos.c.id).where(db.photos.c.status == "ok"))]
+        ok = [
+            r[0]
+            for r in c.execute(select(schema.photos.c.id).where(schema.photos.c.status == "ok"))
+        ]
     a, b, c_, d = next(
         w for w in zip(ok, ok[1:], ok[2:], ok[3:], strict=False) if w[0] + w[3] == w[1] + w[2]
     )
-    t = db.thumbnails.c
+    t = schema.thumbnails.c
     _foreign_keys_off(
         store,
-        delete(db.photos).where(db.photos.c.id.in_([a, d])),
-        delete(db.thumbnails).where(t.photo_id.in_([b, c_])),
+        delete(schema.photos).where(schema.photos.c.id.in_([a, d])),
+        delete(schema.thumbnails).where(t.photo_id.in_([b, c_])),
     )
     quick = store.check()
     assert quick["missing_thumbnails"] == [] and quick["orphans"]["thumbnails"] == 0
@@ -579,8 +583,8 @@ def test_repair_keeps_a_photo_an_index_read_again_meanwhile(store, lib_dir, monk
     pid = {r["path"]: r["id"] for r in store.ls()}[str(red)]
     with store.catalog.engine.begin() as c:
         c.execute(
-            update(db.thumbnails)
-            .where(db.thumbnails.c.photo_id == pid)
+            update(schema.thumbnails)
+            .where(schema.thumbnails.c.photo_id == pid)
             .values(data=b"\xff\xd8 broken")
         )
     _index_meanwhile(store, monkeypatch, "file_states", lambda: solid(red, (231, 30, 30)))
@@ -603,7 +607,9 @@ def test_repair_keeps_a_file_that_came_back_meanwhile(store, lib_dir, monkeypatc
 
 def test_check_finds_an_empty_thumbnail(store, backend):
     with store.catalog.engine.begin() as c:
-        c.execute(update(db.thumbnails).where(db.thumbnails.c.photo_id == 1).values(data=b""))
+        c.execute(
+            update(schema.thumbnails).where(schema.thumbnails.c.photo_id == 1).values(data=b"")
+        )
     assert store.check()["bad_thumbnails"] == [1]
     assert store.check(repair=True)["ok"]
 
@@ -611,7 +617,7 @@ def test_check_finds_an_empty_thumbnail(store, backend):
 def test_thumbnail_marker_test_edges(store, backend):
     """The cheap test in the database (start with SOI, end with EOI) on blobs around its
     edges, identical on both engines."""
-    t = db.thumbnails.c
+    t = schema.thumbnails.c
     with store.catalog.engine.connect() as c:
         ids = [r[0] for r in c.execute(select(t.photo_id).order_by(t.photo_id))]
         good = c.execute(select(t.data).where(t.photo_id == ids[0])).scalar_one()
@@ -627,7 +633,7 @@ def test_thumbnail_marker_test_edges(store, backend):
     ]
     with store.catalog.engine.begin() as c:
         for pid, data in zip(ids, blobs, strict=True):
-            c.execute(update(db.thumbnails).where(t.photo_id == pid).values(data=data))
+            c.execute(update(schema.thumbnails).where(t.photo_id == pid).values(data=data))
     assert store.catalog.check_rows().bad_thumbnails == ids[:-1]
 
 
@@ -636,19 +642,19 @@ def test_repair_of_a_single_photo_whose_vector_cannot_be_derived(store, backend)
     repair still marks the photo and rebuilds the vector file."""
     from sqlalchemy import select
 
-    th = db.thumbnails.c
+    th = schema.thumbnails.c
     with store.catalog.engine.begin() as c:
         pid, data = c.execute(select(th.photo_id, th.data).order_by(th.photo_id)).first()
-        c.execute(delete(db.features).where(db.features.c.photo_id == pid))
+        c.execute(delete(schema.features).where(schema.features.c.photo_id == pid))
         broken = data[:2] + bytes(len(data) - 4) + data[-2:]
-        c.execute(update(db.thumbnails).where(th.photo_id == pid).values(data=broken))
+        c.execute(update(schema.thumbnails).where(th.photo_id == pid).values(data=broken))
     r = store.check(repair=True)
     assert r["ok"], r
     assert "marked 1 photos with broken thumbnails as errors" in r["repaired"]
 
 
 def test_repair_drops_photos_whose_root_is_gone(store):
-    _foreign_keys_off(store, delete(db.roots))
+    _foreign_keys_off(store, delete(schema.roots))
     r = store.check()
     assert r["orphans"]["photos"] == 9
     r = store.check(repair=True)

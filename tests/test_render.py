@@ -33,13 +33,13 @@ def colour_lib(lib, lib_dir):
 def plan_names(lib, render_id):
     from sqlalchemy import select
 
-    from mosaicdb.store import catalog as db
+    from mosaicdb.store import schema
 
     ids = lib.catalog.plan(render_id)
     with lib.catalog.engine.connect() as c:
         names = {
             i: os.path.basename(os.fsdecode(p)).split(".")[0]
-            for i, p in c.execute(select(db.photos.c.id, db.photos.c.path))
+            for i, p in c.execute(select(schema.photos.c.id, schema.photos.c.path))
         }
     return [names[i] for i in ids]
 
@@ -201,11 +201,11 @@ def test_missing_thumbnail_is_one_clear_error_and_leaves_nothing(colour_lib, wor
     photo): the render stops with a line that names the fix, and writes nothing."""
     from sqlalchemy import delete
 
-    from mosaicdb.store import catalog as db
+    from mosaicdb.store import schema
 
     t = blocks_target(work / "target.png")
     with colour_lib.catalog.engine.begin() as c:
-        c.execute(delete(db.thumbnails))
+        c.execute(delete(schema.thumbnails))
     with pytest.raises(RenderError, match=r"have no stored thumbnail .*check --repair"):
         colour_lib.render(t, work / "out.jpg", tiles_across=4, tile_size=8)
     assert sorted(os.listdir(work)) == ["target.png"]
@@ -217,14 +217,14 @@ def test_thumbnail_that_does_not_decode_is_one_clear_error(colour_lib, work, asp
     `check --deep` sees it): the render names the photo and the fix, and writes nothing."""
     from sqlalchemy import select, update
 
-    from mosaicdb.store import catalog as db
+    from mosaicdb.store import schema
 
     t = blocks_target(work / "target.png")
-    th = db.thumbnails.c
+    th = schema.thumbnails.c
     with colour_lib.catalog.engine.begin() as c:
         for pid, data in c.execute(select(th.photo_id, th.data)).all():
             broken = data[:2] + bytes(len(data) - 4) + data[-2:]
-            c.execute(update(db.thumbnails).where(th.photo_id == pid).values(data=broken))
+            c.execute(update(schema.thumbnails).where(th.photo_id == pid).values(data=broken))
     with pytest.raises(
         RenderError, match=r"stored thumbnail of photo \d+ does not decode: .*check --deep --repair"
     ):
@@ -361,10 +361,10 @@ def test_grid_and_rerank_see_layout_the_coarse_grid_averages_out(lib, lib_dir, w
 def _spec_rows(lib):
     from sqlalchemy import select
 
-    from mosaicdb.store import catalog as db
+    from mosaicdb.store import schema
 
     with lib.catalog.engine.connect() as c:
-        return c.execute(select(db.features.c.spec).distinct()).all()
+        return c.execute(select(schema.features.c.spec).distinct()).all()
 
 
 def test_min_distance_offers_each_cell_its_window_of_candidates():
@@ -398,7 +398,8 @@ def test_cli_repetition_rules_contract(cli, lib_dir, tmp_path):
     out = tmp_path / "x.jpg"
     r = cli("render", t, "-o", out, "--tiles-across", "4", "--repeat", "sometimes")
     assert (r.exit_code, r.output) == (
-        1, "Error: --repeat: must be one of varied, free, got 'sometimes'\n"
+        1,
+        "Error: --repeat: must be one of varied, free, got 'sometimes'\n",
     )
     r = cli("render", t, "-o", out, "--tiles-across", "4", "--use-all", "--json")
     assert r.exit_code == 0, r.output

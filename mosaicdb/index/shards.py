@@ -30,10 +30,11 @@ _worker_ready = False
 
 def _catalog(url: str):
     from mosaicdb.store import catalog as db
+    from mosaicdb.store import schema
 
     cat = _catalogs.get(url)
     if cat is None:
-        cat = _catalogs[url] = db.Catalog(db.make_engine(url))
+        cat = _catalogs[url] = db.Catalog(schema.make_engine(url))
     return cat
 
 

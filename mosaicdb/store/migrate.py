@@ -16,7 +16,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from mosaicdb.errors import SchemaTooNewError, StoreError
-from mosaicdb.store import catalog as db
+from mosaicdb.store import schema
 
 
 def migrations_dir() -> Path:
@@ -68,23 +68,23 @@ def _schema_lock(engine: Engine, lock_path: Path | None):
             yield
         return
     with engine.connect() as c:
-        db.advisory_lock(c)
+        schema.advisory_lock(c)
         c.commit()
         try:
             yield
         finally:
-            db.advisory_unlock(c)
+            schema.advisory_unlock(c)
             c.commit()
 
 
 def ensure_schema(engine: Engine, lock_path: Path | None = None) -> str:
     """Bring the catalog to this code's schema; return the revision it is at."""
     rev = current_revision(engine)
-    if rev == db.SCHEMA_REVISION:
+    if rev == schema.SCHEMA_REVISION:
         return rev
     with _schema_lock(engine, lock_path):
         rev = current_revision(engine)
-        if rev == db.SCHEMA_REVISION:
+        if rev == schema.SCHEMA_REVISION:
             return rev
         if rev is not None and rev not in known_revisions():
             raise SchemaTooNewError(
@@ -96,7 +96,7 @@ def ensure_schema(engine: Engine, lock_path: Path | None = None) -> str:
                 # A brand-new catalog: create the tables from the models and stamp the head
                 # revision (Alembic's documented recipe); a test checks the two are identical.
                 with engine.begin() as conn:
-                    db.metadata.create_all(conn)
+                    schema.metadata.create_all(conn)
                     conn.execute(
                         text(
                             "CREATE TABLE alembic_version (version_num VARCHAR(32) "
@@ -105,9 +105,10 @@ def ensure_schema(engine: Engine, lock_path: Path | None = None) -> str:
                         )
                     )
                     conn.execute(
-                        text("INSERT INTO alembic_version VALUES (:v)"), {"v": db.SCHEMA_REVISION}
+                        text("INSERT INTO alembic_version VALUES (:v)"),
+                        {"v": schema.SCHEMA_REVISION},
                     )
-                return db.SCHEMA_REVISION
+                return schema.SCHEMA_REVISION
             from alembic import command
 
             cfg = alembic_config()

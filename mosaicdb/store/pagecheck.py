@@ -1,7 +1,7 @@
 """SQLite's own check of a catalog file (PRAGMA quick_check, or integrity_check when deep),
 over the standard library's driver.
 
-This one statement lives outside db.py on purpose. It is the longest part of `mosaicdb check`
+It lives outside the Catalog class on purpose. It is the longest part of `mosaicdb check`
 on a large store (~1.3 s of one core at 1M photos), and it needs no table of ours, so the entry
 point (`start_from_argv`) or the CLI (`start_for_store`) starts it in a thread before typer and
 SQLAlchemy (~0.35 s to import) have loaded; it then runs beside the imports instead of after
