@@ -374,13 +374,13 @@ def test_unchanged_vector_file_is_not_counted_and_check_finds_hand_edits(
     victim = ok_ids(lib)[0]
     with lib.catalog.engine.begin() as c:  # no deletion logged, counter not moved
         c.execute(delete(schema.features).where(schema.features.c.photo_id == victim))
-    report = check(lib, files=False)
+    report = check(lib.ctx, files=False)
     assert not report["ok"] and any("vector file holds 3" in p for p in report["problems"])
     assert report["vectors"]["photos_without_vector"] == 1
     assert f"1 photos have no {lib.spec.key} vector, so no render places them" in " ".join(
         report["problems"]
     )
-    report = check(lib, repair=True, files=False)
+    report = check(lib.ctx, repair=True, files=False)
     assert "derived 1 missing vectors from the stored thumbnails" in report["repaired"]
     assert report["remaining"] == []
     assert victim in faiss_ids(lib) and len(faiss_ids(lib)) == 3  # placeable again

@@ -17,7 +17,7 @@ from mosaicdb.records import PathPrefilter
 from mosaicdb.records import display_path as _show
 
 if TYPE_CHECKING:
-    from mosaicdb.library import Library
+    from mosaicdb.store.context import Context
 
 # Colour coverage bins: lightness bands × hue sectors, plus near-greys per band.
 L_BANDS = [(0, 20), (20, 40), (40, 60), (60, 80), (80, 101)]
@@ -77,7 +77,7 @@ def hex_of(lab) -> str:
     return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
 
 
-def coverage(lib: Library) -> dict:
+def coverage(ctx: Context) -> dict:
     """How the photos spread over Lab space: counts per lightness band × hue sector, and
     near-greys (chroma < GREY_CHROMA) per band. Read from the exact vector file (checked
     against the catalog first): a million photos in well under a second; a compressed store's
@@ -86,9 +86,9 @@ def coverage(lib: Library) -> dict:
 
     from mosaicdb.store import vecindex as V
 
-    index = lib.vector_index()
+    index = ctx.vectors.index()
     if V.is_compressed(index):  # its vectors are approximate: the catalog's means are not
-        m = np.array([r for part in lib.catalog.feature_means(lib.spec.key) for r in part])
+        m = np.array([r for part in ctx.catalog.feature_means(ctx.spec.key) for r in part])
         m = m.reshape(-1, 3).astype(np.float32)
     else:
         vecs = V.stored_vectors(index)
@@ -142,7 +142,7 @@ def plot_path(plot: str) -> str:
     return str(p)
 
 
-def stats(lib: Library, plot: str | None = None) -> dict:
+def stats(ctx: Context, plot: str | None = None) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     if plot is not None:
@@ -151,10 +151,10 @@ def stats(lib: Library, plot: str | None = None) -> dict:
     # the counting queries run in the database beside the coverage maths here (SQLite gives
     # up the GIL while it reads): on a million photos each side takes about a second
     with ThreadPoolExecutor(3) as pool:
-        counts_job = pool.submit(lib.catalog.status_format_counts)
-        roots_job = pool.submit(lib.catalog.root_counts)
-        thumbs_job = pool.submit(lib.catalog.thumbnail_bytes)
-        cov = coverage(lib)
+        counts_job = pool.submit(ctx.catalog.status_format_counts)
+        roots_job = pool.submit(ctx.catalog.root_counts)
+        thumbs_job = pool.submit(ctx.catalog.thumbnail_bytes)
+        cov = coverage(ctx)
         status_formats, root_counts = counts_job.result(), roots_job.result()
         thumb_bytes = thumbs_job.result()
     by_status: dict[str, int] = {}
@@ -163,24 +163,24 @@ def stats(lib: Library, plot: str | None = None) -> dict:
         by_status[status] = by_status.get(status, 0) + n
         if status == "ok":
             by_format[fmt or "unknown"] = by_format.get(fmt or "unknown", 0) + n
-    catalog = lib.catalog.catalog_bytes()  # a server's database; None: the SQLite files here
+    catalog = ctx.catalog.catalog_bytes()  # a server's database; None: the SQLite files here
     if catalog is None:
-        catalog = sum(p.stat().st_size for p in lib.home.glob("catalog.sqlite*") if p.is_file())
-    vectors = {p.name: p.stat().st_size for p in sorted(lib.home.glob("vectors-*.faiss"))}
-    last = lib.catalog.get_meta("last_index_at")
+        catalog = sum(p.stat().st_size for p in ctx.home.glob("catalog.sqlite*") if p.is_file())
+    vectors = {p.name: p.stat().st_size for p in sorted(ctx.home.glob("vectors-*.faiss"))}
+    last = ctx.catalog.get_meta("last_index_at")
     out = {
         "photos": sum(by_status.values()),
         "by_status": {"ok": by_status.get("ok", 0), "error": by_status.get("error", 0)},
         "by_format": dict(sorted(by_format.items(), key=lambda kv: -kv[1])),
         "roots": [{"path": _show(p), "photos": n} for _i, p, n in root_counts],
         "store": {
-            "home": str(lib.home),
+            "home": str(ctx.home),
             "catalog_bytes": catalog,
             "thumbnail_bytes": thumb_bytes,
             "vector_files": vectors,
         },
-        "feature_spec": lib.spec.key,
-        "vector_index": lib.vector_kind(),
+        "feature_spec": ctx.spec.key,
+        "vector_index": ctx.vectors.kind(),
         "last_index_at": float(last) if last else None,
         "coverage": cov,
     }
@@ -208,7 +208,7 @@ SORTS = ("id", "path", "size", "lightness", "indexed")
 
 
 def listing(
-    lib: Library, *, status=None, root=None, path=None, near=None, limit=None, sort=None
+    ctx: Context, *, status=None, root=None, path=None, near=None, limit=None, sort=None
 ) -> list[dict]:
     """Photos filtered and sorted (by `sort`, default id), or with `near` the ok photos
     closest to a colour, nearest first (at most `limit`, default 200)."""
@@ -226,13 +226,13 @@ def listing(
         raise OptionError("--limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
     root_id = None
     if root is not None:
-        root_id = lib.root_id(root)
+        root_id = ctx.root_id(root)
     lab_near = None if near is None else parse_colour(near)
     if lab_near is not None:  # failures have no colour
-        rows = [] if status == "error" else _nearest(lib, lab_near, root_id, path, limit or 200)
+        rows = [] if status == "error" else _nearest(ctx, lab_near, root_id, path, limit or 200)
     else:
-        rows = lib.catalog.photo_rows(
-            lib.spec.key,
+        rows = ctx.catalog.photo_rows(
+            ctx.spec.key,
             status=status,
             root_id=root_id,
             path_like=None if path is None else path_prefilter(path),
@@ -321,7 +321,7 @@ def _like(parts: list[bytes]) -> bytes:
     return out + b"%"
 
 
-def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -> list[dict]:
+def _nearest(ctx: Context, lab, root_id: int | None, path: str | None, n: int) -> list[dict]:
     """The `n` ok photos (in `root_id`, matching `path`) nearest to `lab`, nearest first:
     the few photos narrow filters keep ranked directly; else the vector index's nearest,
     widened while the filters keep fewer than `n` of them, and past NEAR_SEARCH_MAX the
@@ -330,14 +330,14 @@ def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -
 
     from mosaicdb.store import vecindex as V
 
-    spec = lib.spec
+    spec = ctx.spec
     query = np.tile(lab.astype(np.float32), spec.grid**2).reshape(1, -1)
 
     def kept(rows):
         return [r for r in rows if _path_matches(r["path"], path)] if path else rows
 
     def ranked(rows):  # nearest first, from the vectors in the catalog
-        vectors = lib.catalog.feature_vectors(spec.key, [r["id"] for r in rows])
+        vectors = ctx.catalog.feature_vectors(spec.key, [r["id"] for r in rows])
         rows = [r for r in rows if r["id"] in vectors]
         if not rows:
             return []
@@ -349,19 +349,19 @@ def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -
     if root_id is not None or path:
         # one pass in the catalog tells whether the filters keep few photos (0.3 s over 1M
         # paths), far cheaper than widening the search to find them
-        rows = lib.catalog.photo_rows(
+        rows = ctx.catalog.photo_rows(
             spec.key, status="ok", root_id=root_id, path_like=like, limit=NEAR_DIRECT_MAX + 1
         )
         if len(rows) <= NEAR_DIRECT_MAX:
             return ranked(kept(rows))
-    index = lib.vector_index()
+    index = ctx.vectors.index()
     if index.ntotal == 0:
         return []
     want = min(index.ntotal, max(NEAR_PER_ROW * n, NEAR_FIRST))
     while True:
         _, ids = V.search(index, query, want)
         order = [int(i) for i in ids[0] if i >= 0]
-        rows = lib.catalog.photo_rows(
+        rows = ctx.catalog.photo_rows(
             spec.key, status="ok", root_id=root_id, ids=order, path_like=like
         )
         rows = kept(rows)
@@ -373,11 +373,11 @@ def _nearest(lib: Library, lab, root_id: int | None, path: str | None, n: int) -
         want = min(index.ntotal, want * 8)
     # the filters keep few photos: rank all of them
     return ranked(
-        kept(lib.catalog.photo_rows(spec.key, status="ok", root_id=root_id, path_like=like))
+        kept(ctx.catalog.photo_rows(spec.key, status="ok", root_id=root_id, path_like=like))
     )
 
 
-def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool = False) -> dict:
+def check(ctx: Context, *, repair: bool = False, files: bool = True, deep: bool = False) -> dict:
     """Compare catalog ↔ vector file ↔ disk, test every thumbnail (JPEG markers, in the
     database), run the database's quick check (`deep`: decode every thumbnail, compare the
     tables row by row and run the full integrity check); with `repair`, rebuild the vector
@@ -388,7 +388,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
 
     problems: list[str] = []
     report: dict = {"problems": problems}
-    cat = lib.catalog
+    cat = ctx.catalog
     # a repair leaves alone any photo that an `index` running meanwhile writes after this
     since = cat.current_seq() if repair else None
     # SQLite gives up the GIL while it reads, so its own page check (the longest part; the
@@ -399,7 +399,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         integrity_job = pool.submit(cat.integrity_check, deep=deep)
         rows_job = pool.submit(cat.check_rows, exact=deep)
         try:
-            spec = lib.spec  # imports numpy (~0.1 s) while the checks run
+            spec = ctx.spec  # imports numpy (~0.1 s) while the checks run
             try:
                 rows = rows_job.result()
             except Exception as e:
@@ -410,7 +410,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
             n, idsum = rows.vectors.get(spec.key, (0, 0))  # the catalog's vectors of the spec
             from mosaicdb.store import vecindex as V
 
-            path = lib.vector_path(spec)
+            path = ctx.vectors.path(spec)
             vec: dict = {"file": str(path)}
             index_state = None
             if not path.exists():
@@ -467,7 +467,7 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
         from mosaicdb import imaging
 
         known = set(bad_thumbs)
-        for chunk in lib.catalog.iter_thumbnail_data():
+        for chunk in ctx.catalog.iter_thumbnail_data():
             bad_thumbs += imaging.undecodable([r for r in chunk if r[0] not in known])
     if bad_thumbs:
         problems.append(
@@ -479,12 +479,12 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
 
     missing, changed, skipped_roots = [], [], []
     if files:
-        for rid, rpath in lib.catalog.roots():
+        for rid, rpath in ctx.catalog.roots():
             # a missing or empty root folder (a disk not mounted) is not compared
-            if not os.path.isdir(rpath) or lib.indexed_under_empty_folder(rid, rpath):
+            if not os.path.isdir(rpath) or ctx.indexed_under_empty_folder(rid, rpath):
                 skipped_roots.append(_show(rpath))
                 continue
-            for pid, p, size, mtime, _status in lib.catalog.file_states(rid):
+            for pid, p, size, mtime, _status in ctx.catalog.file_states(rid):
                 try:
                     st = os.stat(p)
                 except FileNotFoundError:
@@ -535,16 +535,16 @@ def check(lib: Library, *, repair: bool = False, files: bool = True, deep: bool 
             from mosaicdb.vectors import ensure_spec_vectors
 
             undecoded: list[int] = []  # damaged inside, markers intact: only decoding tells
-            n = ensure_spec_vectors(lib, spec, undecoded)
+            n = ensure_spec_vectors(ctx, spec, undecoded)
             if n:
                 repaired.append(f"derived {n} missing vectors from the stored thumbnails")
             n = cat.mark_unreadable(undecoded, broken, since)
             if n:
                 repaired.append(f"marked {n} photos with broken thumbnails as errors")
-        lib.sync_vectors(rebuild=True)
+        ctx.vectors.sync(rebuild=True)
         repaired.append("rebuilt the vector file from the catalog")
         # what is left after repairing
-        after = check(lib, repair=False, files=files, deep=deep)
+        after = check(ctx, repair=False, files=files, deep=deep)
         report["remaining"] = after["problems"]
     report["repaired"] = repaired
     report["ok"] = not (report.get("remaining") if repair else problems)
@@ -575,7 +575,7 @@ BAND_WORDS = ["very dark", "dark", "mid", "light", "very light"]
 
 
 def gaps(
-    lib: Library,
+    ctx: Context,
     target: str,
     *,
     tiles_across: int = 100,
@@ -601,19 +601,19 @@ def gaps(
     if not 1 <= tiles_across <= 100_000:
         raise OptionError("--tiles-across", f"must be between 1 and 100000, got {tiles_across}")
     aw, ah = parse_aspect(aspect)
-    spec = lib.spec.with_aspect(aw, ah)
+    spec = ctx.spec.with_aspect(aw, ah)
     w, h = imaging.image_size_or_error(target)
     cols, rows = grid_size(w, h, aw / ah, tiles_across, None)
     cells, _ = target_cells(target, cols, rows, spec, aw / ah)
     if (aw, ah) != (1, 1):
-        ensure_spec_vectors(lib, spec)
-    index = lib.vector_index(spec)
+        ensure_spec_vectors(ctx, spec)
+    index = ctx.vectors.index(spec)
     if index.ntotal == 0:
         from mosaicdb.errors import RenderError
 
         raise RenderError("the store has no indexed photos: run `mosaicdb index PATH` first")
-    _, ids = V.search(lib.search_index(spec, index), cells, 1)
-    best = vectors_of(lib.catalog, spec, index, ids[:, 0])
+    _, ids = V.search(ctx.vectors.search_index(spec, index), cells, 1)
+    best = vectors_of(ctx.catalog, spec, index, ids[:, 0])
     de = F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).reshape(len(cells), -1).mean(1)
     cell_mean = cells.reshape(len(cells), -1, 3).mean(axis=1)
     poor = de > threshold

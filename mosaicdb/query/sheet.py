@@ -9,11 +9,11 @@ from mosaicdb.errors import NotFoundError, OptionError, RenderError
 from mosaicdb.output.assemble import assemble, prepare_output
 
 if TYPE_CHECKING:
-    from mosaicdb.library import Library
+    from mosaicdb.store.context import Context
 
 
 def sheet(
-    lib: Library,
+    ctx: Context,
     output: str,
     *,
     tile_size: int = 64,
@@ -45,7 +45,7 @@ def sheet(
     by_colour = sort in (None, "colour")
     if filters.get("near") is not None and not by_colour:
         raise OptionError("--sort", "does not go with --near (its photos are laid out by colour)")
-    rows_ = listing(lib, status="ok", sort=None if by_colour else sort, **filters)
+    rows_ = listing(ctx, status="ok", sort=None if by_colour else sort, **filters)
     rows_ = [r for r in rows_ if r["lab"] is not None]
     if not rows_:
         raise NotFoundError("no photos match; see `mosaicdb ls`")
@@ -70,8 +70,8 @@ def sheet(
     plan[: len(ids)] = ids
     timings: dict = {}
     assemble(
-        lib.catalog,
-        lib.progress,
+        ctx.catalog,
+        ctx.progress,
         plan.reshape(nrows, cols),
         tile_size,
         tile_size,
@@ -79,7 +79,7 @@ def sheet(
         fmt,
         0.0,
         None,
-        lib.spec.grid,
+        ctx.spec.grid,
         timings,
     )
     return {

@@ -20,7 +20,7 @@ from mosaicdb.target import grid_size, load_region, parse_aspect
 from mosaicdb.vectors import ensure_spec_vectors, vectors_of
 
 if TYPE_CHECKING:
-    from mosaicdb.library import Library
+    from mosaicdb.store.context import Context
 
 # Re-ranking on a 6×6 grid with lightness weighted 3× picks the candidate whose light and dark
 # parts sit where the cell's do (chosen in bench/ablation_quality.py; bench/README.md).
@@ -167,7 +167,7 @@ class RenderReport:
 
 
 def run(
-    lib: Library, target: str | None, output: str, opts: RenderOptions, plan_id: int | None = None
+    ctx: Context, target: str | None, output: str, opts: RenderOptions, plan_id: int | None = None
 ) -> RenderReport:
     import numpy as np
 
@@ -183,7 +183,7 @@ def run(
     output, fmt = prepare_output(output)
 
     if plan_id is not None:
-        saved = lib.catalog.get_render(plan_id)
+        saved = ctx.catalog.get_render(plan_id)
         if saved is None:
             raise NotFoundError(f"no render with id {plan_id}; see `mosaicdb renders`")
         sopts = json.loads(saved["options"])
@@ -196,7 +196,7 @@ def run(
         spec = F.FeatureSpec.parse(saved["spec"])
     else:
         aw, ah = parse_aspect(opts.aspect)
-        base = F.FeatureSpec(opts.grid) if opts.grid else lib.spec
+        base = F.FeatureSpec(opts.grid) if opts.grid else ctx.spec
         spec = base.with_aspect(aw, ah)
     tile_w = opts.tile_size
     tile_h = max(1, round(opts.tile_size * ah / aw))
@@ -238,25 +238,25 @@ def run(
     timings["target"] = time.monotonic() - t0  # loaded, and its cells described
     if plan_id is None:
         t1 = time.monotonic()
-        if spec.key != lib.spec.key:
-            ensure_spec_vectors(lib, spec)
-        index = lib.vector_index(spec)
+        if spec.key != ctx.spec.key:
+            ensure_spec_vectors(ctx, spec)
+        index = ctx.vectors.index(spec)
         opts.resolve_rules(n, index.ntotal, rows, cols)
         check_feasible(
             n, index.ntotal, rows, cols, opts.max_uses, opts.min_distance, opts.use_all
         )
-        search_index = lib.search_index(spec, index)
-        with lib.progress.task("Matching cells", total=n) as t:
+        search_index = ctx.vectors.search_index(spec, index)
+        with ctx.progress.task("Matching cells", total=n) as t:
             k = min(opts.candidates_per_cell(n, index.ntotal), index.ntotal)
             cand_dist, cand_ids = V.search(search_index, cells, k)
             t.advance(n)
         if rerank:
             fine = F.FeatureSpec(rerank).with_aspect(aw, ah)
-            ensure_spec_vectors(lib, fine)
+            ensure_spec_vectors(ctx, fine)
             if fine_cells is None:
                 fine_cells = imaging.lab_grid(region, cols, rows, fine.grid)
             fine_cells = fine_cells.reshape(n, fine.dim)
-            cand_dist, cand_ids = _rerank(lib, fine, fine_cells, cand_ids)
+            cand_dist, cand_ids = _rerank(ctx, fine, fine_cells, cand_ids)
 
         widen = near_cells = all_ids = None
         rules = opts.max_uses or opts.min_distance or opts.use_all
@@ -285,7 +285,7 @@ def run(
             def near_cells(photo_ids, _allowed, kk: int):
                 grid_index = V.new_index(spec.dim)
                 V.add(grid_index, np.arange(n, dtype=np.int64), cells)
-                d, i = V.search(grid_index, vectors_of(lib.catalog, spec, index, photo_ids), kk)
+                d, i = V.search(grid_index, vectors_of(ctx.catalog, spec, index, photo_ids), kk)
                 return d * per_cell, i
 
         t2 = time.monotonic()
@@ -305,7 +305,7 @@ def run(
         timings["placement"] = time.monotonic() - t2
         timings["match"] = time.monotonic() - t1
         options = {**asdict(opts), "output": output}
-        render_id = lib.catalog.save_render(
+        render_id = ctx.catalog.save_render(
             {
                 "target": str(Path(target).resolve()),
                 "options": json.dumps(options),
@@ -319,9 +319,9 @@ def run(
         )
     else:
         render_id = plan_id
-        plan = np.asarray(lib.catalog.plan(plan_id), dtype=np.int64)
+        plan = np.asarray(ctx.catalog.plan(plan_id), dtype=np.int64)
         index = None
-        have = lib.catalog.ok_photo_ids(plan)
+        have = ctx.catalog.ok_photo_ids(plan)
         gone = np.flatnonzero(~np.isin(plan, np.fromiter(have, np.int64, len(have))))
         if len(gone):
             where = ", ".join(f"row {c // cols} col {c % cols}" for c in gone[:10])
@@ -336,8 +336,8 @@ def run(
     if opts.blend and region is not None:
         cell_rgb = imaging.rgb_grid(region, cols, rows, 1).reshape(rows, cols, 3)
     mosaic_lab = assemble(
-        lib.catalog,
-        lib.progress,
+        ctx.catalog,
+        ctx.progress,
         plan.reshape(rows, cols),
         tile_w,
         tile_h,
@@ -354,11 +354,11 @@ def run(
     mean_de = best_de = None
     if cells is not None:
         if index is None:
-            index = lib.vector_index(spec)
+            index = ctx.vectors.index(spec)
         if mosaic_lab is None:  # no blend: the placed tiles' own feature grids
-            mosaic_lab = vectors_of(lib.catalog, spec, index, plan)
+            mosaic_lab = vectors_of(ctx.catalog, spec, index, plan)
         if plan_id is None and (opts.max_uses or opts.min_distance or opts.use_all):
-            best = vectors_of(lib.catalog, spec, index, cand_ids[:, 0])
+            best = vectors_of(ctx.catalog, spec, index, cand_ids[:, 0])
             best_de = float(F.ciede2000(cells.reshape(-1, 3), best.reshape(-1, 3)).mean())
         mean_de = float(F.ciede2000(cells.reshape(-1, 3), mosaic_lab.reshape(-1, 3)).mean())
     quality = None
@@ -376,13 +376,13 @@ def run(
             timings["score"] = time.monotonic() - t4
     uniq, counts = np.unique(plan, return_counts=True)
     if index is None:
-        index = lib.vector_index(spec)
+        index = ctx.vectors.index(spec)
     from mosaicdb.render.placement import variety
 
     var = variety(plan, rows, cols, index.ntotal)
     timings["report"] = time.monotonic() - t3
     seconds = time.monotonic() - t0
-    lib.catalog.update_render(
+    ctx.catalog.update_render(
         render_id,
         output=output,
         width=W,
@@ -413,7 +413,7 @@ def run(
     )
 
 
-def _rerank(lib: Library, fine, fine_cells, cand_ids):
+def _rerank(ctx: Context, fine, fine_cells, cand_ids):
     """Each cell's candidates re-ordered by distance on the finer grid `fine`: the coarse
     search finds the right colours, the fine grid picks the tile whose layout (a dark corner,
     a bright edge) follows the cell's. Only the candidates' fine vectors are read. Returns
@@ -429,7 +429,7 @@ def _rerank(lib: Library, fine, fine_cells, cand_ids):
     for i in range(0, n, step):
         c = cand_ids[i : i + step]
         present[c[c >= 0]] = True
-    blobs = lib.catalog.feature_vectors(fine.key, np.flatnonzero(present))
+    blobs = ctx.catalog.feature_vectors(fine.key, np.flatnonzero(present))
     if not blobs:
         return np.zeros(cand_ids.shape, np.float32), cand_ids
     ids = np.array(sorted(blobs), np.int64)

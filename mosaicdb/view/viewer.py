@@ -44,7 +44,7 @@ from mosaicdb.target import cells as target_cells
 from mosaicdb.target import parse_aspect
 
 if TYPE_CHECKING:
-    from mosaicdb.library import Library
+    from mosaicdb.store.context import Context
 
 STATIC = Path(__file__).parent / "static" / "viewer"
 PAGE_FILES = ("index.html", "viewer.js", "viewer.css")
@@ -223,23 +223,23 @@ def _replace_tree(src: Path, dst: Path, copy_function) -> None:
     os.replace(tmp, dst)
 
 
-def _find_render(lib: Library, ref: str | int) -> dict:
+def _find_render(ctx: Context, ref: str | int) -> dict:
     """A render by id, or by its .dz/.dzi output path (the newest render written there)."""
     text = str(ref)
     if text.isdigit():
-        r = lib.catalog.get_render(int(text))
+        r = ctx.catalog.get_render(int(text))
         if r is None:
             raise NotFoundError(f"no render with id {text}; see `mosaicdb renders`")
         return r
     p = str(Path(text).expanduser().resolve())
     if p.lower().endswith(".dz"):
         p = p[:-3] + ".dzi"
-    found = [r for r in lib.catalog.list_renders() if r["output"] == p]
+    found = [r for r in ctx.catalog.list_renders() if r["output"] == p]
     if not found:
         raise NotFoundError(
             f"{text} is not the output of a render in this store; see `mosaicdb renders`"
         )
-    return lib.catalog.get_render(found[-1]["id"])
+    return ctx.catalog.get_render(found[-1]["id"])
 
 
 def _read_dzi(path: Path) -> dict:
@@ -285,13 +285,13 @@ def cell_delta_e(cells, vectors, inverse, chunk: int = 65_536):
     return out
 
 
-def make_view(lib: Library, ref: str | int) -> View:
+def make_view(ctx: Context, ref: str | int) -> View:
     """The View of a render given by id or by its .dz/.dzi path."""
     import numpy as np
 
     from mosaicdb.features import FeatureSpec
 
-    r = _find_render(lib, ref)
+    r = _find_render(ctx, ref)
     rid = r["id"]
     out = r["output"]
     how = f"`mosaicdb render --plan {rid} -o mosaic.dz`, then `mosaicdb view {rid}`"
@@ -317,12 +317,12 @@ def make_view(lib: Library, ref: str | int) -> View:
         )
     cell_w, cell_h = geo["width"] // cols, geo["height"] // rows
 
-    plan = np.asarray(lib.catalog.plan(rid), dtype=np.int64)
+    plan = np.asarray(ctx.catalog.plan(rid), dtype=np.int64)
     if len(plan) != cols * rows:
         raise RenderError(f"the saved plan of render {rid} does not have {cols}×{rows} cells")
     ids, plan_bytes, width = encode_plan(plan)
     spec = FeatureSpec.parse(r["spec"])
-    details = lib.catalog.photo_details(ids, spec.key)
+    details = ctx.catalog.photo_details(ids, spec.key)
     options = json.loads(r["options"])
     notes: list[str] = []
 
