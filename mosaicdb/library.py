@@ -128,25 +128,25 @@ class Library:
     # -- asking the store ------------------------------------------------------------------
     def stats(self, plot: str | None = None) -> dict:
         """What is in the store; `plot` also writes a coverage picture (PNG, JPEG …)."""
-        from mosaicdb.query.queries import stats
+        from mosaicdb.query.stats import stats
 
         return stats(self.ctx, plot=plot)
 
     def ls(self, **filters) -> list[dict]:
         """Photos with their mean colour; filters: status, root, path (glob), near (colour),
         limit, sort."""
-        from mosaicdb.query.queries import listing
+        from mosaicdb.query.listing import listing
 
         return listing(self.ctx, **filters)
 
     def check(self, repair: bool = False, files: bool = True, deep: bool = False) -> dict:
-        from mosaicdb.query.queries import check
+        from mosaicdb.query.check import check
 
         return check(self.ctx, repair=repair, files=files, deep=deep)
 
     def gaps(self, target, **options) -> dict:
         """Where the library is thin for `target`; see queries.gaps."""
-        from mosaicdb.query.queries import gaps
+        from mosaicdb.query.gaps import gaps
 
         return gaps(self.ctx, str(target), **options)
 

@@ -358,7 +358,7 @@ def test_unchanged_vector_file_is_not_counted_and_check_finds_hand_edits(
     and brings the file back in line."""
     from sqlalchemy import delete
 
-    from mosaicdb.query.queries import check
+    from mosaicdb.query.check import check
 
     for name in ("red", "green", "blue"):
         solid(lib_dir / f"{name}.png", COLOURS[name])

@@ -671,7 +671,7 @@ def test_ls_near_with_filters_finds_photos_far_down_the_list(
 ):
     """The nearest photos to red are all in the first folder; --root (and --path) ask for
     the other folder's, which the first search does not reach."""
-    from mosaicdb.query import queries
+    from mosaicdb.query import listing as queries
 
     other = work_dir / "other"
     other.mkdir()
@@ -765,7 +765,7 @@ def test_path_prefilter_never_drops_a_path_fnmatch_keeps(case):
     never too little: on SQLite here, on PostgreSQL in test_ls_path_with_like_characters."""
     from sqlalchemy import LargeBinary, literal
 
-    from mosaicdb.query.queries import _path_matches, path_prefilter
+    from mosaicdb.query.listing import _path_matches, path_prefilter
 
     raw, glob = case
     assert _path_matches(raw, glob)
@@ -797,7 +797,7 @@ def test_ls_path_with_like_characters(lib, lib_dir, backend):
 
 
 def test_path_prefilter_patterns():
-    from mosaicdb.query.queries import LIKE_MAX, path_prefilter
+    from mosaicdb.query.listing import LIKE_MAX, path_prefilter
 
     def pf(glob):
         p = path_prefilter(glob)

@@ -481,7 +481,7 @@ def _print_stats(con, s: dict) -> None:
 
     con.print("colour coverage: photos per lightness band × hue (swatch = the bin's colour)")
     con.print("L       grey " + " ".join(f"{h[:4]:>4}" for h in cov["hues"]))
-    from mosaicdb.query.queries import bin_colours
+    from mosaicdb.query.colour import bin_colours
 
     swatches = bin_colours()
     for i, band in enumerate(cov["lightness_bands"]):

@@ -29,7 +29,8 @@ def sheet(
 
     import numpy as np
 
-    from mosaicdb.query.queries import GREY_CHROMA, SORTS, listing
+    from mosaicdb.query.colour import GREY_CHROMA
+    from mosaicdb.query.listing import SORTS, listing
 
     output, fmt = prepare_output(output)
     if not 4 <= tile_size <= 1024:
