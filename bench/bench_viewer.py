@@ -119,7 +119,7 @@ def main() -> None:
     if not os.path.exists(CHROMIUM):
         sys.exit(f"need {CHROMIUM}: apt-get install chromium chromium-driver")
     import mosaicdb
-    from mosaicdb.view.viewer import _js_json
+    from mosaicdb.view.viewer import js_json
 
     base = DATA / "bench_viewer"
     if base.exists():
@@ -140,7 +140,7 @@ def main() -> None:
         t_view = time.perf_counter() - t
     cells = COLS * ROWS
     s = view.sizes()
-    table = len(_js_json(view.data["photos"])) + len(_js_json(view.data["folders"]))
+    table = len(js_json(view.data["photos"])) + len(js_json(view.data["folders"]))
     t = time.perf_counter()
     exp = view.export(base / "site")
     t_export = time.perf_counter() - t

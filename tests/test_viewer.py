@@ -23,6 +23,7 @@ from conftest import COLOURS, LAYOUT, blocks_target, solid
 
 import mosaicdb
 from mosaicdb.errors import MosaicdbError, NotFoundError, RenderError
+from mosaicdb.view import server as S
 from mosaicdb.view import viewer as V
 
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"
@@ -157,15 +158,15 @@ def test_hostile_names_are_escaped(view):
 def test_csp_matches_page_and_vendored_openseadragon():
     html = (V.STATIC / "index.html").read_text()
     meta = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
-    assert meta == V.CSP
-    assert "unsafe-inline" not in V.CSP and "unsafe-eval" not in V.CSP
-    assert "frame-ancestors" in V.CSP_HEADER
+    assert meta == S.CSP
+    assert "unsafe-inline" not in S.CSP and "unsafe-eval" not in S.CSP
+    assert "frame-ancestors" in S.CSP_HEADER
     osd = (V.STATIC / "openseadragon" / "openseadragon.min.js").read_text()
     style = re.search(r'textContent="(@media \(hover: none\)[^"]*)"', osd).group(1)
     import hashlib
 
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
-    assert V.OSD_STYLE_HASH == f"sha256-{digest}"
+    assert S.OSD_STYLE_HASH == f"sha256-{digest}"
     assert (V.STATIC / "openseadragon" / "LICENSE.txt").read_text().count("OpenSeadragon") >= 1
 
 
@@ -249,7 +250,7 @@ def test_server_binds_loopback_and_sends_csp(server):
     assert server.url.startswith("http://127.0.0.1:") and server.loopback_only
     status, headers, body = get(server, "/")
     assert status == 200 and b"<title>" in body
-    assert headers["Content-Security-Policy"] == V.CSP_HEADER
+    assert headers["Content-Security-Policy"] == S.CSP_HEADER
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Content-Type"].startswith("text/html")
     status, headers, body = get(server, "/data.js")
@@ -415,6 +416,6 @@ def test_browser_opened_only_with_a_desktop(monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
     for k in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
         monkeypatch.delenv(k, raising=False)
-    assert V.open_browser("http://127.0.0.1:1/") is False and opened == []
+    assert S.open_browser("http://127.0.0.1:1/") is False and opened == []
     monkeypatch.setenv("DISPLAY", ":0")
-    assert V.open_browser("http://127.0.0.1:1/") is True and opened == ["http://127.0.0.1:1/"]
+    assert S.open_browser("http://127.0.0.1:1/") is True and opened == ["http://127.0.0.1:1/"]

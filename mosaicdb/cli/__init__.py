@@ -738,7 +738,7 @@ def view(
                 )
             typer.echo(f"render {v.render_id} at {server.url} (Ctrl-C to stop)", err=True)
         if not no_open:
-            from mosaicdb.view.viewer import open_browser
+            from mosaicdb.view.server import open_browser
 
             if not open_browser(server.url) and not json_out:
                 typer.echo("no browser to open here: open the address above", err=True)

@@ -15,8 +15,6 @@ if TYPE_CHECKING:
 
 # Colour coverage bins: lightness bands × hue sectors, plus near-greys per band.
 L_BANDS = [(0, 20), (20, 40), (40, 60), (60, 80), (80, 101)]
-
-
 # 30° sectors of Lab hue angle centred on 0°, 30°, … 330°, named after the colours in them
 # (sRGB red is at 40°, yellow 103°, green 136°, cyan 196°, blue 306°, magenta 328°)
 HUES = "pink red orange yellow lime green spring cyan azure indigo blue magenta".split()

@@ -22,11 +22,7 @@ if TYPE_CHECKING:
 # NEAR_PER_ROW × limit) nearest photos (so that filters still leave enough), then 8× more
 # while they do not; past NEAR_SEARCH_MAX it ranks the photos the filters keep.
 NEAR_DIRECT_MAX, NEAR_FIRST, NEAR_PER_ROW, NEAR_SEARCH_MAX = 5_000, 200, 10, 50_000
-
-
 MAX_LIMIT = 10**12
-
-
 SORTS = ("id", "path", "size", "lightness", "indexed")
 
 

@@ -47,17 +47,9 @@ _STAGE_RESULTS_COLS = (
 
 
 _STAGE_RESULTS_TYPES = [c.split()[1] for c in _STAGE_RESULTS_COLS.split(", ")]
-
-
 _THUMB_COLS = ["photo_id", "width", "height", "codec", "data"]
-
-
 _THUMB_TYPES = ["int4", "int4", "int4", "text", "bytea"]
-
-
 _FEATURE_COLS = ["photo_id", "spec", "vector", "mean_l", "mean_a", "mean_b", "seq"]
-
-
 _FEATURE_TYPES = ["int4", "text", "bytea", "float8", "float8", "float8", "int8"]
 
 
