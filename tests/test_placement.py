@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaicdb.errors import RenderError
-from mosaicdb.render.placement import check_feasible, photo_cap, place, variety
+from mosaicdb.render.placement import place
+from mosaicdb.render.placement.rules import check_feasible, photo_cap
+from mosaicdb.render.placement.variety import variety
 
 ID0 = 100  # photo i has id ID0 + i: ids are not positions
 
@@ -108,7 +110,7 @@ def test_full_capacity_leftovers_are_searched_again():
 def test_many_leftovers_are_served_greedily_within_the_cap(monkeypatch):
     """Past GREEDY_LEFTOVERS waiting cells the last phase is greedy: the cap still holds,
     every cell is served where the room is exactly the cells, and the plan is deterministic."""
-    import mosaicdb.render.placement as P
+    from mosaicdb.render.placement import quota as P
 
     monkeypatch.setattr(P, "GREEDY_LEFTOVERS", 0)
     monkeypatch.setattr(P, "FULL_RESOLVES", 0)

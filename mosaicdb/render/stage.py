@@ -173,7 +173,8 @@ def run(
 
     from mosaicdb import features as F
     from mosaicdb import imaging
-    from mosaicdb.render.placement import check_feasible, place
+    from mosaicdb.render.placement import place
+    from mosaicdb.render.placement.rules import check_feasible
     from mosaicdb.store import vecindex as V
 
     t0 = time.monotonic()
@@ -377,7 +378,7 @@ def run(
     uniq, counts = np.unique(plan, return_counts=True)
     if index is None:
         index = ctx.vectors.index(spec)
-    from mosaicdb.render.placement import variety
+    from mosaicdb.render.placement.variety import variety
 
     var = variety(plan, rows, cols, index.ntotal)
     timings["report"] = time.monotonic() - t3
