@@ -722,7 +722,7 @@ def test_forget_asks_on_a_terminal_and_refuses_without_one(cli, lib_dir, monkeyp
     r = cli("forget", lib_dir, input="y\n")  # the test runner's stdin is no terminal
     assert r.exit_code == 1
     assert r.stderr == "Error: --yes: is needed to forget a folder without a terminal\n"
-    monkeypatch.setattr("mosaicdb.cli._on_terminal", lambda: True)
+    monkeypatch.setattr("mosaicdb.cli.store.on_terminal", lambda: True)
     # the question goes to stderr, not into the JSON (the test runner echoes the answer)
     r = cli("forget", lib_dir, "--json", input="n\n")
     assert r.exit_code == 1 and r.stdout.strip() == "n"

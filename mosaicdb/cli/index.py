@@ -1,0 +1,133 @@
+"""`index`, `errors`, `roots`: the catalog built from photo folders, and what it holds of them."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from mosaicdb.cli.app import JsonOpt, QuietOpt, app, brief, command, open_store, print_json
+
+
+@app.command()
+@command
+def index(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(help="Folders to add and scan. None: rescan every registered folder."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            help="Decoder processes (0: in this process).",
+            show_default="CPU count",
+        ),
+    ] = None,
+    thumb_size: Annotated[
+        int, typer.Option("--thumb-size", help="Stored thumbnail short side, px.")
+    ] = 256,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", help="Refuse photos larger than this many pixels.")
+    ] = 250_000_000,
+    include_hidden: Annotated[
+        bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")
+    ] = False,
+    retry_errors: Annotated[
+        bool,
+        typer.Option("--retry-errors", help="Re-read files that failed before even if unchanged."),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Files per commit (a crash loses at most these).")
+    ] = 200,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor", help="local: a process pool here; dask: a Dask cluster (extra [dask])."
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Dask scheduler address (tcp://host:8786); without it a local cluster of "
+            "--workers processes is started.",
+        ),
+    ] = None,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Files per Dask task.")] = 10_000,
+    resource: Annotated[
+        str | None,
+        typer.Option(
+            "--resource",
+            help="Run every Dask task on workers that declare this resource (e.g. the "
+            "machine that owns the disk: dask worker … --resources 'NAME=1').",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Index photo folders: new and changed files are read, deleted ones dropped."""
+    if workers != 0 and executor == "local":
+        from mosaicdb.index.scan import prestart_forkserver
+
+        prestart_forkserver()
+    with open_store(quiet or json_out and not sys.stderr.isatty(), create=True) as lib:
+        s = lib.index(
+            paths or (),
+            workers=workers,
+            thumb_size=thumb_size,
+            max_pixels=max_pixels,
+            include_hidden=include_hidden,
+            retry_errors=retry_errors,
+            batch_size=batch_size,
+            executor=executor,
+            scheduler=scheduler,
+            shard_size=shard_size,
+            resource=resource,
+        )
+    if json_out:
+        print_json(s.to_dict())
+        return
+    for w in s.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    rate = (s.added + s.updated) / s.seconds if s.seconds else 0
+    typer.echo(
+        f"{s.scanned:,} files scanned: {s.added:,} added, {s.updated:,} updated, "
+        f"{s.removed:,} removed, {s.unchanged:,} unchanged, {s.failed:,} failed "
+        f"in {s.seconds:.1f} s ({rate:,.0f} files/s read)"
+    )
+    typer.echo(f"vector index: {s.vectors:,} photos ({s.vector_index})")
+    if s.failed:
+        typer.echo("see `mosaicdb errors` for the files that could not be read", err=True)
+
+
+@app.command()
+@command
+def errors(json_out: JsonOpt = False):
+    """List files that could not be indexed, with the reason."""
+    with brief(), open_store() as lib:
+        rows = lib.errors()
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['path']}: {r['error']}")
+    if not rows:
+        typer.echo("no errors", err=True)
+
+
+@app.command()
+@command
+def roots(json_out: JsonOpt = False):
+    """List the registered photo folders."""
+    with brief(), open_store() as lib:
+        rows = lib.roots()
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(r)
+    if not rows:
+        typer.echo("no folders are registered yet: run `mosaicdb index PATH`", err=True)
