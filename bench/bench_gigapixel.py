@@ -64,11 +64,12 @@ def floor(store: Path, render_id: int, width: int, height: int, tile: int):
     """(decode s, encode s, distinct tiles): every distinct thumbnail of the plan decoded
     once at the tile size, the way render decodes them (imaging.decode_tile: shrink-on-load,
     a region fetch; 2 threads), and an equal-size image of real photo content encoded with
-    the settings render uses (imaging.save_image)."""
+    the settings render uses (output.formats.save_image)."""
     import pyvips
 
     import mosaicdb
     from mosaicdb import imaging
+    from mosaicdb.output.formats import save_image
 
     with mosaicdb.open(store) as lib:
         ids = sorted(set(lib.catalog.plan(render_id)))
@@ -94,7 +95,7 @@ def floor(store: Path, render_id: int, width: int, height: int, tile: int):
     img = img.tilecache(tile_width=tile, tile_height=tile, max_tiles=4 * across, threaded=True)
     out = Path(tempfile.mkdtemp(dir=DATA)) / "floor.jpg"
     t = time.perf_counter()
-    imaging.save_image(img, str(out), "jpeg")
+    save_image(img, str(out), "jpeg")
     t_encode = time.perf_counter() - t
     out.unlink()
     out.parent.rmdir()

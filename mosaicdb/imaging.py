@@ -1,7 +1,7 @@
-"""Everything that touches pixels: the only module that imports pyvips.
-
-Loading photos (shrink-on-load, EXIF orientation, ICC → sRGB), the Lab grid that both tiles
-and target cells are described by, thumbnail encode/decode, and writing images.
+"""Pixels, with pyvips: the Lab grid that both tiles and target cells are described by,
+thumbnail encode/decode, tiles cut from stored thumbnails, the target image, and the small
+pictures the queries write. Decoding photos is the decoders' (index/decode/), writing mosaics
+the output formats' (output/formats/); those are the only other places pyvips is imported.
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ THUMB_CODEC = "jpeg"
 THUMB_Q = 85
 
 
-class PhotoReadError(Exception):
-    """A photo could not be read; the message is stored on its catalog row."""
-
-
 def init_worker(concurrency: int = 1) -> None:
     """Per-process set-up for a worker decoding many files: no op cache, one libvips thread
     (processes, not threads, scale thumbnailing)."""
@@ -34,18 +30,7 @@ def init_worker(concurrency: int = 1) -> None:
     pyvips.concurrency_set(concurrency)
 
 
-def loader_format(image) -> str:
-    try:
-        loader = image.get("vips-loader")
-    except pyvips.Error:
-        return "unknown"
-    for suffix in ("load_source", "load_buffer", "load"):
-        if loader.endswith(suffix):
-            return loader[: -len(suffix)]
-    return loader
-
-
-def _to_srgb8(img):
+def to_srgb8(img):
     """Any thumbnail (grey, 16-bit, alpha, CMYK already imported) → 3-band 8-bit sRGB."""
     if img.hasalpha():
         img = img.flatten(background=[255] * (img.bands - 1))
@@ -60,47 +45,7 @@ def _to_srgb8(img):
     return img
 
 
-def load_photo(path: bytes, short_side: int, max_pixels: int):
-    """Decode a photo once, shrunk so its short side is `short_side` (never enlarged),
-    upright (EXIF orientation) and in 8-bit sRGB. Returns (pixels as a uint8 (h, w, 3) array,
-    width, height, format) where width/height are the original's, as displayed.
-    Raises PhotoReadError."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as e:
-        raise PhotoReadError(e.strerror or str(e)) from None
-    try:
-        # A Source on our own descriptor: works for names that are not UTF-8 and for names
-        # libvips would parse as options ("x.jpg[...]").
-        src = pyvips.Source.new_from_descriptor(fd)
-        head = pyvips.Image.new_from_source(src, "", access="sequential")
-        w, h = head.width, head.height
-        if head.get_typeof("orientation") and head.get("orientation") in (5, 6, 7, 8):
-            w, h = h, w
-        if w * h > max_pixels:
-            raise PhotoReadError(
-                f"too large: {w}x{h} = {w * h:,} pixels is more than --max-pixels {max_pixels:,}"
-            )
-        fmt = loader_format(head)
-        if w <= h:
-            tw, th = short_side, int(h * short_side / w) + 2
-        else:
-            tw, th = int(w * short_side / h) + 2, short_side
-        kw = {}
-        if head.get_typeof("icc-profile-data") or head.interpretation == "cmyk":
-            kw["output_profile"] = "srgb"
-        thumb = pyvips.Image.thumbnail_source(
-            src, tw, height=th, size="down", option_string="fail_on=truncated", **kw
-        )
-        # decode now, inside the error handling, straight into the array features are made from
-        return _to_srgb8(thumb).numpy(), w, h, fmt
-    except pyvips.Error as e:
-        raise PhotoReadError(_vips_message(e)) from None
-    finally:
-        os.close(fd)
-
-
-def _vips_message(e: Exception) -> str:
+def vips_message(e: Exception) -> str:
     detail = getattr(e, "detail", "") or ""
     lines = [ln.strip() for ln in detail.splitlines() if ln.strip()]
     msg = "; ".join(dict.fromkeys(lines)) or getattr(e, "message", "") or str(e)
@@ -304,9 +249,9 @@ def load_target(path: str, max_width: int):
         img = pyvips.Image.thumbnail(
             str(p), min(w, max_width), height=10_000_000, size="down", fail_on="truncated", **kw
         )
-        return _to_srgb8(img).copy_memory()
+        return to_srgb8(img).copy_memory()
     except pyvips.Error as e:
-        raise ImageError(f"cannot read target {path}: {_vips_message(e)}") from None
+        raise ImageError(f"cannot read target {path}: {vips_message(e)}") from None
 
 
 def target_region(img, cols: int, rows: int, aspect: float):
@@ -345,7 +290,7 @@ def one_libvips_thread():
 
 
 def _thumbnail_error(e: Exception) -> ImageError:
-    return ImageError(f"stored thumbnail does not decode: {_vips_message(e)}")
+    return ImageError(f"stored thumbnail does not decode: {vips_message(e)}")
 
 
 def thumb_pixels(data: bytes, codec: str = THUMB_CODEC) -> np.ndarray:
@@ -387,7 +332,7 @@ def _decode_tile(codec: str, data: bytes, width: int, height: int, tw: int, th: 
         img = img.resize(tw / cw, vscale=th / ch)
         if img.width != tw or img.height != th:
             img = img.gravity("centre", tw, th, extend="copy")
-    return _fetch(_to_srgb8(img), 0, 0, tw, th)
+    return _fetch(to_srgb8(img), 0, 0, tw, th)
 
 
 def _fetch(img, x: int, y: int, w: int, h: int) -> np.ndarray:
@@ -404,174 +349,6 @@ def _crop_size(w: int, h: int, aspect: float) -> tuple[int, int]:
     return w, max(1, round(w / aspect))
 
 
-FORMATS = {
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".png": "png",
-    ".webp": "webp",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".dz": "dz",
-    ".dzi": "dz",
-}
-MAX_SIDE = {"jpeg": 65_500, "webp": 16_383}
-
-
-class StripTiff:
-    """An uncompressed BigTIFF made one horizontal strip at a time and read by libvips while it
-    is being made, never written to disk.
-
-    All strips have the same size, so the layout is known up front: header, IFD and strip
-    tables first, then the strips. `source()` gives libvips a custom source that serves the
-    header from memory and blocks on a strip until `write()` has delivered it. The encoder
-    reads the strips in order (it only seeks back inside the header), so a strip is dropped as
-    soon as the reader is past it, and `write()` waits while `max_bytes` of strips are still
-    unread: the encoder runs beside the tile placement and memory stays at a few strips
-    whatever the output size. BigTIFF, so outputs past 4 GB of pixels work.
-    """
-
-    _HEADER = 16
-    _N_TAGS = 10
-
-    def __init__(self, width: int, height: int, rows_per_strip: int, max_bytes: int = 64 << 20):
-        import struct
-        import threading
-
-        self.width, self.height, self.rps = width, height, rows_per_strip
-        self.n = -(-height // rows_per_strip)
-        self.strip_bytes = width * rows_per_strip * 3
-        ifd = self._HEADER
-        tables = ifd + 8 + 20 * self._N_TAGS + 8
-        self.data_start = tables + 16 * self.n
-        offsets = [self.data_start + i * self.strip_bytes for i in range(self.n)]
-        counts = [self.strip_bytes] * self.n
-        counts[-1] = width * (height - rows_per_strip * (self.n - 1)) * 3
-        self.size = offsets[-1] + counts[-1]
-        pack = struct.pack
-        entries = [
-            (256, 4, 1, pack("<I", width)),
-            (257, 4, 1, pack("<I", height)),
-            (258, 3, 3, pack("<HHH", 8, 8, 8)),
-            (259, 3, 1, pack("<H", 1)),  # no compression
-            (262, 3, 1, pack("<H", 2)),  # RGB
-            (273, 16, self.n, pack("<Q", tables if self.n > 1 else offsets[0])),
-            (277, 3, 1, pack("<H", 3)),
-            (278, 4, 1, pack("<I", rows_per_strip)),
-            (279, 16, self.n, pack("<Q", tables + 8 * self.n if self.n > 1 else counts[0])),
-            (284, 3, 1, pack("<H", 1)),
-        ]
-        head = b"II" + pack("<HHHQ", 43, 8, 0, ifd) + pack("<Q", len(entries))
-        for tag, typ, count, value in entries:
-            head += pack("<HHQ", tag, typ, count) + value.ljust(8, b"\0")
-        head += pack("<Q", 0)
-        if self.n > 1:
-            head += pack(f"<{self.n}Q", *offsets) + pack(f"<{self.n}Q", *counts)
-        self.head = head.ljust(self.data_start, b"\0")
-        self.max_ahead = max(2, max_bytes // self.strip_bytes)
-        self.strips: dict[int, memoryview] = {}
-        self.done = 0  # strips delivered
-        self.first = 0  # lowest strip still kept
-        self.failed = False
-        self.cond = threading.Condition()
-
-    def write(self, strip: np.ndarray) -> None:
-        data = memoryview(np.ascontiguousarray(strip, dtype=np.uint8).reshape(-1))
-        with self.cond:
-            while self.done - self.first >= self.max_ahead and not self.failed:
-                self.cond.wait()
-            self.strips[self.done] = data
-            self.done += 1
-            self.cond.notify_all()
-
-    def abort(self) -> None:
-        """Make a waiting reader see the end of the stream (the encode then fails) and a
-        waiting writer go on."""
-        with self.cond:
-            self.failed = True
-            self.cond.notify_all()
-
-    def _read(self, pos: int, size: int) -> bytes:
-        if pos < self.data_start:
-            return self.head[pos : pos + size]
-        if pos >= self.size:
-            return b""
-        i, off = divmod(pos - self.data_start, self.strip_bytes)
-        with self.cond:
-            while self.done <= i and not self.failed:
-                self.cond.wait()
-            if self.failed or i < self.first:
-                return b""  # failed, or a strip already dropped: the encode fails
-            while self.first < i:
-                del self.strips[self.first]
-                self.first += 1
-            self.cond.notify_all()
-            data = self.strips[i]
-        return bytes(data[off : off + size])
-
-    def source(self):
-        pos = 0
-
-        def on_read(size: int) -> bytes:
-            nonlocal pos
-            data = self._read(pos, size)
-            pos += len(data)
-            return data
-
-        def on_seek(offset: int, whence: int) -> int:
-            nonlocal pos
-            pos = {0: offset, 1: pos + offset, 2: self.size + offset}[whence]
-            return pos
-
-        src = pyvips.SourceCustom()
-        src.on_read(on_read)
-        src.on_seek(on_seek)
-        return src
-
-
-# JPEG output (and Deep Zoom tiles): Q90 with 4:2:0 chroma, as encoders write by default.
-# libvips drops chroma subsampling from Q90 up, which made a 102 Mpix mosaic 1.8× slower to
-# encode (0.82 against 0.45 s) and 25 % bigger, for colour detail finer than 2 px.
-JPEG_OPTIONS = {"Q": 90, "subsample_mode": "on"}
-
-
-def save_strips(source, out_path: str, fmt: str, on_progress=None) -> None:
-    """Encode the strip file (a StripTiff source) into `out_path` as `fmt`, streaming."""
-    img = pyvips.Image.new_from_source(source, "", access="sequential")
-    if on_progress is not None:
-        img.set_progress(True)
-        img.signal_connect("eval", lambda _im, prog: on_progress(prog.percent))
-    save_image(img, out_path, fmt)
-
-
-def save_image(img, out_path: str, fmt: str) -> None:
-    """Write a mosaic-sized image as `fmt` with the settings every render uses."""
-    try:
-        if fmt == "jpeg":
-            img.jpegsave(out_path, keep="none", **JPEG_OPTIONS)
-        elif fmt == "png":
-            img.pngsave(out_path, compression=3, keep="none")
-        elif fmt == "webp":
-            img.webpsave(out_path, Q=90, keep="none")
-        elif fmt == "tiff":
-            img.tiffsave(
-                out_path,
-                tile=True,
-                tile_width=256,
-                tile_height=256,
-                compression="jpeg",
-                Q=90,
-                bigtiff=img.width * img.height * 3 > 3_500_000_000,
-                keep="none",
-            )
-        elif fmt == "dz":
-            opts = ",".join(f"{k}={v}" for k, v in JPEG_OPTIONS.items())
-            img.dzsave(out_path, suffix=f".jpg[{opts}]", overlap=0, tile_size=256, keep="none")
-        else:
-            raise ValueError(fmt)
-    except pyvips.Error as e:
-        raise ImageError(f"cannot write {out_path}: {_vips_message(e)}") from None
-
-
 def image_size_or_error(path: str) -> tuple[int, int]:
     """Displayed (upright) size of an image file, or an ImageError naming it."""
     import pathlib
@@ -584,7 +361,7 @@ def image_size_or_error(path: str) -> tuple[int, int]:
     try:
         h = pyvips.Image.new_from_file(str(p))
     except pyvips.Error as e:
-        raise ImageError(f"cannot read target {path}: {_vips_message(e)}") from None
+        raise ImageError(f"cannot read target {path}: {vips_message(e)}") from None
     if h.get_typeof("orientation") and h.get("orientation") in (5, 6, 7, 8):
         return h.height, h.width
     return h.width, h.height
@@ -597,7 +374,7 @@ def _write_atomic(img, path: str) -> None:
         img.write_to_file(tmp)
         os.replace(tmp, path)
     except pyvips.Error as e:
-        raise ImageError(f"cannot write {path}: {_vips_message(e).replace(tmp, path)}") from None
+        raise ImageError(f"cannot write {path}: {vips_message(e).replace(tmp, path)}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -636,11 +413,11 @@ def reduced_pair(mosaic: str, target: str, width: int) -> tuple[np.ndarray, np.n
     """The mosaic and the matching centred part of the target, both reduced to `width` px wide
     (and the same height), as uint8 sRGB arrays: what quality.score compares."""
     try:
-        m = _to_srgb8(pyvips.Image.thumbnail(mosaic, width, height=10_000_000, size="down"))
+        m = to_srgb8(pyvips.Image.thumbnail(mosaic, width, height=10_000_000, size="down"))
         t = pyvips.Image.new_from_file(target).autorot()
     except pyvips.Error as e:
-        raise ImageError(f"cannot read {mosaic} or {target}: {_vips_message(e)}") from None
-    t = _to_srgb8(centre_crop(t, m.width / m.height))
+        raise ImageError(f"cannot read {mosaic} or {target}: {vips_message(e)}") from None
+    t = to_srgb8(centre_crop(t, m.width / m.height))
     t = t.resize(m.width / t.width, vscale=m.height / t.height)
     if (t.width, t.height) != (m.width, m.height):
         t = t.gravity("centre", m.width, m.height, extend="copy")

@@ -180,8 +180,8 @@ def test_rules_that_cannot_be_met_fail_before_work(colour_lib, work):
 
 
 def test_failed_write_leaves_nothing(colour_lib, work, monkeypatch):
-    from mosaicdb import imaging
     from mosaicdb.errors import ImageError
+    from mosaicdb.output import strips
 
     t = blocks_target(work / "target.png")
     (work / "out.jpg").write_bytes(b"previous")
@@ -189,7 +189,7 @@ def test_failed_write_leaves_nothing(colour_lib, work, monkeypatch):
     def fail(*a, **k):
         raise ImageError("disk full")
 
-    monkeypatch.setattr(imaging, "save_strips", fail)
+    monkeypatch.setattr(strips, "save_strips", fail)
     with pytest.raises(ImageError):
         colour_lib.render(t, work / "out.jpg", tiles_across=4, tile_size=8)
     assert sorted(os.listdir(work)) == ["out.jpg", "target.png"]

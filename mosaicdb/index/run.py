@@ -152,6 +152,7 @@ def index(
     summary.seconds = time.monotonic() - t0
     return summary
 
+
 def _index_dask(ctx: Context, plan, opts, started, shard_size, resource, summary):
     from mosaicdb.index import shards
 
@@ -205,6 +206,7 @@ def _index_dask(ctx: Context, plan, opts, started, shard_size, resource, summary
     if dropped:
         summary.warnings.append(_dropped_warning(dropped))
 
+
 def _index_local(ctx: Context, plan, opts, scopes, pool, batch_size, summary):
     from mosaicdb.index.scan import BatchWriter, ClaimFeed, run_batches
 
@@ -241,6 +243,7 @@ def _index_local(ctx: Context, plan, opts, scopes, pool, batch_size, summary):
         summary.warnings.append(_dropped_warning(n, folders.get(rid)))
     for rid, n in (feed.gone if feed is not None else {}).items():
         summary.warnings.append(_dropped_warning(n, folders.get(rid), read=False))
+
 
 def _scopes(ctx: Context, paths, stats) -> list:
     from mosaicdb.index.scan import Scope
@@ -279,6 +282,7 @@ def _scopes(ctx: Context, paths, stats) -> list:
             scopes = [s for s in scopes if not s.root_path.startswith(rp.rstrip(b"/") + b"/")]
             scopes.append(Scope(rid, rp, rp))
     return scopes
+
 
 def _skip_empty(ctx: Context, scopes, stats) -> list:
     kept = []

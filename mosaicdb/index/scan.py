@@ -18,14 +18,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mosaicdb.index import decode
+from mosaicdb.index.decode import EXTENSIONS
 from mosaicdb.records import PhotoResult
 
 if TYPE_CHECKING:
     from mosaicdb.store.catalog import Catalog
-
-IMAGE_EXTS = frozenset(
-    b".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .gif .heic .heif .avif".split()
-)
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ def walk(top: bytes, include_hidden: bool, stats: WalkStats) -> Iterator[tuple[b
                 if e.is_dir():
                     subdirs.append(e.path)
                     continue
-                if os.path.splitext(name)[1].lower() not in IMAGE_EXTS:
+                if os.path.splitext(name)[1].lower() not in EXTENSIONS:
                     continue
                 st = e.stat()
             except OSError:
@@ -135,7 +133,7 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
             out.append(PhotoResult(p, size, mtime, "error", error="empty file (0 bytes)"))
             continue
         try:
-            thumb, w, h, fmt = imaging.load_photo(p, opts.thumb_size, opts.max_pixels)
+            thumb, w, h, fmt = decode.decode(p, opts.thumb_size, opts.max_pixels)
             fine = None
             if rerank_spec is not None and rerank_spec.grid > opts.grid:
                 vec, fv = imaging.tile_vectors(thumb, (opts.grid, rerank_spec.grid))
@@ -143,7 +141,7 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
             else:
                 vec = imaging.tile_vector(thumb, opts.grid)
             data = imaging.encode_thumb(thumb)
-        except imaging.PhotoReadError as e:
+        except decode.PhotoReadError as e:
             out.append(PhotoResult(p, size, mtime, "error", error=str(e) or "unreadable"))
             continue
         except Exception as e:  # a decoder bug must cost one file, not the scan
@@ -241,7 +239,9 @@ def _forkserver_context():
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["mosaicdb.index.scan", "mosaicdb.imaging"])
+    ctx.set_forkserver_preload(
+        ["mosaicdb.index.scan", "mosaicdb.imaging", "mosaicdb.index.decode.vips"]
+    )
     return ctx
 
 

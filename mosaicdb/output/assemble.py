@@ -23,7 +23,7 @@ DECODE_CHUNK = 16
 
 
 def output_format(path: str) -> str:
-    from mosaicdb.imaging import FORMATS
+    from mosaicdb.output.formats import FORMATS
 
     ext = Path(path).suffix.lower()
     if ext not in FORMATS:
@@ -65,6 +65,7 @@ def assemble(
     import numpy as np
 
     from mosaicdb import imaging
+    from mosaicdb.output import strips
 
     rows, cols = plan.shape
     W, H = cols * tile_w, rows * tile_h
@@ -141,7 +142,7 @@ def assemble(
 
     def encode():
         try:
-            imaging.save_strips(src, target_name, fmt)
+            strips.save_strips(src, target_name, fmt)
         except BaseException as e:  # reported by the main thread
             encode_error.append(e)
             f.abort()
@@ -150,7 +151,7 @@ def assemble(
     # decoding whole tiles, and the encoder in a third, use both cores better.
     with imaging.one_libvips_thread():
         try:
-            f = imaging.StripTiff(W, H, tile_h)
+            f = strips.StripTiff(W, H, tile_h)
             src = f.source()
             encoder = threading.Thread(target=encode, name="mosaicdb-encode", daemon=True)
             encoder.start()

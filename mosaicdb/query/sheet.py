@@ -63,7 +63,7 @@ def sheet(
     cols = min(across, len(ids)) if across else max(1, math.ceil(math.sqrt(len(ids))))
     nrows = math.ceil(len(ids) / cols)
     if fmt in ("jpeg", "webp"):
-        from mosaicdb.imaging import MAX_SIDE
+        from mosaicdb.output.formats import MAX_SIDE
 
         if max(cols, nrows) * tile_size > MAX_SIDE[fmt]:
             raise RenderError(f"the sheet is too big for {fmt.upper()}; write .tif or .dz")

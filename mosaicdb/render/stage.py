@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from mosaicdb.errors import NotFoundError, OptionError, RenderError
 from mosaicdb.output.assemble import assemble, prepare_output
+from mosaicdb.output.formats import MAX_SIDE
 from mosaicdb.target import grid_size, load_region, parse_aspect
 from mosaicdb.vectors import ensure_spec_vectors, vectors_of
 
@@ -173,8 +174,7 @@ def run(
 
     from mosaicdb import features as F
     from mosaicdb import imaging
-    from mosaicdb.render.placement import place
-    from mosaicdb.render.placement.rules import check_feasible
+    from mosaicdb.render.placement import check_feasible, place
     from mosaicdb.store import vecindex as V
 
     t0 = time.monotonic()
@@ -216,7 +216,7 @@ def run(
         warnings.append(f"target {target} is gone: no ΔE report")
     n = cols * rows
     W, H = cols * tile_w, rows * tile_h
-    limit = imaging.MAX_SIDE.get(fmt)
+    limit = MAX_SIDE.get(fmt)
     if limit and max(W, H) > limit:
         raise RenderError(
             f"{W}×{H} px is too big for {fmt.upper()} (at most {limit:,} px a side); "
@@ -378,7 +378,7 @@ def run(
     uniq, counts = np.unique(plan, return_counts=True)
     if index is None:
         index = ctx.vectors.index(spec)
-    from mosaicdb.render.placement.variety import variety
+    from mosaicdb.render.placement import variety
 
     var = variety(plan, rows, cols, index.ntotal)
     timings["report"] = time.monotonic() - t3
