@@ -102,10 +102,10 @@ def noop(lib: Path, n_target: int = 100_000) -> None:
         home = work / "store"
         rng = np.random.default_rng(0)
         with mosaicdb.open(home) as L:
-            from mosaicdb.index.scan import ScanOptions, WalkStats, plan_scan
+            from mosaicdb.index.walk import ScanOptions, WalkStats, plan_scan
 
             rid = L.catalog.add_root(os.fsencode(files))
-            from mosaicdb.index.scan import Scope
+            from mosaicdb.index.walk import Scope
 
             plan = plan_scan(
                 L.catalog,

@@ -169,7 +169,7 @@ def test_incremental_add_change_delete(lib, lib_dir, backend):
 def test_same_size_same_mtime_is_not_opened(lib, lib_dir, monkeypatch):
     solid(lib_dir / "a.png", COLOURS["red"])
     lib.index([lib_dir], workers=0)
-    from mosaicdb.index import scan
+    from mosaicdb.index import batches as scan
 
     def boom(*a, **k):
         raise AssertionError("an unchanged file was read")
@@ -268,7 +268,7 @@ def test_a_folder_forgotten_while_it_is_read_loses_only_its_results(
     """`forget` of a folder that an `index` is reading: that folder's results are dropped
     with a warning, an error result for a file it had included (it fails no foreign key),
     and the other folders' results are written."""
-    from mosaicdb.index import scan
+    from mosaicdb.index import batches as scan
 
     a, b = tmp_path / "a", tmp_path / "b"
     solid(a / "blue.png", COLOURS["blue"])
@@ -479,7 +479,8 @@ class _PoolThatBreaks:
 
 def _run_on_pool_that_breaks(lib_dir, n: int, first) -> None:
     """Index n generated files through _PoolThatBreaks: every file comes out ok."""
-    from mosaicdb.index.scan import ScanOptions, run_batches
+    from mosaicdb.index.batches import run_batches
+    from mosaicdb.index.walk import ScanOptions
 
     paths = []
     for i in range(n):
@@ -497,7 +498,7 @@ def test_a_pool_found_broken_while_submitting_loses_nothing(lib_dir):
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    from mosaicdb.index.scan import BATCH_FILES
+    from mosaicdb.index.batches import BATCH_FILES
 
     failed = Future()
     failed.set_exception(BrokenProcessPool("A child process terminated abruptly"))
@@ -509,7 +510,7 @@ def test_a_future_lost_as_the_pool_breaks_does_not_hang_the_index(lib_dir, monke
     A wait that sees nothing finish asks the pool, finds it broken, and runs the batch again."""
     from concurrent.futures import Future
 
-    from mosaicdb.index import scan
+    from mosaicdb.index import batches as scan
 
     monkeypatch.setattr(scan, "STALL_PROBE_SECONDS", 0.05)
     _run_on_pool_that_breaks(lib_dir, scan.BATCH_FILES, Future())  # lost: never completes
@@ -518,7 +519,7 @@ def test_a_future_lost_as_the_pool_breaks_does_not_hang_the_index(lib_dir, monke
 def test_warming_a_pool_shut_down_at_once_is_quiet():
     """An index with nothing to read shuts its pool down while the pool may still be being
     warmed: the warming stops quietly (it raised in its thread, a traceback on stderr)."""
-    from mosaicdb.index import scan
+    from mosaicdb.index import batches as scan
 
     pool = scan.start_pool(1)
     pool.shutdown(wait=True, cancel_futures=True)

@@ -151,7 +151,7 @@ def test_files_of_a_dead_indexer_are_taken_over(pg, library, tmp_path):
     url = pg.create_database()
     with mosaicdb.open(tmp_path / "h", db=url) as lib:
         # the dead indexer: walked, queued everything, claimed 10 files, then vanished
-        from mosaicdb.index.scan import ScanOptions, Scope, WalkStats, plan_scan
+        from mosaicdb.index.walk import ScanOptions, Scope, WalkStats, plan_scan
 
         rid = lib.catalog.add_root(os.fsencode(library))
         plan = plan_scan(
@@ -179,7 +179,7 @@ def test_files_done_by_another_indexer_are_not_read_again(pg, library, tmp_path,
     files are done, so it reads none of them."""
     url = pg.create_database()
     with mosaicdb.open(tmp_path / "a", db=url) as a, mosaicdb.open(tmp_path / "b", db=url) as b:
-        from mosaicdb.index import scan
+        from mosaicdb.index import walk as scan
 
         real_plan = scan.plan_scan
         plans = {}
@@ -397,7 +397,7 @@ def test_a_folder_forgotten_while_it_is_walked(lib, tmp_path, monkeypatch, backe
     """forget between index's walk and its reading: on PostgreSQL the work queue's insert
     failed its foreign key and the whole index stopped; now that folder is left out with a
     warning, as on SQLite, and the other folder is indexed."""
-    from mosaicdb.index import scan
+    from mosaicdb.index import walk as scan
 
     a, b = tmp_path / "a", tmp_path / "b"
     solid(a / "red.png", COLOURS["red"])

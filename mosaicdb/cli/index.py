@@ -70,7 +70,7 @@ def index(
 ):
     """Index photo folders: new and changed files are read, deleted ones dropped."""
     if workers != 0 and executor == "local":
-        from mosaicdb.index.scan import prestart_forkserver
+        from mosaicdb.index.batches import prestart_forkserver
 
         prestart_forkserver()
     with open_store(quiet or json_out and not sys.stderr.isatty(), create=True) as lib:

@@ -1,6 +1,7 @@
 """The index stage: register folders, walk them against the catalog, read what is new or
 changed (a local process pool, or Dask: shards.py), write the results in batches, drop what is
-gone, and bring the vector cache in line. The walk, pool and batch writer are in scan.py."""
+gone, and bring the vector cache in line. The walk and diff are in walk.py, the worker pool
+and the batch writer in batches.py, the decoders in decode/."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def index(
     `executor="dask"` reads the files on a Dask cluster instead of the local pool (see
     shards.py): the one at `scheduler`, or a LocalCluster of `workers` processes; shards
     of `shard_size` files, each task needing Dask worker resource `resource` if given."""
-    from mosaicdb.index.scan import ScanOptions, WalkStats, plan_scan, start_pool
+    from mosaicdb.index.batches import start_pool
+    from mosaicdb.index.walk import ScanOptions, WalkStats, plan_scan
 
     if workers is None:
         workers = os.cpu_count() or 1
@@ -192,7 +194,7 @@ def _index_dask(ctx: Context, plan, opts, started, shard_size, resource, summary
         lost.append(p)
     crashed = lost
     if crashed:
-        from mosaicdb.index.scan import BatchWriter
+        from mosaicdb.index.batches import BatchWriter
         from mosaicdb.records import PhotoResult
 
         writer = BatchWriter(ctx.catalog, plan, ctx.spec.key, len(crashed))
@@ -208,7 +210,7 @@ def _index_dask(ctx: Context, plan, opts, started, shard_size, resource, summary
 
 
 def _index_local(ctx: Context, plan, opts, scopes, pool, batch_size, summary):
-    from mosaicdb.index.scan import BatchWriter, ClaimFeed, run_batches
+    from mosaicdb.index.batches import BatchWriter, ClaimFeed, run_batches
 
     feed = None
     if ctx.catalog.shared and plan.todo:
@@ -246,7 +248,7 @@ def _index_local(ctx: Context, plan, opts, scopes, pool, batch_size, summary):
 
 
 def _scopes(ctx: Context, paths, stats) -> list:
-    from mosaicdb.index.scan import Scope
+    from mosaicdb.index.walk import Scope
 
     roots = ctx.catalog.roots()
     if not paths:

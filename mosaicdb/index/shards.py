@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from mosaicdb.errors import MosaicdbError, OptionError
-from mosaicdb.index.scan import BATCH_FILES, BatchWriter, ScanOptions, ScanPlan, process_batch
+from mosaicdb.index.batches import BATCH_FILES, BatchWriter, process_batch
+from mosaicdb.index.walk import ScanOptions, ScanPlan
 
 # (path, root_id, size, mtime_ns, photos.indexed_at seen by the walk or None)
 ShardRow = tuple[bytes, int, int, int, "float | None"]

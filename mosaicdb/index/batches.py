@@ -1,94 +1,29 @@
-"""The index stage: walk the folders → diff against the catalog → decode new/changed files in
-a pool of worker processes → one writer commits results in batches.
+"""Reading the files: the worker processes (forkserver; one libvips thread each), the batches
+they decode (decoder, thumbnail, feature vectors per file), the feeds that hand out work (a
+list, or claims on a shared catalog's queue), crash isolation (a file that kills its worker
+becomes an error row), and the writer that commits results in batches.
 
 `process_batch` is the per-file work: a pure function from a batch of paths to results, with no
-database access, so any executor (local processes today, Dask workers later) can run it.
+database access, so any executor (the local pool, Dask workers: shards.py) can run it.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mosaicdb.index import decode
-from mosaicdb.index.decode import EXTENSIONS
+from mosaicdb.index.walk import ScanOptions, ScanPlan
 from mosaicdb.records import PhotoResult
 
 if TYPE_CHECKING:
     from mosaicdb.store.catalog import Catalog
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    thumb_size: int = 256
-    grid: int = 3
-    rerank_grid: int | None = None  # also the vectors render re-ranks on (None: the default)
-    max_pixels: int = 250_000_000
-    include_hidden: bool = False
-    retry_errors: bool = False
-    workers: int = 0  # 0: in this process (debugging, tests); N: a pool of N processes
-    batch_size: int = 200  # results per commit: a crash loses at most this many
-    lease_seconds: float = 120.0  # shared catalogs: claimed files return to the queue after
-
-
-@dataclass
-class WalkStats:
-    warnings: list[str] = field(default_factory=list)
-
-
-def walk(top: bytes, include_hidden: bool, stats: WalkStats) -> Iterator[tuple[bytes, int, int]]:
-    """Yield (path, size, mtime_ns) of image files under `top`, recursively.
-
-    Follows symlinks to folders but visits each real folder once, so symlink loops end.
-    """
-    visited: set[tuple[int, int]] = set()
-    stack = [top]
-    while stack:
-        d = stack.pop()
-        try:
-            dst = os.stat(d)
-        except OSError as e:
-            stats.warnings.append(f"{os.fsdecode(d)}: {e.strerror}")
-            continue
-        key = (dst.st_dev, dst.st_ino)
-        if key in visited:
-            continue
-        visited.add(key)
-        try:
-            with os.scandir(d) as it:
-                entries = list(it)
-        except OSError as e:
-            stats.warnings.append(f"{os.fsdecode(d)}: {e.strerror}")
-            continue
-        subdirs = []
-        for e in entries:
-            name = e.name
-            if not include_hidden and name.startswith(b"."):
-                continue
-            try:
-                if e.is_dir():
-                    subdirs.append(e.path)
-                    continue
-                if os.path.splitext(name)[1].lower() not in EXTENSIONS:
-                    continue
-                st = e.stat()
-            except OSError:
-                continue  # vanished or dangling symlink: not a photo we can index
-            if stat.S_ISREG(st.st_mode):
-                yield e.path, st.st_size, st.st_mtime_ns
-        stack.extend(sorted(subdirs, reverse=True))
-
-
-# ---------------------------------------------------------------------------------------
-# Worker side
 
 
 def _worker_init():
@@ -170,77 +105,12 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     return out
 
 
-# ---------------------------------------------------------------------------------------
-# Driver side
-
-
-@dataclass
-class Scope:
-    root_id: int
-    root_path: bytes
-    walk_path: bytes
-
-
-@dataclass
-class ScanPlan:
-    todo: list[bytes]
-    existing: dict[bytes, int]  # path → photo id, for changed files
-    root_of: dict[bytes, int]
-    gone: list[int]
-    scanned: int
-    unchanged: int
-    # path → (size, mtime_ns, photos.indexed_at or None) of each file in `todo`: what a shared
-    # catalog's work queue records (scan_queue)
-    seen: dict[bytes, tuple[int, int, float | None]] = field(default_factory=dict)
-
-
-def plan_scan(
-    catalog: Catalog,
-    scopes: list[Scope],
-    opts: ScanOptions,
-    stats: WalkStats,
-    on_file: Callable[[], None] | None = None,
-) -> ScanPlan:
-    todo: list[bytes] = []
-    existing: dict[bytes, int] = {}
-    root_of: dict[bytes, int] = {}
-    gone: list[int] = []
-    seen: dict[bytes, tuple[int, int, float | None]] = {}
-    scanned = unchanged = 0
-    for sc in scopes:
-        under = None if sc.walk_path == sc.root_path else sc.walk_path
-        known = catalog.photo_states(sc.root_id, under)
-        for path, size, mtime in walk(sc.walk_path, opts.include_hidden, stats):
-            if path in root_of:
-                continue
-            scanned += 1
-            root_of[path] = sc.root_id
-            if on_file:
-                on_file()
-            row = known.pop(path, None)
-            if row is None:
-                todo.append(path)
-                seen[path] = (size, mtime, None)
-            elif (
-                row.size == size
-                and row.mtime_ns == mtime
-                and not (opts.retry_errors and row.status == "error")
-            ):
-                unchanged += 1
-            else:
-                todo.append(path)
-                existing[path] = row.id
-                seen[path] = (size, mtime, row.indexed_at)
-        gone.extend(r.id for r in known.values())
-    return ScanPlan(todo, existing, root_of, gone, scanned, unchanged, seen)
-
-
 def _forkserver_context():
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(
-        ["mosaicdb.index.scan", "mosaicdb.imaging", "mosaicdb.index.decode.vips"]
+        ["mosaicdb.index.batches", "mosaicdb.imaging", "mosaicdb.index.decode.vips"]
     )
     return ctx
 
@@ -276,6 +146,8 @@ def _warm(pool, workers: int) -> None:
 
 
 BATCH_FILES = 8  # files per task: small, so one slow file delays little
+
+
 STALL_PROBE_SECONDS = 5.0  # nothing finished for this long: is the pool still alive?
 
 

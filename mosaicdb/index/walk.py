@@ -1,0 +1,137 @@
+"""The walk and the diff: every image file under the folders (hidden ones only if asked), set
+against the catalog by size and mtime: what is new or changed (to read), unchanged, or gone."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mosaicdb.index.decode import EXTENSIONS
+
+if TYPE_CHECKING:
+    from mosaicdb.store.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    thumb_size: int = 256
+    grid: int = 3
+    rerank_grid: int | None = None  # also the vectors render re-ranks on (None: the default)
+    max_pixels: int = 250_000_000
+    include_hidden: bool = False
+    retry_errors: bool = False
+    workers: int = 0  # 0: in this process (debugging, tests); N: a pool of N processes
+    batch_size: int = 200  # results per commit: a crash loses at most this many
+    lease_seconds: float = 120.0  # shared catalogs: claimed files return to the queue after
+
+
+@dataclass
+class WalkStats:
+    warnings: list[str] = field(default_factory=list)
+
+
+def walk(top: bytes, include_hidden: bool, stats: WalkStats) -> Iterator[tuple[bytes, int, int]]:
+    """Yield (path, size, mtime_ns) of image files under `top`, recursively.
+
+    Follows symlinks to folders but visits each real folder once, so symlink loops end.
+    """
+    visited: set[tuple[int, int]] = set()
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            dst = os.stat(d)
+        except OSError as e:
+            stats.warnings.append(f"{os.fsdecode(d)}: {e.strerror}")
+            continue
+        key = (dst.st_dev, dst.st_ino)
+        if key in visited:
+            continue
+        visited.add(key)
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError as e:
+            stats.warnings.append(f"{os.fsdecode(d)}: {e.strerror}")
+            continue
+        subdirs = []
+        for e in entries:
+            name = e.name
+            if not include_hidden and name.startswith(b"."):
+                continue
+            try:
+                if e.is_dir():
+                    subdirs.append(e.path)
+                    continue
+                if os.path.splitext(name)[1].lower() not in EXTENSIONS:
+                    continue
+                st = e.stat()
+            except OSError:
+                continue  # vanished or dangling symlink: not a photo we can index
+            if stat.S_ISREG(st.st_mode):
+                yield e.path, st.st_size, st.st_mtime_ns
+        stack.extend(sorted(subdirs, reverse=True))
+
+
+@dataclass
+class Scope:
+    root_id: int
+    root_path: bytes
+    walk_path: bytes
+
+
+@dataclass
+class ScanPlan:
+    todo: list[bytes]
+    existing: dict[bytes, int]  # path → photo id, for changed files
+    root_of: dict[bytes, int]
+    gone: list[int]
+    scanned: int
+    unchanged: int
+    # path → (size, mtime_ns, photos.indexed_at or None) of each file in `todo`: what a shared
+    # catalog's work queue records (scan_queue)
+    seen: dict[bytes, tuple[int, int, float | None]] = field(default_factory=dict)
+
+
+def plan_scan(
+    catalog: Catalog,
+    scopes: list[Scope],
+    opts: ScanOptions,
+    stats: WalkStats,
+    on_file: Callable[[], None] | None = None,
+) -> ScanPlan:
+    todo: list[bytes] = []
+    existing: dict[bytes, int] = {}
+    root_of: dict[bytes, int] = {}
+    gone: list[int] = []
+    seen: dict[bytes, tuple[int, int, float | None]] = {}
+    scanned = unchanged = 0
+    for sc in scopes:
+        under = None if sc.walk_path == sc.root_path else sc.walk_path
+        known = catalog.photo_states(sc.root_id, under)
+        for path, size, mtime in walk(sc.walk_path, opts.include_hidden, stats):
+            if path in root_of:
+                continue
+            scanned += 1
+            root_of[path] = sc.root_id
+            if on_file:
+                on_file()
+            row = known.pop(path, None)
+            if row is None:
+                todo.append(path)
+                seen[path] = (size, mtime, None)
+            elif (
+                row.size == size
+                and row.mtime_ns == mtime
+                and not (opts.retry_errors and row.status == "error")
+            ):
+                unchanged += 1
+            else:
+                todo.append(path)
+                existing[path] = row.id
+                seen[path] = (size, mtime, row.indexed_at)
+        gone.extend(r.id for r in known.values())
+    return ScanPlan(todo, existing, root_of, gone, scanned, unchanged, seen)
