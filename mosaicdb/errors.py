@@ -1,6 +1,6 @@
 """Every error a user can see: `MosaicdbError` and its subclasses.
 
-Library code raises these with a message a person can act on; `cli.py` turns them into one
+Library code raises these with a message a person can act on; `cli/app.py` turns them into one
 line on stderr and exit code 1, in one place.
 """
 

@@ -1,7 +1,7 @@
 """The store's vectors as the stages use them: vectors of another cell aspect or grid derived
 once from the stored thumbnails (never from the photo folders) and kept in the catalog, and
 the stored vectors of a list of photos. `ctx` is anything with `catalog`, `spec` (the store's
-own feature spec) and `progress`; faiss stays in vecindex.py."""
+own feature spec) and `progress`; faiss stays in store/vecindex.py."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ COMPRESSED_MIN_TILES photos it is exact (`IndexIDMap2` over `IndexFlatL2`); abov
 compressed index (IVF with an 8-bit scalar quantizer, photo ids stored in the inverted lists),
 built in shards that share one trained quantizer and are merged. It is written to a temporary
 file and renamed, and never trusted blindly: the catalog records what the file should hold
-(see library.py).
+(see store/vector_cache.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 // mosaicdb viewer: the Deep Zoom pyramid of a render in OpenSeadragon, and which photo fills
-// each cell. The data (window.MOSAICDB_VIEW, from data.js) is described in mosaicdb/viewer.py.
+// each cell. The data (window.MOSAICDB_VIEW, from data.js) is described in mosaicdb/view/viewer.py.
 //
 // Rules kept here: catalog text (names, folders) only ever goes into the page through
 // textContent, never as HTML; there is no DOM node per cell (the cell under the pointer is
