@@ -15,9 +15,8 @@ import os
 
 # decoder module → the extensions (lower case) it reads
 DECODERS: dict[str, frozenset[bytes]] = {
-    "vips": frozenset(
-        b".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .gif .heic .heif .avif".split()
-    ),
+    "vips": frozenset(b".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .gif .avif".split()),
+    "heif": frozenset(b".heic .heif .hif".split()),
 }
 EXTENSIONS = frozenset().union(*DECODERS.values())
 _BY_EXTENSION = {ext: name for name, exts in DECODERS.items() for ext in exts}
