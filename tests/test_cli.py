@@ -38,7 +38,7 @@ def test_human_summary(cli, lib_dir):
     r = cli("index", lib_dir, "-j", "0")
     assert r.exit_code == 0
     assert r.stdout.startswith(
-        "1 files scanned: 1 added, 0 updated, 0 removed, 0 unchanged, 0 failed"
+        "1 file scanned: 1 added, 0 updated, 0 removed, 0 unchanged, 0 failed"
     )
 
 

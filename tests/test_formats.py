@@ -75,3 +75,63 @@ def test_heif_extensions_go_to_the_heif_decoder(ext):
     assert decode.decoder_for(b"/p/x" + ext.encode()).__name__ == "mosaicdb.index.decode.heif"
     assert decode.decoder_for(b"/p/x.jpg").__name__ == "mosaicdb.index.decode.vips"
     assert decode.decoder_for(b"/p/x.mov") is None
+
+
+def test_skipped_files_are_counted_by_extension(cli, lib_dir):
+    import json
+
+    solid(lib_dir / "a.png", COLOURS["red"])
+    for name in ("clip.mov", "b.MOV", "c.mov", "edit.psd", "notes", "x.xmp"):
+        (lib_dir / name).write_bytes(b"\0" * 10)
+    for thumbs in ("@eaDir", ".@__thumb"):  # a NAS's thumbnails: never photos, never counted
+        solid(lib_dir / thumbs / "a.png" / "SYNOPHOTO_THUMB_M.jpg", COLOURS["blue"])
+    solid(lib_dir / "._a.png", COLOURS["blue"])
+    r = cli("index", lib_dir, "-j", "0", "--json")
+    s = json.loads(r.stdout)
+    assert (s["scanned"], s["added"]) == (1, 1)
+    assert s["skipped"] == {".mov": 3, "": 1, ".psd": 1, ".xmp": 1}
+    r = cli("index", lib_dir, "-j", "0", "--include-hidden")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("1 file scanned: 0 added, 0 updated, 0 removed, 1 unchanged")
+    assert lines[1] == "skipped: 3 .mov, 1 (no extension), 1 .psd, 1 .xmp"
+
+
+def test_a_folder_of_only_skipped_files_says_so(cli, tmp_path):
+    d = tmp_path / "videos"
+    d.mkdir()
+    for i in range(12):
+        (d / f"v{i}.mov").write_bytes(b"\0")
+    (d / "a.psd").write_bytes(b"\0")
+    r = cli("index", d, "-j", "0")
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[0] == (
+        "no photos found: only files mosaicdb does not read (12 .mov, 1 .psd)"
+    )
+
+
+def test_a_mistyped_folder_makes_no_store(cli, home, tmp_path):
+    r = cli("index", tmp_path / "does-not-exist")
+    assert (r.exit_code, r.output) == (1, f"Error: {tmp_path / 'does-not-exist'} does not exist\n")
+    assert not (home / "catalog.sqlite").exists()
+
+
+def test_unreadable_files_are_said_on_every_index(cli, lib_dir):
+    import json
+
+    solid(lib_dir / "a.png", COLOURS["red"])
+    for i in range(3):
+        (lib_dir / f"bad{i}.jpg").write_bytes(b"garbage")
+    r = cli("index", lib_dir, "-j", "0")
+    assert "3 unreadable (mosaicdb errors)" in r.stdout.splitlines()
+    r = cli("index", "-j", "0")  # nothing changed: the error rows are still there
+    assert ", 4 unchanged, 0 failed in " in r.stdout.splitlines()[0]
+    assert "3 unreadable (mosaicdb errors)" in r.stdout.splitlines()
+    assert json.loads(cli("index", "-j", "0", "--json").stdout)["unreadable"] == 3
+
+
+def test_index_help_lists_what_it_reads(cli):
+    from mosaicdb.index.decode import EXTENSIONS
+
+    out = " ".join(cli("index", "--help").stdout.split())
+    for ext in EXTENSIONS:
+        assert ext.decode() in out

@@ -14,6 +14,7 @@ import sys
 # the command modules register their commands on `app`, in this order (that of --help)
 # isort: off
 from mosaicdb.cli import index, render, query, store, view  # noqa: F401
+
 # isort: on
 from mosaicdb.cli.app import app, state
 

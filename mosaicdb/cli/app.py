@@ -139,6 +139,11 @@ def on_terminal() -> bool:
     return sys.stdin.isatty()
 
 
+def plural(n: int, word: str) -> str:
+    """'1 photo', '2,000 photos'."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=None) + "\n")
 

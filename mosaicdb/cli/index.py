@@ -7,10 +7,25 @@ from typing import Annotated
 
 import typer
 
-from mosaicdb.cli.app import JsonOpt, QuietOpt, app, brief, command, open_store, print_json
+from mosaicdb.cli.app import (
+    JsonOpt,
+    QuietOpt,
+    app,
+    brief,
+    command,
+    open_store,
+    plural,
+    print_json,
+)
+from mosaicdb.index.decode import EXTENSIONS
 
 
-@app.command()
+@app.command(
+    help="Index photo folders: new and changed files are read, deleted ones dropped.\n\n"
+    "Reads " + " ".join(sorted(e.decode() for e in EXTENSIONS)) + " (any case); other files are "
+    "counted as skipped. NAS and app thumbnail folders (@eaDir, .@__thumb, .thumbnails) and ._* "
+    "files are never read."
+)
 @command
 def index(
     paths: Annotated[
@@ -69,6 +84,9 @@ def index(
     quiet: QuietOpt = False,
 ):
     """Index photo folders: new and changed files are read, deleted ones dropped."""
+    from mosaicdb.index.run import check_paths
+
+    check_paths(paths or ())  # a mistyped folder makes no store
     if workers != 0 and executor == "local":
         from mosaicdb.index.batches import prestart_forkserver
 
@@ -93,14 +111,20 @@ def index(
     for w in s.warnings:
         typer.echo(f"warning: {w}", err=True)
     rate = (s.added + s.updated) / s.seconds if s.seconds else 0
-    typer.echo(
-        f"{s.scanned:,} files scanned: {s.added:,} added, {s.updated:,} updated, "
-        f"{s.removed:,} removed, {s.unchanged:,} unchanged, {s.failed:,} failed "
-        f"in {s.seconds:.1f} s ({rate:,.0f} files/s read)"
-    )
-    typer.echo(f"vector index: {s.vectors:,} photos ({s.vector_index})")
-    if s.failed:
-        typer.echo("see `mosaicdb errors` for the files that could not be read", err=True)
+    skipped = ", ".join(f"{n:,} {ext or '(no extension)'}" for ext, n in s.skipped.items())
+    if not s.scanned and not s.removed and s.skipped:
+        typer.echo(f"no photos found: only files mosaicdb does not read ({skipped})")
+    else:
+        typer.echo(
+            f"{plural(s.scanned, 'file')} scanned: {s.added:,} added, {s.updated:,} updated, "
+            f"{s.removed:,} removed, {s.unchanged:,} unchanged, {s.failed:,} failed "
+            f"in {s.seconds:.1f} s ({rate:,.0f} files/s read)"
+        )
+        if skipped:
+            typer.echo(f"skipped: {skipped}")
+    typer.echo(f"vector index: {plural(s.vectors, 'photo')} ({s.vector_index})")
+    if s.unreadable:
+        typer.echo(f"{s.unreadable:,} unreadable (mosaicdb errors)")
 
 
 @app.command()

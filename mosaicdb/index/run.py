@@ -31,6 +31,10 @@ class IndexSummary:
     vectors: int = 0
     vector_index: str = ""
     warnings: list[str] = field(default_factory=list)
+    # files no decoder reads, by extension ("" for none), most first
+    skipped: dict[str, int] = field(default_factory=dict)
+    # photos of these folders that could not be read, this run's and earlier ones'
+    unreadable: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -151,6 +155,10 @@ def index(
     summary.vectors, summary.vector_index = vs["count"], vs["action"]
     summary.roots = [_show(s.root_path) for s in scopes]
     summary.warnings[:0] = stats.warnings  # the walk's first, then the writing's
+    summary.skipped = {
+        os.fsdecode(ext): n for ext, n in sorted(stats.skipped.items(), key=lambda x: (-x[1], x[0]))
+    }
+    summary.unreadable = sum(ctx.catalog.error_count(s.root_id, s.walk_path) for s in scopes)
     summary.seconds = time.monotonic() - t0
     return summary
 
@@ -247,6 +255,19 @@ def _index_local(ctx: Context, plan, opts, scopes, pool, batch_size, summary):
         summary.warnings.append(_dropped_warning(n, folders.get(rid), read=False))
 
 
+def check_paths(paths) -> list[bytes]:
+    """The folders to index, resolved, or one error naming the first that is not a folder:
+    checked before anything is registered (or a store made)."""
+    resolved = []
+    for p in paths:
+        raw = os.fsencode(os.path.expanduser(os.fsdecode(os.fsencode(p))))
+        if not os.path.isdir(raw):
+            what = "does not exist" if not os.path.exists(raw) else "is not a folder"
+            raise MosaicdbError(f"{_show(raw)} {what}")
+        resolved.append(os.path.realpath(raw))
+    return resolved
+
+
 def _scopes(ctx: Context, paths, stats) -> list:
     from mosaicdb.index.walk import Scope
 
@@ -263,13 +284,7 @@ def _scopes(ctx: Context, paths, stats) -> list:
                 continue
             scopes.append(Scope(rid, rpath, rpath))
         return scopes
-    resolved = []
-    for p in paths:  # all checked before any is registered
-        raw = os.fsencode(os.path.expanduser(os.fsdecode(os.fsencode(p))))
-        if not os.path.isdir(raw):
-            what = "does not exist" if not os.path.exists(raw) else "is not a folder"
-            raise MosaicdbError(f"{_show(raw)} {what}")
-        resolved.append(os.path.realpath(raw))
+    resolved = check_paths(paths)
     scopes = []
     for rp in resolved:
         cover = next(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,9 +29,17 @@ class ScanOptions:
     lease_seconds: float = 120.0  # shared catalogs: claimed files return to the queue after
 
 
+# Folders and files that photo apps and NAS boxes fill with their own thumbnails: never photos
+# of the library, even under --include-hidden.
+SKIP_FOLDERS = frozenset([b"@eaDir", b".@__thumb", b".thumbnails"])
+SKIP_PREFIXES = (b"._",)  # AppleDouble files beside every photo on a non-Mac disk
+
+
 @dataclass
 class WalkStats:
     warnings: list[str] = field(default_factory=list)
+    # files left out because no decoder reads them: extension (lower case, "" for none) → count
+    skipped: Counter = field(default_factory=Counter)
 
 
 def walk(top: bytes, include_hidden: bool, stats: WalkStats) -> Iterator[tuple[bytes, int, int]]:
@@ -64,9 +73,13 @@ def walk(top: bytes, include_hidden: bool, stats: WalkStats) -> Iterator[tuple[b
                 continue
             try:
                 if e.is_dir():
-                    subdirs.append(e.path)
+                    if name not in SKIP_FOLDERS:
+                        subdirs.append(e.path)
                     continue
-                if os.path.splitext(name)[1].lower() not in EXTENSIONS:
+                ext = os.path.splitext(name)[1].lower()
+                if ext not in EXTENSIONS or name.startswith(SKIP_PREFIXES):
+                    if not name.startswith(SKIP_PREFIXES) and e.is_file():
+                        stats.skipped[ext] += 1
                     continue
                 st = e.stat()
             except OSError:

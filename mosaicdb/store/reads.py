@@ -20,10 +20,7 @@ from mosaicdb.store.schema import (
     roots,
     thumbnails,
 )
-from mosaicdb.store.sql import (
-    chunks,
-    sql_sum,
-)
+from mosaicdb.store.sql import chunks, prefix_range, sql_sum
 
 
 class CatalogReads:
@@ -182,6 +179,14 @@ class CatalogReads:
                 photos.c.id, photos.c.path, photos.c.size, photos.c.mtime_ns, photos.c.status
             ).where(photos.c.root_id == root_id)
             return [tuple(r) for r in c.execute(q)]
+
+    def error_count(self, root_id: int, under: bytes | None = None) -> int:
+        """Photos of a folder (only those under `under` if given) whose file could not be read."""
+        q = select(func.count()).where((photos.c.status == "error") & (photos.c.root_id == root_id))
+        if under is not None:
+            q = q.where((photos.c.path == under) | prefix_range(photos.c.path, under))
+        with self.engine.connect() as c:
+            return int(c.execute(q).scalar_one())
 
     def errors(self) -> list[tuple[bytes, str]]:
         with self.engine.connect() as c:
