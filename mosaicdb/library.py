@@ -245,9 +245,18 @@ class Library:
         return self.ctx.vectors.search_index(spec, exact)
 
     # -- render ----------------------------------------------------------------------------
-    def render(self, target=None, output: str = "", *, plan: int | None = None, **options):
+    def render(
+        self,
+        target=None,
+        output: str = "",
+        *,
+        plan: int | None = None,
+        force: bool = False,
+        **options,
+    ):
         """Render `target` into `output` (format from the extension); see RenderOptions for
-        the options. `plan=ID` re-renders a saved plan without matching again."""
+        the options. `plan=ID` re-renders a saved plan without matching again. An output that
+        is the target or lies in an indexed folder is refused unless `force`."""
         from mosaicdb.render.stage import RenderOptions, run
 
         if not output:
@@ -260,6 +269,7 @@ class Library:
             str(output),
             RenderOptions(**options),
             plan_id=plan,
+            force=force,
         )
 
     def renders(self) -> list[dict]:

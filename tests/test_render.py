@@ -411,3 +411,22 @@ def test_cli_repetition_rules_contract(cli, lib_dir, tmp_path):
     r = cli("render", t, "-o", out, "--tiles-across", "4", "--repeat", "free")
     assert r.exit_code == 0, r.output
     assert "\nvariety: " in r.output and "of cells beside the same photo" in r.output
+
+
+def test_output_over_the_target_or_into_an_indexed_folder_is_refused(colour_lib, work, lib_dir):
+    """`render X.jpg -o X.jpg` overwrote the photo; a mosaic written into an indexed folder
+    would be indexed as a photo next time. Both are refused, with one line, unless --force."""
+    t = blocks_target(work / "target.png")
+    before = t.read_bytes()
+    with pytest.raises(OptionError, match=r"^--output: is the target image .*--force"):
+        colour_lib.render(t, t, tiles_across=4, tile_size=8)
+    assert t.read_bytes() == before
+    inside = lib_dir / "sub" / "m.jpg"
+    inside.parent.mkdir(exist_ok=True)
+    with pytest.raises(OptionError, match=r"^--output: lies in the indexed folder "):
+        colour_lib.render(t, inside, tiles_across=4, tile_size=8)
+    assert not inside.exists()
+    r = colour_lib.render(t, inside, tiles_across=4, tile_size=8, force=True)
+    assert inside.exists() and r.cells == 8
+    with pytest.raises(OptionError, match="indexed folder"):  # a re-render of the plan too
+        colour_lib.render(output=inside, plan=r.render_id)

@@ -90,6 +90,12 @@ def render(
     score: Annotated[
         bool, typer.Option("--score", help="Also score ΔE2000 and SSIM at 400 and 1600 px wide.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Write the output even over the target or into an indexed folder."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -101,6 +107,7 @@ def render(
             target,
             output,
             plan=plan,
+            force=force,
             tiles_across=tiles_across,
             tile_count=tile_count,
             tile_size=tile_size,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from mosaicdb.errors import NotFoundError, OptionError, RenderError
 from mosaicdb.output.assemble import assemble, prepare_output
 from mosaicdb.output.formats import MAX_SIDE
+from mosaicdb.records import display_path
 from mosaicdb.target import grid_size, load_region, parse_aspect
 from mosaicdb.vectors import ensure_spec_vectors, vectors_of
 
@@ -167,8 +169,31 @@ class RenderReport:
         return d
 
 
+def check_output(ctx: Context, output: str, target: str | None) -> None:
+    """Refuse an output that would overwrite the target, or land in an indexed folder (the
+    next `index` would take the mosaic for a photo); `--force` skips this."""
+    out = os.path.realpath(output)
+    if target and os.path.exists(target) and out == os.path.realpath(target):
+        raise OptionError(
+            "--output", f"is the target image {target}: it would be overwritten (--force to do so)"
+        )
+    where = os.fsencode(out)
+    for _, root in ctx.catalog.roots():
+        if where.startswith(root.rstrip(b"/") + b"/"):
+            raise OptionError(
+                "--output",
+                f"lies in the indexed folder {display_path(root)}: the next `mosaicdb index` "
+                "would take the mosaic for a photo; write it elsewhere (or --force)",
+            )
+
+
 def run(
-    ctx: Context, target: str | None, output: str, opts: RenderOptions, plan_id: int | None = None
+    ctx: Context,
+    target: str | None,
+    output: str,
+    opts: RenderOptions,
+    plan_id: int | None = None,
+    force: bool = False,
 ) -> RenderReport:
     import numpy as np
 
@@ -195,7 +220,11 @@ def run(
         cols, rows = saved["cols"], saved["rows"]
         target = target or saved["target"]
         spec = F.FeatureSpec.parse(saved["spec"])
+        if not force:
+            check_output(ctx, output, target)
     else:
+        if not force:
+            check_output(ctx, output, target)
         aw, ah = parse_aspect(opts.aspect)
         base = F.FeatureSpec(opts.grid) if opts.grid else ctx.spec
         spec = base.with_aspect(aw, ah)
