@@ -31,6 +31,19 @@ class PhotoState:
     indexed_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Move:
+    """A file found where a gone row's file was not: the row takes the new path (identity.py)."""
+
+    photo_id: int
+    old_path: bytes
+    path: bytes
+    root_id: int
+    size: int
+    mtime_ns: int
+    fingerprint: bytes
+
+
 @dataclass
 class PhotoResult:
     """What a worker learned about one file; see scan.process_batch."""
@@ -50,3 +63,4 @@ class PhotoResult:
     vector: bytes | None = None
     mean: tuple[float, float, float] | None = None
     fine: tuple[str, bytes] | None = None  # (spec key, vector) of the re-ranking grid
+    fingerprint: bytes | None = None  # index/identity.fingerprint of the file read

@@ -184,10 +184,10 @@ def test_files_done_by_another_indexer_are_not_read_again(pg, library, tmp_path,
         real_plan = scan.plan_scan
         plans = {}
 
-        def plan_then_let_a_run(catalog, scopes, opts, stats, on_file=None):
+        def plan_then_let_a_run(catalog, scopes, opts, stats, on_file=None, **kw):
             if "b" in plans:  # a's own walk
-                return real_plan(catalog, scopes, opts, stats, on_file)
-            plans["b"] = real_plan(catalog, scopes, opts, stats, on_file)
+                return real_plan(catalog, scopes, opts, stats, on_file, **kw)
+            plans["b"] = real_plan(catalog, scopes, opts, stats, on_file, **kw)
             a.index([library], workers=0)  # a indexes everything after b walked
             return plans["b"]
 

@@ -117,7 +117,8 @@ def index(
     else:
         typer.echo(
             f"{plural(s.scanned, 'file')} scanned: {s.added:,} added, {s.updated:,} updated, "
-            f"{s.removed:,} removed, {s.unchanged:,} unchanged, {s.failed:,} failed "
+            + (f"{s.moved:,} moved, " if s.moved else "")
+            + f"{s.removed:,} removed, {s.unchanged:,} unchanged, {s.failed:,} failed "
             f"in {s.seconds:.1f} s ({rate:,.0f} files/s read)"
         )
         if skipped:

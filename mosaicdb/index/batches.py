@@ -50,6 +50,7 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     """Decode each photo once: stored thumbnail + Lab grid features, or the reason it failed."""
     from mosaicdb import imaging
     from mosaicdb.features import RERANK_GRID, FeatureSpec
+    from mosaicdb.index import identity
 
     grid = RERANK_GRID if opts.rerank_grid is None else opts.rerank_grid
     rerank_spec = FeatureSpec(grid) if grid else None
@@ -100,6 +101,7 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
                 vector=vec.tobytes(),
                 mean=(float(mean[0]), float(mean[1]), float(mean[2])),
                 fine=fine,
+                fingerprint=identity.fingerprint(p, size),
             )
         )
     return out

@@ -23,6 +23,7 @@ class IndexSummary:
     scanned: int = 0
     added: int = 0
     updated: int = 0
+    moved: int = 0  # renamed or moved files that kept their photo (nothing read)
     removed: int = 0
     unchanged: int = 0
     failed: int = 0
@@ -114,7 +115,13 @@ def index(
     t0 = time.monotonic()
     summary = IndexSummary()
     stats = WalkStats()
+    before = ctx.catalog.roots()
     scopes = _skip_empty(ctx, _scopes(ctx, paths, stats), stats)
+    # a folder just registered while a registered one is gone from disk: the same folder
+    # renamed or moved? Its photos may be matched (and are kept when they are not).
+    lost = []
+    if len(ctx.catalog.roots()) > len(before):
+        lost = [(rid, rp) for rid, rp in before if not os.path.isdir(rp)]
     opts = ScanOptions(
         thumb_size=thumb_size,
         grid=ctx.spec.grid,
@@ -133,7 +140,14 @@ def index(
         started = Starting(scheduler, workers)
     try:
         with ctx.progress.task("Scanning folders", total=None) as t:
-            plan = plan_scan(ctx.catalog, scopes, opts, stats, on_file=t.advance)
+            plan = plan_scan(
+                ctx.catalog,
+                scopes,
+                opts,
+                stats,
+                on_file=t.advance,
+                lost_roots=[rid for rid, _ in lost],
+            )
     except BaseException:
         if pool:
             pool.shutdown(cancel_futures=True)
@@ -144,6 +158,17 @@ def index(
         pool.shutdown(cancel_futures=True)
         pool = None
     summary.scanned, summary.unchanged = plan.scanned, plan.unchanged
+    summary.moved = ctx.catalog.move_photos(plan.moved)
+    left = {rid: n for rid, _, n in ctx.catalog.root_counts()} if plan.moved else {}
+    for rid, rp in lost:
+        n = sum(m.old_path.startswith(rp.rstrip(b"/") + b"/") for m in plan.moved)
+        if n and not left.get(rid):
+            ctx.catalog.remove_root(rid)
+            stats.warnings.append(
+                f"{_show(rp)}: folder not found; its {n:,} photo{'s' * (n != 1)} were found in "
+                f"{', '.join(_show(s.root_path) for s in scopes)} and moved there (same ids), "
+                "and it is no longer registered"
+            )
     summary.removed = ctx.catalog.delete_photos(plan.gone) if plan.gone else 0
 
     if executor == "dask":

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mosaicdb.index.decode import EXTENSIONS
+from mosaicdb.index.identity import match_moved
+from mosaicdb.records import Move
 
 if TYPE_CHECKING:
     from mosaicdb.store.catalog import Catalog
@@ -107,6 +109,7 @@ class ScanPlan:
     # path → (size, mtime_ns, photos.indexed_at or None) of each file in `todo`: what a shared
     # catalog's work queue records (scan_queue)
     seen: dict[bytes, tuple[int, int, float | None]] = field(default_factory=dict)
+    moved: list[Move] = field(default_factory=list)  # renamed or moved files: no read
 
 
 def plan_scan(
@@ -115,7 +118,11 @@ def plan_scan(
     opts: ScanOptions,
     stats: WalkStats,
     on_file: Callable[[], None] | None = None,
+    lost_roots: Sequence[int] = (),
 ) -> ScanPlan:
+    """What to read, what is unchanged, what moved and what is gone. `lost_roots`: folders
+    whose own path is gone (renamed or unmounted): their photos may be among the moved, and
+    are otherwise kept."""
     todo: list[bytes] = []
     existing: dict[bytes, int] = {}
     root_of: dict[bytes, int] = {}
@@ -147,4 +154,16 @@ def plan_scan(
                 existing[path] = row.id
                 seen[path] = (size, mtime, row.indexed_at)
         gone.extend(r.id for r in known.values())
-    return ScanPlan(todo, existing, root_of, gone, scanned, unchanged, seen)
+    moved: list[Move] = []
+    if (gone or lost_roots) and len(todo) > len(existing):
+        # a file with no row where a row lost its file: the same photo renamed or moved?
+        new = [(p, root_of[p], seen[p][0], seen[p][1]) for p in todo if p not in existing]
+        moved = match_moved(catalog.fingerprints_of(gone, lost_roots), new)
+        if moved:
+            taken = {m.path for m in moved}
+            ids = {m.photo_id for m in moved}
+            todo = [p for p in todo if p not in taken]
+            gone = [i for i in gone if i not in ids]
+            for p in taken:
+                del seen[p]
+    return ScanPlan(todo, existing, root_of, gone, scanned, unchanged, seen, moved)

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from mosaicdb.records import PhotoResult, PhotoState
+from mosaicdb.records import Move, PhotoResult, PhotoState
 from mosaicdb.store.checks import CatalogChecks, RowCheck  # noqa: F401
 from mosaicdb.store.postgres import copy_rows, stage_queue, write_results_pg
 from mosaicdb.store.reads import CatalogReads
@@ -191,6 +191,47 @@ class Catalog(RenderRecords, CatalogReads, VectorRows, CatalogChecks):
                 out.update({r[0]: PhotoState(r[1], r[2], r[3], r[4], r[5]) for r in c.execute(q)})
         return out
 
+    def fingerprints_of(
+        self, ids: Sequence[int] = (), root_ids: Sequence[int] = ()
+    ) -> list[tuple[int, bytes, int, bytes]]:
+        """(id, path, size, fingerprint) of these photos, and of every photo of these folders,
+        that were read and have one: the rows a moved file may take over."""
+        p = photos.c
+        q = select(p.id, p.path, p.size, p.fingerprint).where(
+            p.status == "ok", p.fingerprint.is_not(None)
+        )
+        out = []
+        with self.engine.connect() as c:
+            for chunk in chunks(sorted(set(ids)), 500):
+                out += [tuple(r) for r in c.execute(q.where(p.id.in_(chunk)))]
+            if root_ids:
+                out += [tuple(r) for r in c.execute(q.where(p.root_id.in_(list(root_ids))))]
+        return out
+
+    def move_photos(self, moves: Sequence[Move]) -> int:
+        """Give each photo its new path (and folder, size, mtime): a renamed or moved file that
+        keeps its id, thumbnail and vectors. A row changed since the walk saw it (its path is
+        no longer the old one) is left as it is; returns how many moved."""
+        if not moves:
+            return 0
+        p = photos.c
+        now = time.time()
+        n = 0
+        with self.engine.begin() as c:
+            for m in moves:
+                n += c.execute(
+                    update(photos)
+                    .where(p.id == m.photo_id, p.path == m.old_path)
+                    .values(
+                        path=m.path,
+                        root_id=m.root_id,
+                        size=m.size,
+                        mtime_ns=m.mtime_ns,
+                        indexed_at=now,
+                    )
+                ).rowcount
+        return n
+
     def delete_photos(self, ids: Sequence[int], since: int | None = None) -> int:
         """Drop these photos' rows. With `since` (the change counter read before they were
         judged gone), a photo written again after it, by an `index` running meanwhile, is
@@ -252,6 +293,7 @@ class Catalog(RenderRecords, CatalogReads, VectorRows, CatalogChecks):
                     "width": r.width,
                     "height": r.height,
                     "format": r.format,
+                    "fingerprint": r.fingerprint,
                     "indexed_at": now,
                 }
 

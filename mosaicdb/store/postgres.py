@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 _STAGE_RESULTS_COLS = (
     "path bytea, root_id int4, size int8, mtime_ns int8, status text, error text, "
-    "width int4, height int4, format text"
+    "width int4, height int4, format text, fingerprint bytea"
 )
 
 
@@ -142,12 +142,13 @@ def write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, n
                 r.width,
                 r.height,
                 r.format,
+                r.fingerprint,
             )
             for r in results
         ),
     )
     s, p = _stage_results.c, photos.c
-    fields = ["size", "mtime_ns", "status", "error", "width", "height", "format"]
+    fields = ["size", "mtime_ns", "status", "error", "width", "height", "format", "fingerprint"]
     ins = dialect_insert(c)(photos)
     ids = dict(
         c.execute(

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 
 metadata = MetaData()
@@ -56,6 +56,9 @@ photos = Table(
     Column("height", Integer),
     Column("format", String(16)),
     Column("indexed_at", Float, nullable=False),
+    # size + hash of three samples of the bytes (index/identity.py): a renamed or moved file
+    # is recognised by it and keeps its id; NULL on rows written before schema 0007
+    Column("fingerprint", LargeBinary),
     Index("ix_photos_root_id", "root_id"),
     Index("ix_photos_status_format", "status", "format"),
     # ids are never reused: saved render plans refer to photos by id
