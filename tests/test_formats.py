@@ -135,3 +135,146 @@ def test_index_help_lists_what_it_reads(cli):
     out = " ".join(cli("index", "--help").stdout.split())
     for ext in EXTENSIONS:
         assert ext.decode() in out
+
+
+def dng(path, rgb=(30, 60, 220), preview=(400, 300), jpeg=True, orientation=1, sensor=(320, 240)):
+    """A DNG (TIFF with the DNG tags, written by tifffile) as cameras make them: sensor data
+    in a sub-IFD and the preview in IFD 0, a JPEG (patched in: tifffile writes no JPEG without
+    imagecodecs) or an RGB bitmap; `orientation` the EXIF value of the shot."""
+    import struct
+
+    import tifffile
+
+    pw, ph = preview
+    pixels = np.empty((ph, pw, 3), np.uint8)
+    pixels[:] = rgb
+    identity = (10000, 10000, 0, 10000, 0, 10000) * 2 + (0, 10000, 0, 10000, 10000, 10000)
+    tags = [
+        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
+        (271, "s", 0, "mosaicdb", True),
+        (272, "s", 0, "Test", True),
+        (50708, "s", 0, "mosaicdb Test", True),  # UniqueCameraModel
+        (274, "H", 1, orientation, True),
+        (50721, "2i", 9, identity, True),  # ColorMatrix1
+    ]
+    sw, sh = sensor
+    cfa = np.random.default_rng(0).integers(500, 3000, (sh, sw)).astype(np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tifffile.TiffWriter(path) as t:
+        t.write(
+            pixels, photometric="rgb", rowsperstrip=ph, subfiletype=1, subifds=1, extratags=tags
+        )
+        t.write(
+            cfa,
+            photometric=32803,  # CFA
+            subfiletype=0,
+            extratags=[
+                (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
+                (33422, "B", 4, (0, 1, 1, 2), True),  # CFAPattern RGGB
+                (50717, "H", 1, 4095, True),  # WhiteLevel
+            ],
+        )
+    if jpeg:
+        data = pyvips.Image.new_from_array(pixels).copy(interpretation="srgb").jpegsave_buffer(Q=95)
+        b = bytearray(path.read_bytes())
+        at = len(b)
+        b += data
+        ifd = struct.unpack_from("<I", b, 4)[0]
+        for i in range(struct.unpack_from("<H", b, ifd)[0]):
+            e = ifd + 2 + 12 * i
+            tag, typ = struct.unpack_from("<HH", b, e)
+            fmt = "<I" if typ == 4 else "<H"
+            value = {259: 7, 262: 6, 273: at, 279: len(data)}.get(tag)  # JPEG, YCbCr, strip
+            if value is not None:
+                struct.pack_into(fmt, b, e + 8, value)
+        path.write_bytes(b)
+    return path
+
+
+def test_raw_is_indexed_from_its_preview_upright(lib, lib_dir):
+    dng(lib_dir / "DSC_0001.NEF", COLOURS["blue"])  # any RAW extension goes to LibRaw
+    dng(lib_dir / "rot.dng", COLOURS["red"], orientation=6)  # shot holding the camera upright
+    dng(lib_dir / "bitmap.dng", COLOURS["green"], jpeg=False, orientation=8)
+    s = lib.index([lib_dir], workers=1)
+    assert (s.added, s.failed) == (3, 0), lib.errors()
+    got = by_name(lib)
+    assert {n: (r["status"], r["format"], r["width"], r["height"]) for n, r in got.items()} == {
+        "DSC_0001.NEF": ("ok", "raw", 320, 240),
+        "rot.dng": ("ok", "raw", 240, 320),
+        "bitmap.dng": ("ok", "raw", 240, 320),
+    }
+    for name, colour in (("DSC_0001.NEF", "blue"), ("rot.dng", "red"), ("bitmap.dng", "green")):
+        assert np.abs(np.array(got[name]["lab"]) - lab_of(COLOURS[colour])).max() < 3, name
+    with lib.catalog.engine.connect() as c:
+        from sqlalchemy import select
+
+        from mosaicdb.store import schema
+
+        t = schema.thumbnails.c
+        dims = {w < h for w, h in c.execute(select(t.width, t.height))}
+    assert dims == {False, True}  # the rotated shots' thumbnails are portrait
+
+
+def test_raw_without_a_big_enough_preview_is_developed(lib, lib_dir):
+    dng(lib_dir / "tiny-preview.dng", preview=(160, 120), orientation=6, sensor=(640, 480))
+    s = lib.index([lib_dir], workers=0, thumb_size=128)  # the preview is bigger: used
+    assert s.failed == 0
+    dng(lib_dir / "tiny2.dng", preview=(80, 60), orientation=6, sensor=(640, 480))
+    s = lib.index([lib_dir], workers=0)
+    assert (s.added, s.failed) == (1, 0), lib.errors()
+    r = by_name(lib)["tiny2.dng"]
+    assert (r["width"], r["height"]) == (480, 640)
+    # developed from the (random) sensor data, not the blue preview
+    assert np.abs(np.array(r["lab"]) - lab_of((30, 60, 220))).max() > 10
+
+
+def test_broken_raw_files_are_error_rows(lib, lib_dir):
+    good = dng(lib_dir / "good.dng")
+    (lib_dir / "cut.dng").write_bytes(good.read_bytes()[:300])
+    (lib_dir / "notes.cr2").write_text("not a raw file")
+    s = lib.index([lib_dir], workers=0)
+    assert (s.added, s.failed) == (3, 2)
+    errs = {e["path"].rsplit("/", 1)[1]: e["error"] for e in lib.errors()}
+    assert set(errs) == {"cut.dng", "notes.cr2"}
+    assert all(e.startswith("raw: ") and "\n" not in e for e in errs.values()), errs
+
+
+def test_formats_libvips_lacks_are_read_by_pillow(lib, lib_dir):
+    from PIL import Image
+
+    def save(name, rgb, size=(300, 200), **kw):
+        px = np.empty((size[1], size[0], 3), np.uint8)
+        px[:] = rgb
+        Image.fromarray(px).save(lib_dir / name, **kw)
+
+    save("a.bmp", COLOURS["red"])
+    save("b.jp2", COLOURS["green"], size=(1200, 800))
+    save("c.TGA", COLOURS["blue"])
+    save("d.ppm", COLOURS["yellow"])
+    (lib_dir / "e.bmp").write_bytes(b"BM not really")
+    s = lib.index([lib_dir], workers=0)
+    assert (s.added, s.failed) == (5, 1), lib.errors()
+    got = by_name(lib)
+    assert {n: (r["format"], r["width"], r["height"]) for n, r in got.items() if r["lab"]} == {
+        "a.bmp": ("bmp", 300, 200),
+        "b.jp2": ("jpeg2000", 1200, 800),
+        "c.TGA": ("tga", 300, 200),
+        "d.ppm": ("ppm", 300, 200),
+    }
+    for name, colour in (
+        ("a.bmp", "red"),
+        ("b.jp2", "green"),
+        ("c.TGA", "blue"),
+        ("d.ppm", "yellow"),
+    ):
+        assert np.abs(np.array(got[name]["lab"]) - lab_of(COLOURS[colour])).max() < 3, name
+    assert got["e.bmp"]["error"].startswith("pillow: ")
+
+
+@pytest.mark.parametrize(
+    "name, decoder", [("x.NEF", "raw"), ("x.cr3", "raw"), ("x.dng", "raw"), ("x.BMP", "pillow")]
+)
+def test_raw_and_pillow_extensions_go_to_their_decoders(name, decoder):
+    from mosaicdb.index import decode
+
+    assert decode.decoder_for(b"/p/" + name.encode()).__name__ == f"mosaicdb.index.decode.{decoder}"

@@ -1,5 +1,5 @@
 """A photo's identity across renames and moves: a content fingerprint taken when the file is
-read (its size and a hash of three 64 KiB samples: start, middle, end), and the match of the
+read (its size and a hash of three 8 KiB samples: start, middle, end), and the match of the
 files a walk finds new against the rows it finds gone. A match keeps its photo id, thumbnail
 and vectors, so saved plans and the viewer keep working and nothing is decoded again."""
 
@@ -12,15 +12,18 @@ from collections.abc import Iterable
 
 from mosaicdb.records import Move
 
-SAMPLE = 64 * 1024
+# Part of the stored fingerprint: changing it (or the hash) makes every stored one unmatched,
+# so it needs a migration that clears them.
+SAMPLE = 8 * 1024
 
 
 def fingerprint(path: bytes, size: int) -> bytes | None:
     """16 bytes naming the content of `path` (`size` bytes), or None if it cannot be read.
 
     Three samples, not the whole file: a 24-megapixel JPEG is read once by its decoder, and
-    hashing all of it again would cost a tenth of the index. Two files of one size that agree
-    on the first, middle and last 64 KiB are the same photo for every purpose of the store
+    hashing all of it again would cost a tenth of the index, and a rename of 10,000 photos
+    would spend its time hashing (bench/bench_rename.py). Two files of one size that agree on
+    the first, middle and last 8 KiB are the same photo for every purpose of the store
     (an edit re-encodes the photo or shifts its bytes, and a rating or tag is written
     at the start)."""
     h = hashlib.blake2b(size.to_bytes(8, "little"), digest_size=16)
@@ -60,15 +63,11 @@ def match_moved(
     moves: list[Move] = []
     if not by_size:
         return moves
-    for path, root_id, size, mtime in sorted(new):
-        fps = by_size.get(size)
-        if not fps:
-            continue
-        fp = fingerprint(path, size)
-        rows = fps.get(fp) if fp is not None else None
+    todo = [x for x in sorted(new) if x[2] in by_size]
+    fps = [fingerprint(x[0], x[2]) for x in todo]
+    for (path, root_id, size, mtime), fp in zip(todo, fps, strict=True):
+        rows = by_size[size].get(fp) if fp is not None else None
         if rows:
             pid, old = rows.pop(0)
-            if not rows:
-                del fps[fp]
             moves.append(Move(pid, old, path, root_id, size, mtime, fp))
     return moves

@@ -216,21 +216,27 @@ class Catalog(RenderRecords, CatalogReads, VectorRows, CatalogChecks):
             return 0
         p = photos.c
         now = time.time()
-        n = 0
+        q = (
+            update(photos)
+            .where(p.id == bindparam("pid"), p.path == bindparam("old"))
+            .values(
+                path=bindparam("new"),
+                root_id=bindparam("rid"),
+                size=bindparam("sz"),
+                mtime_ns=bindparam("mt"),
+                indexed_at=now,
+            )
+        )
         with self.engine.begin() as c:
-            for m in moves:
-                n += c.execute(
-                    update(photos)
-                    .where(p.id == m.photo_id, p.path == m.old_path)
-                    .values(
-                        path=m.path,
-                        root_id=m.root_id,
-                        size=m.size,
-                        mtime_ns=m.mtime_ns,
-                        indexed_at=now,
-                    )
-                ).rowcount
-        return n
+            n = c.execute(
+                q,
+                [
+                    {"pid": m.photo_id, "old": m.old_path, "new": m.path, "rid": m.root_id}
+                    | {"sz": m.size, "mt": m.mtime_ns}
+                    for m in moves
+                ],
+            ).rowcount
+        return n if n >= 0 else len(moves)  # the sum over the rows (sqlite3, psycopg 3)
 
     def delete_photos(self, ids: Sequence[int], since: int | None = None) -> int:
         """Drop these photos' rows. With `since` (the change counter read before they were

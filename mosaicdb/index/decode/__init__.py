@@ -17,6 +17,11 @@ import os
 DECODERS: dict[str, frozenset[bytes]] = {
     "vips": frozenset(b".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .gif .avif".split()),
     "heif": frozenset(b".heic .heif .hif".split()),
+    "pillow": frozenset(b".bmp .dib .jp2 .j2k .jpf .jpx .tga .ppm .pgm .pbm .pnm".split()),
+    "raw": frozenset(
+        b".dng .nef .nrw .cr2 .cr3 .crw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .x3f .erf .kdc"
+        b" .mrw .3fr .fff .iiq .rwl .mos".split()
+    ),
 }
 EXTENSIONS = frozenset().union(*DECODERS.values())
 _BY_EXTENSION = {ext: name for name, exts in DECODERS.items() for ext in exts}

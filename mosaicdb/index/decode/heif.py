@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 
-from mosaicdb.imaging import to_srgb8, vips_message
+from mosaicdb.imaging import vips_message
 from mosaicdb.index.decode import PhotoReadError
+from mosaicdb.index.decode.pixels import from_array, shrink
 
 os.environ.setdefault("VIPS_WARNING", "0")
 
@@ -39,18 +40,6 @@ def decode(path: bytes, short_side: int, max_pixels: int):
     except Exception as e:  # libheif's errors (truncated, not HEIF, unsupported codec)
         raise PhotoReadError(("heif: " + " ".join(str(e).split()))[:500]) from None
     try:
-        img = pyvips.Image.new_from_array(np.ascontiguousarray(pixels), interpretation="srgb")
-        if pixels.ndim == 2:
-            img = img.copy(interpretation="b-w")
-        if icc:
-            img = img.copy()
-            img.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
-            img = img.icc_transform("srgb", embedded=True)
-        if w <= h:
-            tw, th = short_side, int(h * short_side / w) + 2
-        else:
-            tw, th = int(w * short_side / h) + 2, short_side
-        thumb = img.thumbnail_image(tw, height=th, size="down")
-        return to_srgb8(thumb).numpy(), w, h, FORMAT
+        return shrink(from_array(pixels, icc), short_side), w, h, FORMAT
     except pyvips.Error as e:
         raise PhotoReadError(vips_message(e)) from None
