@@ -264,12 +264,14 @@ def perceptual_hash(rgb: np.ndarray) -> int:
     half (bench/bench_dupes.py measures both on the real photos)."""
     y = rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     h, w = y.shape
-    rows = np.add.reduceat(y, (np.arange(32) * h) // 32, axis=0) / np.diff(
-        np.append((np.arange(32) * h) // 32, h)
-    )[:, None]
-    small = np.add.reduceat(rows, (np.arange(32) * w) // 32, axis=1) / np.diff(
-        np.append((np.arange(32) * w) // 32, w)
-    )[None, :]
+    rows = (
+        np.add.reduceat(y, (np.arange(32) * h) // 32, axis=0)
+        / np.diff(np.append((np.arange(32) * h) // 32, h))[:, None]
+    )
+    small = (
+        np.add.reduceat(rows, (np.arange(32) * w) // 32, axis=1)
+        / np.diff(np.append((np.arange(32) * w) // 32, w))[None, :]
+    )
     d = _dct_matrix(32)
     low = (d @ small @ d.T)[:8, :8].ravel()
     bits = low > np.median(low[1:])

@@ -174,6 +174,12 @@ class Library:
         vs = self.ctx.vectors.sync()
         return {"root": _show(path), "photos_removed": n, "vectors": vs["count"]}
 
+    def dupes(self) -> list[dict]:
+        """Near-duplicate groups (size, ids, paths; the first photo first), largest first."""
+        from mosaicdb.query.dupes import dupes
+
+        return dupes(self.ctx)
+
     def errors(self) -> list[dict]:
         return [{"path": _show(p), "error": e} for p, e in self.catalog.errors()]
 

@@ -64,3 +64,4 @@ class PhotoResult:
     mean: tuple[float, float, float] | None = None
     fine: tuple[str, bytes] | None = None  # (spec key, vector) of the re-ranking grid
     fingerprint: bytes | None = None  # index/identity.fingerprint of the file read
+    phash: int | None = None  # features.perceptual_hash of the thumbnail

@@ -77,6 +77,7 @@ def test_new_store_fast_path_equals_migrations(tmp_path):
     assert {i["name"] for i in insp.get_indexes("photos")} == {
         "ix_photos_root_id",
         "ix_photos_status_format",
+        "ix_photos_dup_of",
     }
 
 

@@ -44,8 +44,15 @@ def _print_stats(con, s: dict) -> None:
     con.print(
         f"[bold]{s['photos']:,} photos[/]: {s['by_status']['ok']:,} ok, "
         f"{s['by_status']['error']:,} errors; formats: "
-        + ", ".join(f"{k} {v:,}" for k, v in s["by_format"].items())
+        + (", ".join(f"{k} {v:,}" for k, v in s["by_format"].items()) or "none")
     )
+    nd = s["near_duplicates"]
+    if nd["groups"]:
+        con.print(
+            f"near-duplicates: {nd['groups']:,} group{'s' * (nd['groups'] != 1)} of "
+            f"{nd['photos']:,} photos (each counts as one photo under the repetition rules; "
+            "mosaicdb dupes)"
+        )
     for r in s["roots"]:
         con.print(f"  root {escape(r['path'])}: {r['photos']:,} photos")
     vec = sum(st["vector_files"].values())
@@ -75,6 +82,23 @@ def _print_stats(con, s: dict) -> None:
         con.print(line)
     if s.get("plot"):
         con.print(f"coverage picture: {escape(s['plot'])}")
+
+
+@app.command()
+@command
+def dupes(json_out: JsonOpt = False):
+    """Near-duplicate groups (copies, edits, burst shots, RAW+JPEG pairs), largest first."""
+    with brief(), open_store() as lib:
+        groups = lib.dupes()
+    if json_out:
+        print_json(groups)
+        return
+    for g in groups:
+        typer.echo(f"{g['size']} photos:")
+        for p in g["paths"]:
+            typer.echo(f"  {p}")
+    if not groups:
+        typer.echo("no near-duplicates", err=True)
 
 
 @app.command("ls")

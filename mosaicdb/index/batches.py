@@ -49,7 +49,7 @@ def _crash_now() -> bool:
 def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     """Decode each photo once: stored thumbnail + Lab grid features, or the reason it failed."""
     from mosaicdb import imaging
-    from mosaicdb.features import RERANK_GRID, FeatureSpec
+    from mosaicdb.features import RERANK_GRID, FeatureSpec, perceptual_hash
     from mosaicdb.index import identity
 
     grid = RERANK_GRID if opts.rerank_grid is None else opts.rerank_grid
@@ -102,6 +102,7 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
                 mean=(float(mean[0]), float(mean[1]), float(mean[2])),
                 fine=fine,
                 fingerprint=identity.fingerprint(p, size),
+                phash=perceptual_hash(thumb),
             )
         )
     return out

@@ -88,6 +88,7 @@ def index(
     shards.py): the one at `scheduler`, or a LocalCluster of `workers` processes; shards
     of `shard_size` files, each task needing Dask worker resource `resource` if given."""
     from mosaicdb.index.batches import start_pool
+    from mosaicdb.index.dupes import regroup
     from mosaicdb.index.walk import ScanOptions, WalkStats, plan_scan
 
     if workers is None:
@@ -175,6 +176,7 @@ def index(
         _index_dask(ctx, plan, opts, started, shard_size, resource, summary)
     else:
         _index_local(ctx, plan, opts, scopes, pool, batch_size, summary)
+    regroup(ctx.catalog)
     vs = ctx.vectors.sync()
     ctx.catalog.set_meta({"last_index_at": str(time.time())})
     summary.vectors, summary.vector_index = vs["count"], vs["action"]

@@ -24,9 +24,11 @@ def stats(ctx: Context, plot: str | None = None) -> dict:
         counts_job = pool.submit(ctx.catalog.status_format_counts)
         roots_job = pool.submit(ctx.catalog.root_counts)
         thumbs_job = pool.submit(ctx.catalog.thumbnail_bytes)
+        dupes_job = pool.submit(ctx.catalog.dup_counts)
         cov = coverage(ctx)
         status_formats, root_counts = counts_job.result(), roots_job.result()
         thumb_bytes = thumbs_job.result()
+        groups, in_groups = dupes_job.result()
     by_status: dict[str, int] = {}
     by_format: dict[str, int] = {}
     for status, fmt, n in status_formats:
@@ -43,6 +45,8 @@ def stats(ctx: Context, plot: str | None = None) -> dict:
         "by_status": {"ok": by_status.get("ok", 0), "error": by_status.get("error", 0)},
         "by_format": dict(sorted(by_format.items(), key=lambda kv: -kv[1])),
         "roots": [{"path": _show(p), "photos": n} for _i, p, n in root_counts],
+        # near-duplicate groups and the photos in them; render counts a group as one photo
+        "near_duplicates": {"groups": groups, "photos": in_groups},
         "store": {
             "home": str(ctx.home),
             "catalog_bytes": catalog,

@@ -272,9 +272,7 @@ def run(
             ensure_spec_vectors(ctx, spec)
         index = ctx.vectors.index(spec)
         opts.resolve_rules(n, index.ntotal, rows, cols)
-        check_feasible(
-            n, index.ntotal, rows, cols, opts.max_uses, opts.min_distance, opts.use_all
-        )
+        check_feasible(n, index.ntotal, rows, cols, opts.max_uses, opts.min_distance, opts.use_all)
         search_index = ctx.vectors.search_index(spec, index)
         with ctx.progress.task("Matching cells", total=n) as t:
             k = min(opts.candidates_per_cell(n, index.ntotal), index.ntotal)
@@ -438,8 +436,12 @@ def run(
         timings,
         warnings,
         var,
-        {"max_uses": opts.max_uses, "min_distance": opts.min_distance, "use_all": opts.use_all,
-         "repeat": opts.repeat},
+        {
+            "max_uses": opts.max_uses,
+            "min_distance": opts.min_distance,
+            "use_all": opts.use_all,
+            "repeat": opts.repeat,
+        },
     )
 
 

@@ -29,8 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from mosaicdb.records import Move, PhotoResult, PhotoState
+from mosaicdb.records import PhotoResult, PhotoState
 from mosaicdb.store.checks import CatalogChecks, RowCheck  # noqa: F401
+from mosaicdb.store.identities import PhotoIdentity
 from mosaicdb.store.postgres import copy_rows, stage_queue, write_results_pg
 from mosaicdb.store.reads import CatalogReads
 from mosaicdb.store.renders import RenderRecords
@@ -56,7 +57,7 @@ from mosaicdb.store.sql import (
 from mosaicdb.store.vector_rows import VectorRows
 
 
-class Catalog(RenderRecords, CatalogReads, VectorRows, CatalogChecks):
+class Catalog(RenderRecords, CatalogReads, VectorRows, CatalogChecks, PhotoIdentity):
     """All reads and writes of the catalog."""
 
     def __init__(self, engine: Engine):
@@ -191,53 +192,6 @@ class Catalog(RenderRecords, CatalogReads, VectorRows, CatalogChecks):
                 out.update({r[0]: PhotoState(r[1], r[2], r[3], r[4], r[5]) for r in c.execute(q)})
         return out
 
-    def fingerprints_of(
-        self, ids: Sequence[int] = (), root_ids: Sequence[int] = ()
-    ) -> list[tuple[int, bytes, int, bytes]]:
-        """(id, path, size, fingerprint) of these photos, and of every photo of these folders,
-        that were read and have one: the rows a moved file may take over."""
-        p = photos.c
-        q = select(p.id, p.path, p.size, p.fingerprint).where(
-            p.status == "ok", p.fingerprint.is_not(None)
-        )
-        out = []
-        with self.engine.connect() as c:
-            for chunk in chunks(sorted(set(ids)), 500):
-                out += [tuple(r) for r in c.execute(q.where(p.id.in_(chunk)))]
-            if root_ids:
-                out += [tuple(r) for r in c.execute(q.where(p.root_id.in_(list(root_ids))))]
-        return out
-
-    def move_photos(self, moves: Sequence[Move]) -> int:
-        """Give each photo its new path (and folder, size, mtime): a renamed or moved file that
-        keeps its id, thumbnail and vectors. A row changed since the walk saw it (its path is
-        no longer the old one) is left as it is; returns how many moved."""
-        if not moves:
-            return 0
-        p = photos.c
-        now = time.time()
-        q = (
-            update(photos)
-            .where(p.id == bindparam("pid"), p.path == bindparam("old"))
-            .values(
-                path=bindparam("new"),
-                root_id=bindparam("rid"),
-                size=bindparam("sz"),
-                mtime_ns=bindparam("mt"),
-                indexed_at=now,
-            )
-        )
-        with self.engine.begin() as c:
-            n = c.execute(
-                q,
-                [
-                    {"pid": m.photo_id, "old": m.old_path, "new": m.path, "rid": m.root_id}
-                    | {"sz": m.size, "mt": m.mtime_ns}
-                    for m in moves
-                ],
-            ).rowcount
-        return n if n >= 0 else len(moves)  # the sum over the rows (sqlite3, psycopg 3)
-
     def delete_photos(self, ids: Sequence[int], since: int | None = None) -> int:
         """Drop these photos' rows. With `since` (the change counter read before they were
         judged gone), a photo written again after it, by an `index` running meanwhile, is
@@ -300,6 +254,9 @@ class Catalog(RenderRecords, CatalogReads, VectorRows, CatalogChecks):
                     "height": r.height,
                     "format": r.format,
                     "fingerprint": r.fingerprint,
+                    "phash": r.phash,
+                    # not yet grouped: index/dupes.regroup places it
+                    "dup_of": 0 if r.phash is not None else None,
                     "indexed_at": now,
                 }
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 _STAGE_RESULTS_COLS = (
     "path bytea, root_id int4, size int8, mtime_ns int8, status text, error text, "
-    "width int4, height int4, format text, fingerprint bytea"
+    "width int4, height int4, format text, fingerprint bytea, phash int8, dup_of int4"
 )
 
 
@@ -143,12 +143,25 @@ def write_results_pg(cat: Catalog, c: Connection, results, root_of, spec: str, n
                 r.height,
                 r.format,
                 r.fingerprint,
+                r.phash,
+                0 if r.phash is not None else None,  # not yet grouped: index/dupes.regroup
             )
             for r in results
         ),
     )
     s, p = _stage_results.c, photos.c
-    fields = ["size", "mtime_ns", "status", "error", "width", "height", "format", "fingerprint"]
+    fields = [
+        "size",
+        "mtime_ns",
+        "status",
+        "error",
+        "width",
+        "height",
+        "format",
+        "fingerprint",
+        "phash",
+        "dup_of",
+    ]
     ins = dialect_insert(c)(photos)
     ids = dict(
         c.execute(

@@ -192,3 +192,40 @@ class CatalogReads:
         with self.engine.connect() as c:
             q = select(photos.c.path, photos.c.error).where(photos.c.status == "error")
             return [tuple(r) for r in c.execute(q.order_by(photos.c.path))]
+
+    # -- near-duplicates (index/dupes.py) ----------------------------------------------------
+    def dup_groups(self) -> list[tuple[int, bytes, list[tuple[int, bytes]]]]:
+        """Each near-duplicate group: (first id, its path, [(id, path) of the others])."""
+        p = photos.c
+        first = photos.alias("first")
+        q = (
+            select(first.c.id, first.c.path, p.id, p.path)
+            .select_from(photos.join(first, first.c.id == p.dup_of))
+            .where(p.dup_of > 0, p.status == "ok")
+            .order_by(first.c.id, p.id)
+        )
+        groups: dict[int, tuple[int, bytes, list[tuple[int, bytes]]]] = {}
+        with self.engine.connect() as c:
+            for fid, fpath, pid, path in c.execute(q):
+                groups.setdefault(fid, (fid, fpath, []))[2].append((pid, path))
+        return list(groups.values())
+
+    def dup_firsts(self, ids: Sequence[int]) -> dict[int, int]:
+        """photo id → the first photo of its group, for these photos that are in a group."""
+        p = photos.c
+        out: dict[int, int] = {}
+        with self.engine.connect() as c:
+            for chunk in chunks(sorted(set(int(i) for i in ids)), 5000):
+                q = select(p.id, p.dup_of).where(p.id.in_(chunk), p.dup_of > 0)
+                out.update({i: d for i, d in c.execute(q)})
+        return out
+
+    def dup_counts(self) -> tuple[int, int]:
+        """(groups, photos in them) of near-duplicates."""
+        p = photos.c
+        q = select(func.count(func.distinct(p.dup_of)), func.count()).where(
+            p.dup_of > 0, p.status == "ok"
+        )
+        with self.engine.connect() as c:
+            g, members = c.execute(q).one()
+        return int(g), int(members) + int(g)

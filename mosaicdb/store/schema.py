@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 
 metadata = MetaData()
@@ -59,7 +59,12 @@ photos = Table(
     # size + hash of three samples of the bytes (index/identity.py): a renamed or moved file
     # is recognised by it and keeps its id; NULL on rows written before schema 0007
     Column("fingerprint", LargeBinary),
+    # near-duplicates (index/dupes.py): the thumbnail's perceptual hash, and the first photo
+    # of this one's group (NULL: the first itself, or in no group)
+    Column("phash", BigInteger),
+    Column("dup_of", Integer),
     Index("ix_photos_root_id", "root_id"),
+    Index("ix_photos_dup_of", "dup_of"),
     Index("ix_photos_status_format", "status", "format"),
     # ids are never reused: saved render plans refer to photos by id
     sqlite_autoincrement=True,

@@ -238,3 +238,15 @@ def merge_shards(trained: bytes, shards) -> object:
     if len(ids) != seen or len(np.unique(ids)) != len(ids):
         raise MergeError("shards share photo ids; each photo must be in exactly one shard")
     return merged
+
+
+def hamming_within(queries: np.ndarray, base: np.ndarray, bits: int):
+    """The rows of `base` within `bits` bits of each query (64-bit hashes as int64), by an
+    exact binary FAISS search: (lims, distances, rows) as `range_search` returns them — the
+    matches of query q are rows[lims[q]:lims[q + 1]]."""
+    index = faiss.IndexBinaryFlat(64)
+    if len(base):
+        index.add(np.ascontiguousarray(base, dtype="<i8").view(np.uint8).reshape(-1, 8))
+    q = np.ascontiguousarray(queries, dtype="<i8").view(np.uint8).reshape(-1, 8)
+    lims, dist, rows = index.range_search(q, bits + 1)  # FAISS keeps distances < radius
+    return lims, dist, rows
