@@ -255,14 +255,23 @@ def _dct_matrix(n: int) -> np.ndarray:
     return m
 
 
-def perceptual_hash(rgb: np.ndarray) -> int:
-    """A 64-bit DCT hash of a photo (its thumbnail pixels, uint8 (h, w, 3)), as a signed int64.
+# A picture whose 32×32 luma varies less than this (standard deviation, 0-255) has no shape
+# for the hash to describe: its bits would be rounding noise, and every plain sky or wall
+# would collide with every other. Such photos get no hash and are never grouped.
+FLAT_LUMA_STD = 2.0
+
+
+def perceptual_hash(rgb: np.ndarray) -> int | None:
+    """A 64-bit DCT hash of a photo (its thumbnail pixels, uint8 (h, w, 3)), as a signed int64;
+    None for a nearly flat picture (FLAT_LUMA_STD).
 
     Luma averaged down to 32×32 (aspect ignored), 2-D DCT, the 8×8 lowest frequencies
     thresholded at their median (the constant term left out). Resizing, re-encoding, mild
     colour and exposure edits and small crops move few bits; different photos differ in about
     half (bench/bench_dupes.py measures both on the real photos)."""
     y = rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    if y.shape[0] < 32 or y.shape[1] < 32:  # a tiny photo: every 32×32 bin gets a pixel
+        y = np.repeat(np.repeat(y, -(-32 // y.shape[0]), 0), -(-32 // y.shape[1]), 1)
     h, w = y.shape
     rows = (
         np.add.reduceat(y, (np.arange(32) * h) // 32, axis=0)
@@ -272,6 +281,8 @@ def perceptual_hash(rgb: np.ndarray) -> int:
         np.add.reduceat(rows, (np.arange(32) * w) // 32, axis=1)
         / np.diff(np.append((np.arange(32) * w) // 32, w))[None, :]
     )
+    if small.std() < FLAT_LUMA_STD:
+        return None
     d = _dct_matrix(32)
     low = (d @ small @ d.T)[:8, :8].ravel()
     bits = low > np.median(low[1:])

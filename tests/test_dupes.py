@@ -116,3 +116,71 @@ def test_hash_is_stable_under_resizing_and_differs_between_photos():
     ha = perceptual_hash(a.numpy())
     assert hamming(ha, perceptual_hash(a.resize(0.4).numpy())) <= 4
     assert hamming(ha, perceptual_hash(b.numpy())) > 16
+
+
+@pytest.fixture
+def burst_lib(lib, lib_dir, tmp_path):
+    """Five burst shots of one scene and 30 other photos; a target made of that scene 6×6."""
+    shot(lib_dir / "burst0.jpg", 1)
+    for k in range(1, 5):
+        img = pyvips.Image.new_from_file(str(lib_dir / "burst0.jpg")).copy_memory()
+        img.crop(3 * k, 0, 640 - 3 * k, 480).write_to_file(str(lib_dir / f"burst{k}.jpg"))
+    for s in range(2, 32):
+        shot(lib_dir / f"other{s:02d}.jpg", s)
+    lib.index([lib_dir], workers=0)
+    assert [sorted(g) for g in groups_by_name(lib)] == [[f"burst{k}.jpg" for k in range(5)]]
+    scene = pyvips.Image.new_from_file(str(lib_dir / "burst0.jpg")).resize(0.125)
+    target = tmp_path / "target.png"
+    pyvips.Image.arrayjoin([scene] * 36, across=6).write_to_file(str(target))
+    return lib, target
+
+
+def names_of(lib, render_id) -> np.ndarray:
+    with lib.catalog.engine.connect() as c:
+        q = select(schema.photos.c.id, schema.photos.c.path)
+        names = {i: os.path.basename(os.fsdecode(p)) for i, p in c.execute(q)}
+    return np.array([names[i] for i in lib.catalog.plan(render_id)])
+
+
+def test_a_burst_counts_as_one_photo_under_the_rules(burst_lib, work_dir):
+    lib, target = burst_lib
+    kw = dict(tiles_across=6, tile_size=8, aspect="4:3", min_distance=0)
+    r = lib.render(target, work_dir / "a.jpg", max_uses=2, **kw)
+    grid = names_of(lib, r.render_id)
+    assert sum(n.startswith("burst") for n in grid) == 2  # the group's two uses, not ten
+    r = lib.render(target, work_dir / "b.jpg", max_uses=2, dupes="separate", **kw)
+    assert sum(n.startswith("burst") for n in names_of(lib, r.render_id)) == 10
+
+
+def test_a_burst_is_never_beside_itself_under_min_distance(burst_lib, work_dir):
+    lib, target = burst_lib
+    kw = dict(tiles_across=6, tile_size=8, aspect="4:3", max_uses=0, min_distance=1)
+    r = lib.render(target, work_dir / "a.jpg", **kw)
+    burst = np.char.startswith(names_of(lib, r.render_id), "burst").reshape(r.rows, r.cols)
+    assert burst.sum() >= 4
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):  # no two burst shots touch
+        a = burst[
+            max(0, -dy) : burst.shape[0] - max(0, dy), max(0, -dx) : burst.shape[1] - max(0, dx)
+        ]
+        b = burst[max(0, dy) :, max(0, dx) :][: a.shape[0], : a.shape[1]]
+        assert not (a & b).any(), (dy, dx)
+    r = lib.render(target, work_dir / "b.jpg", dupes="separate", **kw)
+    burst = np.char.startswith(names_of(lib, r.render_id), "burst").reshape(r.rows, r.cols)
+    assert (burst[:, 1:] & burst[:, :-1]).any()  # separate: the shots sit side by side
+
+
+def test_dupes_option_is_checked(burst_lib, work_dir):
+    from mosaicdb.errors import OptionError
+
+    lib, target = burst_lib
+    with pytest.raises(OptionError, match="^--dupes: must be group or separate, got 'x'"):
+        lib.render(target, work_dir / "a.jpg", tiles_across=4, dupes="x")
+
+
+def test_hash_of_tiny_and_flat_pictures():
+    from mosaicdb.features import perceptual_hash
+
+    rng = np.random.default_rng(1)
+    with np.errstate(all="raise"):
+        assert isinstance(perceptual_hash(rng.integers(0, 255, (7, 20, 3), dtype=np.uint8)), int)
+        assert perceptual_hash(np.full((300, 400, 3), 128, np.uint8)) is None  # nothing to hash

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 from conftest import COLOURS, solid
 from hypothesis import given, settings
@@ -842,3 +843,14 @@ def test_damage_advice_only_for_a_damaged_sqlite_file():
     assert with_damage_advice(busy) == "database is locked"
     # a server's words that merely contain "malformed" are not about our file
     assert with_damage_advice(ValueError("malformed array literal")) == "malformed array literal"
+
+
+def test_ls_near_is_ordered_by_the_delta_e_it_prints(lib, lib_dir):
+    """`ls --near` printed CIEDE2000 but came in plain Lab-distance order (1.8, 1.5, 2.6)."""
+    rng = np.random.default_rng(3)
+    for i, rgb in enumerate(rng.integers(60, 200, size=(40, 3))):
+        solid(lib_dir / f"c{i:02d}.png", tuple(int(x) for x in rgb), size=(40, 30))
+    lib.index([lib_dir], workers=0)
+    for colour in ("#808080", "#a05050", "lab:60,20,-20"):
+        d = [r["delta_e"] for r in lib.ls(near=colour, limit=10)]
+        assert len(d) == 10 and d == sorted(d), (colour, d)

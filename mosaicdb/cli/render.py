@@ -56,6 +56,14 @@ def render(
             help="varied: the default limits above; free: repeat without limit (best matches).",
         ),
     ] = "varied",
+    dupes: Annotated[
+        str,
+        typer.Option(
+            "--dupes",
+            help="group: near-duplicates (copies, edits, bursts; mosaicdb dupes) count as one "
+            "photo to the rules; separate: each its own.",
+        ),
+    ] = "group",
     seed: Annotated[int, typer.Option("--seed", help="Seed for placement ties.")] = 0,
     blend: Annotated[
         float, typer.Option("--blend", help="0–1: shift tile colours toward the target.")
@@ -116,6 +124,7 @@ def render(
             min_distance=min_distance,
             use_all=use_all,
             repeat=repeat,
+            dupes=dupes,
             seed=seed,
             blend=blend,
             candidates=candidates,

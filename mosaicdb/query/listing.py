@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from mosaicdb.store.context import Context
 
 
+NEAR_RERANK = 4  # `--near`: candidates by vector per row shown, re-ordered by CIEDE2000
+
 # A `--near` listing with filters that keep at most NEAR_DIRECT_MAX photos ranks those
 # directly (their vectors from the catalog). Otherwise it searches the max(NEAR_FIRST,
 # NEAR_PER_ROW × limit) nearest photos (so that filters still leave enough), then 8× more
@@ -48,7 +50,12 @@ def listing(
         root_id = ctx.root_id(root)
     lab_near = None if near is None else parse_colour(near)
     if lab_near is not None:  # failures have no colour
-        rows = [] if status == "error" else _nearest(ctx, lab_near, root_id, path, limit or 200)
+        # the vectors' nearest (squared Lab over the k×k grid), NEAR_RERANK× as many as
+        # asked, then ordered by the CIEDE2000 of their mean colour, which is what is printed
+        want = limit or 200
+        rows = (
+            [] if status == "error" else _nearest(ctx, lab_near, root_id, path, want * NEAR_RERANK)
+        )
     else:
         rows = ctx.catalog.photo_rows(
             ctx.spec.key,
@@ -80,8 +87,12 @@ def listing(
         if lab_near is not None:
             from mosaicdb import features as F
 
-            d["delta_e"] = round(float(F.ciede2000(lab_near, np.array(lab))), 2)
+            d["delta_e"] = float(F.ciede2000(lab_near, np.array(lab)))
         out.append(d)
+    if lab_near is not None:
+        out = sorted(out, key=lambda d: d["delta_e"])[: limit or 200]  # stable: ties by vector
+        for d in out:
+            d["delta_e"] = round(d["delta_e"], 2)
     return out
 
 

@@ -77,6 +77,7 @@ class RenderOptions:
     min_distance: int | None = None  # None: from --repeat
     use_all: bool = False
     repeat: str = "varied"  # "varied": the defaults of rules_for(); "free": no limits
+    dupes: str = "group"  # "group": near-duplicates are one photo to the rules; "separate"
     seed: int = 0
     blend: float = 0.0
     candidates: int | None = None  # None: 16, more under min_distance (MIN_DISTANCE_CANDIDATES)
@@ -122,6 +123,8 @@ class RenderOptions:
             raise OptionError(
                 "--repeat", f"must be one of {', '.join(REPEAT_MODES)}, got {self.repeat!r}"
             )
+        if self.dupes not in ("group", "separate"):
+            raise OptionError("--dupes", f"must be group or separate, got {self.dupes!r}")
         if self.max_uses is not None and self.max_uses < 0:
             raise OptionError("--max-uses", f"must be 0 (no limit) or more, got {self.max_uses}")
         if self.min_distance is not None and self.min_distance < 0:
@@ -199,7 +202,7 @@ def run(
 
     from mosaicdb import features as F
     from mosaicdb import imaging
-    from mosaicdb.render.placement import check_feasible, place
+    from mosaicdb.render.placement import Groups, check_feasible, place
     from mosaicdb.store import vecindex as V
 
     t0 = time.monotonic()
@@ -271,8 +274,13 @@ def run(
         if spec.key != ctx.spec.key:
             ensure_spec_vectors(ctx, spec)
         index = ctx.vectors.index(spec)
-        opts.resolve_rules(n, index.ntotal, rows, cols)
-        check_feasible(n, index.ntotal, rows, cols, opts.max_uses, opts.min_distance, opts.use_all)
+        groups, n_photos = None, index.ntotal
+        if opts.dupes == "group":  # near-duplicates count as one photo to the rules
+            members, firsts = ctx.catalog.dup_members()
+            if len(members):
+                groups, n_photos = Groups(members, firsts), index.ntotal - len(members)
+        opts.resolve_rules(n, n_photos, rows, cols)
+        check_feasible(n, n_photos, rows, cols, opts.max_uses, opts.min_distance, opts.use_all)
         search_index = ctx.vectors.search_index(spec, index)
         with ctx.progress.task("Matching cells", total=n) as t:
             k = min(opts.candidates_per_cell(n, index.ntotal), index.ntotal)
@@ -317,9 +325,14 @@ def run(
                 return d * per_cell, i
 
         t2 = time.monotonic()
+        place_ids, place_dist = cand_ids, cand_dist
+        if rules and groups is not None:
+            place_ids, place_dist = groups.collapse(cand_ids, cand_dist)
+            photo_ids, all_ids = all_ids, np.unique(groups.of(all_ids))
+            widen = groups.grouped(widen, photo_ids, all_ids)
         plan = place(
-            cand_ids,
-            cand_dist,
+            place_ids,
+            place_dist,
             rows,
             cols,
             max_uses=opts.max_uses,
@@ -330,6 +343,8 @@ def run(
             near_cells=near_cells,
             all_ids=all_ids,
         )
+        if rules and groups is not None:
+            plan = groups.expand(plan, cand_ids)
         timings["placement"] = time.monotonic() - t2
         timings["match"] = time.monotonic() - t1
         options = {**asdict(opts), "output": output}

@@ -210,15 +210,16 @@ class CatalogReads:
                 groups.setdefault(fid, (fid, fpath, []))[2].append((pid, path))
         return list(groups.values())
 
-    def dup_firsts(self, ids: Sequence[int]) -> dict[int, int]:
-        """photo id → the first photo of its group, for these photos that are in a group."""
+    def dup_members(self):
+        """(members, firsts): the photos in a near-duplicate group other than its first, and
+        their groups' first photos, as aligned int64 arrays."""
+        import numpy as np
+
         p = photos.c
-        out: dict[int, int] = {}
+        q = select(p.id, p.dup_of).where(p.dup_of > 0, p.status == "ok")
         with self.engine.connect() as c:
-            for chunk in chunks(sorted(set(int(i) for i in ids)), 5000):
-                q = select(p.id, p.dup_of).where(p.id.in_(chunk), p.dup_of > 0)
-                out.update({i: d for i, d in c.execute(q)})
-        return out
+            a = np.array(c.execute(q).all(), dtype=np.int64).reshape(-1, 2)
+        return a[:, 0].copy(), a[:, 1].copy()
 
     def dup_counts(self) -> tuple[int, int]:
         """(groups, photos in them) of near-duplicates."""

@@ -29,10 +29,11 @@ import numpy as np
 from mosaicdb.errors import RenderError
 from mosaicdb.render.placement import quota, spread
 from mosaicdb.render.placement.graph import Graph
+from mosaicdb.render.placement.groups import Groups
 from mosaicdb.render.placement.rules import Rules, Widen, check_feasible, photo_cap
 from mosaicdb.render.placement.variety import variety
 
-__all__ = ["SOLVERS", "check_feasible", "photo_cap", "place", "variety"]
+__all__ = ["SOLVERS", "Groups", "check_feasible", "photo_cap", "place", "variety"]
 
 # The solvers, in the order they run; each takes the plan so far (None: none yet) and returns
 # one. No solver applies when no rule is set: each cell gets its best candidate.
