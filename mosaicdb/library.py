@@ -189,7 +189,7 @@ class Library:
         paths: Sequence[str | os.PathLike] = (),
         *,
         workers: int | None = None,
-        thumb_size: int = 256,
+        thumb_size: int | None = None,
         max_pixels: int = 250_000_000,
         include_hidden: bool = False,
         retry_errors: bool = False,

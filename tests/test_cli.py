@@ -305,3 +305,41 @@ def test_unwritable_output_folder_is_one_line(cli, lib_dir, tmp_path):
         1,
         f"Error: --output: folder {tmp_path / 'nowhere'} does not exist\n",
     )
+
+
+def test_thumb_size_on_an_existing_store_says_what_it_does(cli, lib_dir, home):
+    from sqlalchemy import select
+
+    import mosaicdb
+    from mosaicdb.store import schema
+
+    solid(lib_dir / "a.png", COLOURS["red"], size=(640, 480))
+    assert cli("index", lib_dir, "--workers", "0").exit_code == 0
+    solid(lib_dir / "b.png", COLOURS["blue"], size=(640, 480))
+    r = cli("index", lib_dir, "--workers", "0", "--thumb-size", "128")
+    assert r.exit_code == 0
+    assert (
+        "warning: --thumb-size 128: the photo already indexed keeps its 256 px thumbnail; "
+        "photos read from now on get 128 px" in r.output
+    )
+    solid(lib_dir / "c.png", COLOURS["green"], size=(640, 480))
+    r = cli("index", "--workers", "0")  # remembered: no warning, 128 px
+    assert r.exit_code == 0 and "warning" not in r.output
+    with mosaicdb.open(home) as lib, lib.catalog.engine.connect() as c:
+        p, t = schema.photos.c, schema.thumbnails.c
+        q = select(p.path, t.height).join_from(schema.photos, schema.thumbnails)
+        heights = {os.path.basename(os.fsdecode(a)): h for a, h in c.execute(q)}
+    assert heights == {"a.png": 256, "b.png": 128, "c.png": 128}
+
+
+def test_control_characters_in_names_are_escaped_in_text_not_in_json(cli, lib_dir):
+    solid(lib_dir / "two\nlines.png", COLOURS["red"])
+    (lib_dir / "red\x1b[31malert.jpg").write_bytes(b"not a jpeg")
+    assert cli("index", lib_dir, "--workers", "0").exit_code == 0
+    r = cli("ls")
+    assert "two\\nlines.png" in r.output and "\x1b" not in r.output
+    assert len(r.output.strip().splitlines()) == 2  # one line a photo
+    r = cli("errors")
+    assert "red\\x1b[31malert.jpg: " in r.output and "\x1b" not in r.output
+    paths = {os.path.basename(x["path"]) for x in json.loads(cli("ls", "--json").output)}
+    assert paths == {"two\nlines.png", "red\x1b[31malert.jpg"}  # exact

@@ -53,7 +53,18 @@ def _main(
 
 
 def err(msg: str) -> None:
-    typer.echo(f"Error: {msg}", err=True)
+    typer.echo(f"Error: {safe(msg)}", err=True)
+
+
+# Control characters (C0, DEL, C1) a file name may hold, as Python writes them in a string
+# literal: a name with a newline or a terminal escape sequence cannot break a line of output
+# or drive the terminal. Text output only; --json gives names exactly.
+_CONTROL = {c: repr(chr(c))[1:-1] for c in (*range(32), *range(127, 160))}
+
+
+def safe(text: str) -> str:
+    """One line of text output with any control characters in it escaped (`\\n`, `\\x1b`)."""
+    return text.translate(_CONTROL)
 
 
 def command(fn):

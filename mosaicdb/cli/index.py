@@ -16,6 +16,7 @@ from mosaicdb.cli.app import (
     open_store,
     plural,
     print_json,
+    safe,
 )
 from mosaicdb.index.decode import EXTENSIONS
 
@@ -42,8 +43,14 @@ def index(
         ),
     ] = None,
     thumb_size: Annotated[
-        int, typer.Option("--thumb-size", help="Stored thumbnail short side, px.")
-    ] = 256,
+        int | None,
+        typer.Option(
+            "--thumb-size",
+            help="Stored thumbnail short side, px; remembered by the store for the photos "
+            "read later.",
+            show_default="256, or the store's",
+        ),
+    ] = None,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", help="Refuse photos larger than this many pixels.")
     ] = 250_000_000,
@@ -109,7 +116,7 @@ def index(
         print_json(s.to_dict())
         return
     for w in s.warnings:
-        typer.echo(f"warning: {w}", err=True)
+        typer.echo(f"warning: {safe(w)}", err=True)
     rate = (s.added + s.updated) / s.seconds if s.seconds else 0
     skipped = ", ".join(f"{n:,} {ext or '(no extension)'}" for ext, n in s.skipped.items())
     if not s.scanned and not s.removed and s.skipped:
@@ -138,7 +145,7 @@ def errors(json_out: JsonOpt = False):
         print_json(rows)
         return
     for r in rows:
-        typer.echo(f"{r['path']}: {r['error']}")
+        typer.echo(safe(f"{r['path']}: {r['error']}"))
     if not rows:
         typer.echo("no errors", err=True)
 
@@ -153,6 +160,6 @@ def roots(json_out: JsonOpt = False):
         print_json(rows)
         return
     for r in rows:
-        typer.echo(r)
+        typer.echo(safe(r))
     if not rows:
         typer.echo("no folders are registered yet: run `mosaicdb index PATH`", err=True)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mosaicdb.cli.app import JsonOpt, app, brief, command, open_store, print_json
+from mosaicdb.cli.app import JsonOpt, app, brief, command, open_store, print_json, safe
 
 
 @app.command()
@@ -54,7 +54,7 @@ def _print_stats(con, s: dict) -> None:
             "mosaicdb dupes)"
         )
     for r in s["roots"]:
-        con.print(f"  root {escape(r['path'])}: {r['photos']:,} photos")
+        con.print(f"  root {escape(safe(r['path']))}: {r['photos']:,} photos")
     vec = sum(st["vector_files"].values())
     con.print(
         f"store {escape(st['home'])}: catalog {st['catalog_bytes'] / 2**20:,.1f} MB (thumbnails "
@@ -96,7 +96,7 @@ def dupes(json_out: JsonOpt = False):
     for g in groups:
         typer.echo(f"{g['size']} photos:")
         for p in g["paths"]:
-            typer.echo(f"  {p}")
+            typer.echo(f"  {safe(p)}")
     if not groups:
         typer.echo("no near-duplicates", err=True)
 
@@ -132,7 +132,7 @@ def ls_(
         extra = f"  ΔE {r['delta_e']:.1f}" if "delta_e" in r else ""
         what = r["hex"] or "error  "
         tail = f"  {r['error']}" if r["status"] == "error" else ""
-        typer.echo(f"{what}  {lab:24}{extra}  {r['size']:>10,}  {r['path']}{tail}")
+        typer.echo(f"{what}  {lab:24}{extra}  {r['size']:>10,}  {safe(r['path'])}{tail}")
     if not rows:
         typer.echo("no photos match", err=True)
 

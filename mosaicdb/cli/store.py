@@ -16,6 +16,7 @@ from mosaicdb.cli.app import (
     on_terminal,
     open_store,
     print_json,
+    safe,
     state,
 )
 from mosaicdb.errors import OptionError
@@ -57,11 +58,11 @@ def check(
         print_json(r)
     else:
         for p in r["problems"]:
-            typer.echo(f"problem: {p}")
+            typer.echo(f"problem: {safe(p)}")
         for x in r["repaired"]:
-            typer.echo(f"repaired: {x}")
+            typer.echo(f"repaired: {safe(x)}")
         for p in r.get("remaining", []):
-            typer.echo(f"still wrong: {p}")
+            typer.echo(f"still wrong: {safe(p)}")
         for root in r["files"]["roots_not_found"]:
             typer.echo(f"not compared: folder {root} is missing or empty (photos kept)", err=True)
         typer.echo("store is consistent" if r["ok"] else "problems remain", err=True)
@@ -89,4 +90,6 @@ def forget(
     if json_out:
         print_json(r)
     else:
-        typer.echo(f"forgot {r['root']}: {r['photos_removed']:,} photos removed from the store")
+        typer.echo(
+            f"forgot {safe(r['root'])}: {r['photos_removed']:,} photos removed from the store"
+        )

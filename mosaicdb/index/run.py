@@ -67,7 +67,7 @@ def index(
     paths: Sequence[str | os.PathLike] = (),
     *,
     workers: int | None = None,
-    thumb_size: int = 256,
+    thumb_size: int | None = None,
     max_pixels: int = 250_000_000,
     include_hidden: bool = False,
     retry_errors: bool = False,
@@ -95,7 +95,7 @@ def index(
         workers = os.cpu_count() or 1
     if workers < 0:
         raise OptionError("--workers", f"must be 0 or more, got {workers}")
-    if not 16 <= thumb_size <= 4096:
+    if thumb_size is not None and not 16 <= thumb_size <= 4096:
         raise OptionError("--thumb-size", f"must be between 16 and 4096, got {thumb_size}")
     if max_pixels < 1:
         raise OptionError("--max-pixels", f"must be positive, got {max_pixels}")
@@ -116,6 +116,7 @@ def index(
     t0 = time.monotonic()
     summary = IndexSummary()
     stats = WalkStats()
+    thumb_size = _thumb_size(ctx, thumb_size, stats)
     before = ctx.catalog.roots()
     scopes = _skip_empty(ctx, _scopes(ctx, paths, stats), stats)
     # a folder just registered while a registered one is gone from disk: the same folder
@@ -280,6 +281,35 @@ def _index_local(ctx: Context, plan, opts, scopes, pool, batch_size, summary):
         summary.warnings.append(_dropped_warning(n, folders.get(rid)))
     for rid, n in (feed.gone if feed is not None else {}).items():
         summary.warnings.append(_dropped_warning(n, folders.get(rid), read=False))
+
+
+DEFAULT_THUMB_SIZE = 256
+
+
+def _thumb_size(ctx: Context, asked: int | None, stats) -> int:
+    """The thumbnail size of this run: the one asked for (remembered for later runs), else
+    the store's. Thumbnails already stored keep their size: asking for another one on a store
+    with photos says so."""
+    stored = ctx.catalog.get_meta("thumb_size")
+    if asked is None:
+        return int(stored) if stored else DEFAULT_THUMB_SIZE
+    if asked != int(stored or DEFAULT_THUMB_SIZE):
+        n = sum(c for _, _, c in ctx.catalog.root_counts())
+        if n:
+            old = int(stored or DEFAULT_THUMB_SIZE)
+            kept = (
+                f"the photo already indexed keeps its {old} px thumbnail"
+                if n == 1
+                else f"the {n:,} photos already indexed keep their {old} px thumbnails"
+            )
+            stats.warnings.append(
+                f"--thumb-size {asked}: {kept}; photos read from now on "
+                f"get {asked} px (a new store, or `mosaicdb forget` and index again, makes "
+                "them all the same)"
+            )
+    if asked != int(stored or 0):
+        ctx.catalog.set_meta({"thumb_size": str(asked)})
+    return asked
 
 
 def check_paths(paths) -> list[bytes]:
