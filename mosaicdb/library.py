@@ -279,15 +279,21 @@ class Library:
         )
 
     def renders(self) -> list[dict]:
+        """Saved renders; `output`, `width`, `height`, `blend`, `mean_delta_e` are of the
+        latest file written from the plan, `outputs` every one, oldest first."""
         out = []
+        written = self.catalog.render_outputs()
         for r in self.catalog.list_renders():
             o = json.loads(r.pop("options"))
+            outs = written.get(r["id"], [])
             r["tile_size"], r["aspect"] = o.get("tile_size"), o.get("aspect")
-            r["max_uses"], r["min_distance"], r["blend"] = (
-                o.get("max_uses"),
-                o.get("min_distance"),
-                o.get("blend"),
-            )
+            r["max_uses"], r["min_distance"] = o.get("max_uses"), o.get("min_distance")
+            r["blend"] = outs[-1]["blend"] if outs else o.get("blend")
+            r["outputs"] = [
+                {k: x[k] for k in ("output", "width", "height", "tile_w", "tile_h", "blend")}
+                | {"mean_delta_e": x["mean_delta_e"], "created_at": x["created_at"]}
+                for x in outs
+            ]
             out.append(r)
         return out
 

@@ -430,3 +430,33 @@ def test_output_over_the_target_or_into_an_indexed_folder_is_refused(colour_lib,
     assert inside.exists() and r.cells == 8
     with pytest.raises(OptionError, match="indexed folder"):  # a re-render of the plan too
         colour_lib.render(output=inside, plan=r.render_id)
+
+
+def test_a_plan_refuses_what_it_fixes_and_keeps_every_output(colour_lib, cli, work):
+    t = blocks_target(work / "target.png")
+    a = colour_lib.render(t, work / "a.dz", tiles_across=4, tile_size=8, repeat="free")
+    for kw, flag in (
+        ({"tiles_across": 8}, "--tiles-across"),
+        ({"max_uses": 2}, "--max-uses"),
+        ({"aspect": "3:2"}, "--aspect"),
+        ({"repeat": "free"}, "--repeat"),
+    ):
+        with pytest.raises(OptionError, match=f"^{flag}: does not go with --plan {a.render_id}"):
+            colour_lib.render(output=work / "x.jpg", plan=a.render_id, **kw)
+    other = blocks_target(work / "other.png", layout=[["red", "red"], ["blue", "blue"]])
+    with pytest.raises(OptionError, match=r"^TARGET: does not go with --plan \d+: the plan was"):
+        colour_lib.render(other, work / "x.jpg", plan=a.render_id)
+    assert not (work / "x.jpg").exists()
+    # the same target, a new size and a blend: fine, and recorded as rendered
+    b = colour_lib.render(t, work / "b.jpg", plan=a.render_id, tile_size=16, blend=0.4)
+    (r,) = colour_lib.renders()
+    assert r["output"].endswith("b.jpg") and r["blend"] == 0.4 and r["width"] == b.width
+    assert [(o["output"].rsplit("/", 1)[1], o["tile_w"], o["blend"]) for o in r["outputs"]] == [
+        ("a.dzi", 8, 0.0),
+        ("b.jpg", 16, 0.4),
+    ]
+    # the earlier Deep Zoom copy is still a render of this store, by path and by id
+    assert colour_lib.view(str(work / "a.dz")).render_id == a.render_id
+    assert colour_lib.view(a.render_id).render_id == a.render_id
+    text = cli("renders").output
+    assert "also 8×8 px" in text and text.index("b.jpg") < text.index("also")

@@ -180,5 +180,9 @@ def renders(json_out: JsonOpt = False):
             f"{r['id']:>4}  {when}  {r['cols']}×{r['rows']} cells  {r['tile_w']}×"
             f"{r['tile_h']} px{de}  {r['target']} → {r['output'] or '(not written)'}"
         )
+        for o in r["outputs"][:-1]:  # the earlier files written from the same plan
+            de = "" if o["mean_delta_e"] is None else f" ΔE {o['mean_delta_e']:.2f}"
+            blend = f" blend {o['blend']:g}" if o["blend"] else ""
+            typer.echo(f"{'':>22}also {o['tile_w']}×{o['tile_h']} px{de}{blend} → {o['output']}")
     if not rows:
         typer.echo("no renders yet", err=True)

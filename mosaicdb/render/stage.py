@@ -172,6 +172,44 @@ class RenderReport:
         return d
 
 
+# What a saved plan fixes: these options would change the plan, so a re-render of it
+# (`--plan ID`) refuses them instead of leaving them unused (the option names as the CLI has
+# them). Tile size, format, --blend and --score are the re-render's own.
+PLAN_FIXES = {
+    "tiles_across": "--tiles-across",
+    "tile_count": "--tile-count",
+    "aspect": "--aspect",
+    "max_uses": "--max-uses",
+    "min_distance": "--min-distance",
+    "use_all": "--use-all",
+    "repeat": "--repeat",
+    "dupes": "--dupes",
+    "seed": "--seed",
+    "candidates": "--candidates",
+    "grid": "--grid",
+    "rerank": "--rerank",
+}
+
+
+def check_replay(opts: RenderOptions, target: str | None, saved: dict) -> None:
+    """Refuse options a saved plan fixes, and a target other than the plan's."""
+    default = RenderOptions()
+    for name, flag in PLAN_FIXES.items():
+        if getattr(opts, name) != getattr(default, name):
+            raise OptionError(
+                flag,
+                f"does not go with --plan {saved['id']}: the plan fixes it (render the target "
+                "without --plan for a new plan)",
+            )
+    if target and os.path.exists(saved["target"]):
+        if os.path.realpath(target) != os.path.realpath(saved["target"]):
+            raise OptionError(
+                "TARGET",
+                f"does not go with --plan {saved['id']}: the plan was made from "
+                f"{saved['target']} (render {target} without --plan for a new plan)",
+            )
+
+
 def check_output(ctx: Context, output: str, target: str | None) -> None:
     """Refuse an output that would overwrite the target, or land in an indexed folder (the
     next `index` would take the mosaic for a photo); `--force` skips this."""
@@ -216,6 +254,7 @@ def run(
         if saved is None:
             raise NotFoundError(f"no render with id {plan_id}; see `mosaicdb renders`")
         sopts = json.loads(saved["options"])
+        check_replay(opts, target, saved)
         aw, ah = parse_aspect(sopts["aspect"])
         opts.aspect, opts.seed = sopts["aspect"], sopts["seed"]
         opts.max_uses, opts.min_distance = sopts["max_uses"], sopts["min_distance"]
@@ -425,12 +464,15 @@ def run(
     var = variety(plan, rows, cols, index.ntotal)
     timings["report"] = time.monotonic() - t3
     seconds = time.monotonic() - t0
-    ctx.catalog.update_render(
+    ctx.catalog.update_render(render_id, distinct_tiles=len(uniq))
+    ctx.catalog.record_output(
         render_id,
         output=output,
         width=W,
         height=H,
-        distinct_tiles=len(uniq),
+        tile_w=tile_w,
+        tile_h=tile_h,
+        blend=opts.blend,
         mean_delta_e=mean_de,
         seconds=seconds,
     )

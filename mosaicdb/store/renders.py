@@ -11,6 +11,7 @@ from sqlalchemy import (
 )
 
 from mosaicdb.store.schema import (
+    render_outputs,
     renders,
 )
 
@@ -30,6 +31,37 @@ class RenderRecords:
     def update_render(self, render_id: int, **fields) -> None:
         with self.engine.begin() as c:
             c.execute(update(renders).where(renders.c.id == render_id).values(**fields))
+
+    def record_output(self, render_id: int, **fields) -> None:
+        """A file written from the render's plan: one more output row, and the render's own
+        columns (the latest output) set from it."""
+        latest = {k: fields[k] for k in ("output", "width", "height", "mean_delta_e", "seconds")}
+        with self.engine.begin() as c:
+            c.execute(
+                insert(render_outputs).values(render_id=render_id, created_at=time.time(), **fields)
+            )
+            c.execute(update(renders).where(renders.c.id == render_id).values(**latest))
+
+    def render_outputs(self, render_ids=None) -> dict[int, list[dict]]:
+        """render id → its outputs, oldest first."""
+        q = select(render_outputs).order_by(render_outputs.c.id)
+        if render_ids is not None:
+            q = q.where(render_outputs.c.render_id.in_(list(render_ids)))
+        out: dict[int, list[dict]] = {}
+        with self.engine.connect() as c:
+            for r in c.execute(q).mappings():
+                out.setdefault(r["render_id"], []).append(dict(r))
+        return out
+
+    def renders_written_to(self, output: str) -> list[int]:
+        """Renders with an output at this path, the one written there last first."""
+        q = (
+            select(render_outputs.c.render_id)
+            .where(render_outputs.c.output == output)
+            .order_by(render_outputs.c.id.desc())
+        )
+        with self.engine.connect() as c:
+            return [r[0] for r in c.execute(q)]
 
     def get_render(self, render_id: int) -> dict | None:
         with self.engine.connect() as c:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 
 
 metadata = MetaData()
@@ -119,6 +119,28 @@ renders = Table(
     # per cell: 100,000 cells save in milliseconds. No foreign key on purpose: a plan outlives
     # the photos it names, and `render --plan` reports the cells whose photo is gone.
     Column("plan", LargeBinary, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+
+# Every file written from a render's plan: the first render and each `render --plan` of it
+# (another size, format or blend). `renders.output` and its neighbours are the latest of these.
+render_outputs = Table(
+    "render_outputs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("render_id", Integer, ForeignKey("renders.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("output", Text, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("tile_w", Integer, nullable=False),
+    Column("tile_h", Integer, nullable=False),
+    Column("blend", Float, nullable=False),
+    Column("mean_delta_e", Float),
+    Column("seconds", Float),
+    Index("ix_render_outputs_render_id", "render_id"),
+    Index("ix_render_outputs_output", "output"),
     sqlite_autoincrement=True,
 )
 

@@ -207,16 +207,25 @@ def _find_render(ctx: Context, ref: str | int) -> dict:
         r = ctx.catalog.get_render(int(text))
         if r is None:
             raise NotFoundError(f"no render with id {text}; see `mosaicdb renders`")
+        dz = [
+            o["output"]
+            for o in ctx.catalog.render_outputs([r["id"]]).get(r["id"], [])
+            if o["output"].lower().endswith(".dzi")
+        ]
+        if dz and not (r["output"] or "").lower().endswith(".dzi"):
+            r["output"] = dz[-1]  # the latest Deep Zoom copy, when a later output is not one
         return r
     p = str(Path(text).expanduser().resolve())
     if p.lower().endswith(".dz"):
         p = p[:-3] + ".dzi"
-    found = [r for r in ctx.catalog.list_renders() if r["output"] == p]
+    found = ctx.catalog.renders_written_to(p)  # any output of a plan, not only its latest
     if not found:
         raise NotFoundError(
             f"{text} is not the output of a render in this store; see `mosaicdb renders`"
         )
-    return ctx.catalog.get_render(found[-1]["id"])
+    r = ctx.catalog.get_render(found[0])
+    r["output"] = p
+    return r
 
 
 def _read_dzi(path: Path) -> dict:
