@@ -3,6 +3,7 @@ become error rows and the scan goes on; the FAISS file follows the catalog."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -524,3 +525,39 @@ def test_warming_a_pool_shut_down_at_once_is_quiet():
     pool = scan.start_pool(1)
     pool.shutdown(wait=True, cancel_futures=True)
     scan._warm(pool, 2)  # what the warming thread does, after the shutdown: no RuntimeError
+
+
+def test_exclude_and_include_hidden_are_remembered_by_the_folder(cli, lib_dir):
+    names = ("a.png", "Screenshots/s1.png", "Screenshots/deep/s2.png", ".hidden/h.png", "x.png")
+    for name, colour in zip(names, ("red", "green", "blue", "yellow", "purple"), strict=True):
+        solid(lib_dir / name, COLOURS[colour])  # distinct: no file is another one moved
+
+    def listed():
+        out = json.loads(cli("ls", "--json").output)
+        return sorted(os.path.relpath(r["path"], lib_dir) for r in out)
+
+    r = cli("index", lib_dir, "--workers", "0", "--include-hidden", "--exclude", "x.png")
+    assert r.exit_code == 0, r.output
+    assert "excluded: 1 file (--exclude)" in r.output
+    assert listed() == [".hidden/h.png", "Screenshots/deep/s2.png", "Screenshots/s1.png", "a.png"]
+    # a plain index keeps both: nothing removed, the hidden photo stays, x.png stays out
+    r = json.loads(cli("index", "--workers", "0", "--json").output)
+    assert (r["removed"], r["added"], r["excluded"]) == (0, 0, 1)
+    # a new glob replaces the old: the screenshots (a folder) go, x.png comes in
+    r = json.loads(
+        cli("index", lib_dir, "--workers", "0", "--exclude", "Screenshots/*", "--json").output
+    )
+    assert (r["removed"], r["added"]) == (2, 1)
+    assert listed() == [".hidden/h.png", "a.png", "x.png"]
+    r = json.loads(
+        cli("index", "--workers", "0", "--no-include-hidden", "--no-exclude", "--json").output
+    )
+    assert (r["removed"], r["added"]) == (1, 2)
+    assert listed() == ["Screenshots/deep/s2.png", "Screenshots/s1.png", "a.png", "x.png"]
+
+
+def test_exclude_options_are_checked(cli, lib_dir):
+    r = cli("index", lib_dir, "--exclude", "")
+    assert r.exit_code == 1 and r.output.startswith("Error: --exclude: is empty")
+    r = cli("index", lib_dir, "--exclude", "x", "--no-exclude")
+    assert r.exit_code == 1 and "Error: --no-exclude: does not go with --exclude" in r.output

@@ -18,6 +18,7 @@ from mosaicdb.cli.app import (
     print_json,
     safe,
 )
+from mosaicdb.errors import OptionError
 from mosaicdb.index.decode import EXTENSIONS
 
 
@@ -55,7 +56,24 @@ def index(
         int, typer.Option("--max-pixels", help="Refuse photos larger than this many pixels.")
     ] = 250_000_000,
     include_hidden: Annotated[
-        bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")
+        bool | None,
+        typer.Option(
+            "--include-hidden/--no-include-hidden",
+            help="Also index hidden files and folders; remembered by the folders.",
+            show_default="as the folder was last indexed (no)",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            help="Leave out files and folders matching this glob, relative to the folder "
+            "(e.g. 'Screenshots/*'; repeatable); remembered by the folders, replacing their "
+            "globs. Photos already indexed that it leaves out are dropped.",
+        ),
+    ] = None,
+    no_exclude: Annotated[
+        bool, typer.Option("--no-exclude", help="Forget the folders' --exclude globs.")
     ] = False,
     retry_errors: Annotated[
         bool,
@@ -93,6 +111,8 @@ def index(
     """Index photo folders: new and changed files are read, deleted ones dropped."""
     from mosaicdb.index.run import check_paths
 
+    if no_exclude and exclude:
+        raise OptionError("--no-exclude", "does not go with --exclude")
     check_paths(paths or ())  # a mistyped folder makes no store
     if workers != 0 and executor == "local":
         from mosaicdb.index.batches import prestart_forkserver
@@ -105,6 +125,7 @@ def index(
             thumb_size=thumb_size,
             max_pixels=max_pixels,
             include_hidden=include_hidden,
+            exclude=[] if no_exclude else exclude,
             retry_errors=retry_errors,
             batch_size=batch_size,
             executor=executor,
@@ -130,6 +151,8 @@ def index(
         )
         if skipped:
             typer.echo(f"skipped: {skipped}")
+        if s.excluded:
+            typer.echo(f"excluded: {plural(s.excluded, 'file')} (--exclude)")
     typer.echo(f"vector index: {plural(s.vectors, 'photo')} ({s.vector_index})")
     if s.unreadable:
         typer.echo(f"{s.unreadable:,} unreadable (mosaicdb errors)")

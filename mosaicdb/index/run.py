@@ -36,6 +36,7 @@ class IndexSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     # photos of these folders that could not be read, this run's and earlier ones'
     unreadable: int = 0
+    excluded: int = 0  # image files the folders' --exclude globs left out
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -69,7 +70,8 @@ def index(
     workers: int | None = None,
     thumb_size: int | None = None,
     max_pixels: int = 250_000_000,
-    include_hidden: bool = False,
+    include_hidden: bool | None = None,
+    exclude: Sequence[str] | None = None,
     retry_errors: bool = False,
     batch_size: int = 200,
     lease_seconds: float = 120.0,
@@ -79,6 +81,10 @@ def index(
     resource: str | None = None,
 ) -> IndexSummary:
     """Register `paths` as roots (none: all roots) and bring the catalog in line with disk.
+
+    `include_hidden` and `exclude` (shell globs relative to the folder) are remembered by the
+    folders indexed, for the next runs; None keeps what they have, `exclude=[]` clears it.
+    Photos already indexed that an exclude now leaves out are dropped.
 
     On a shared (PostgreSQL) catalog the files to read go through the catalog's work queue,
     so several indexers (processes or machines) can run at once and each file is read once;
@@ -105,6 +111,8 @@ def index(
         raise OptionError("--executor", f"must be local or dask, got {executor!r}")
     if executor != "dask" and (scheduler or resource):
         raise OptionError("--scheduler" if scheduler else "--resource", "needs --executor dask")
+    if exclude is not None and any(not g or not g.strip() for g in exclude):
+        raise OptionError("--exclude", "is empty (leave it out, or --no-exclude to forget them)")
     if shard_size < 1:
         raise OptionError("--shard-size", f"must be positive, got {shard_size}")
     if scheduler and not ctx.catalog.shared:
@@ -119,6 +127,11 @@ def index(
     thumb_size = _thumb_size(ctx, thumb_size, stats)
     before = ctx.catalog.roots()
     scopes = _skip_empty(ctx, _scopes(ctx, paths, stats), stats)
+    if include_hidden is not None or exclude is not None:
+        for rid in dict.fromkeys(s.root_id for s in scopes):
+            ctx.catalog.set_root_options(
+                rid, include_hidden, None if exclude is None else list(exclude)
+            )
     # a folder just registered while a registered one is gone from disk: the same folder
     # renamed or moved? Its photos may be matched (and are kept when they are not).
     lost = []
@@ -128,7 +141,7 @@ def index(
         thumb_size=thumb_size,
         grid=ctx.spec.grid,
         max_pixels=max_pixels,
-        include_hidden=include_hidden,
+        include_hidden=bool(include_hidden),
         retry_errors=retry_errors,
         workers=workers,
         batch_size=batch_size,
@@ -186,6 +199,7 @@ def index(
     summary.skipped = {
         os.fsdecode(ext): n for ext, n in sorted(stats.skipped.items(), key=lambda x: (-x[1], x[0]))
     }
+    summary.excluded = stats.excluded
     summary.unreadable = sum(ctx.catalog.error_count(s.root_id, s.walk_path) for s in scopes)
     summary.seconds = time.monotonic() - t0
     return summary

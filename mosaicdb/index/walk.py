@@ -3,6 +3,7 @@ against the catalog by size and mtime: what is new or changed (to read), unchang
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
 from collections import Counter
@@ -42,10 +43,34 @@ class WalkStats:
     warnings: list[str] = field(default_factory=list)
     # files left out because no decoder reads them: extension (lower case, "" for none) → count
     skipped: Counter = field(default_factory=Counter)
+    excluded: int = 0  # image files left out by a folder's --exclude globs
 
 
-def walk(top: bytes, include_hidden: bool, stats: WalkStats) -> Iterator[tuple[bytes, int, int]]:
-    """Yield (path, size, mtime_ns) of image files under `top`, recursively.
+def excluder(root: bytes, globs: Sequence[str]) -> Callable[[bytes], bool] | None:
+    """Whether a path under `root` is left out by --exclude `globs`: shell globs matched
+    (case-sensitive, `*` crossing `/`) against the path relative to the folder; a folder is
+    tested with a trailing `/`, so `Screenshots/*` and `Screenshots` both leave it out."""
+    if not globs:
+        return None
+    cut = len(root.rstrip(b"/")) + 1
+
+    def excluded(path: bytes) -> bool:
+        rel = os.fsdecode(path[cut:])
+        return any(
+            fnmatch.fnmatchcase(rel, g) or fnmatch.fnmatchcase(rel.rstrip("/"), g) for g in globs
+        )
+
+    return excluded
+
+
+def walk(
+    top: bytes,
+    include_hidden: bool,
+    stats: WalkStats,
+    exclude: Callable[[bytes], bool] | None = None,
+) -> Iterator[tuple[bytes, int, int]]:
+    """Yield (path, size, mtime_ns) of image files under `top`, recursively, but not those
+    `exclude` leaves out (see excluder).
 
     Follows symlinks to folders but visits each real folder once, so symlink loops end.
     """
@@ -75,13 +100,16 @@ def walk(top: bytes, include_hidden: bool, stats: WalkStats) -> Iterator[tuple[b
                 continue
             try:
                 if e.is_dir():
-                    if name not in SKIP_FOLDERS:
+                    if name not in SKIP_FOLDERS and not (exclude and exclude(e.path + b"/")):
                         subdirs.append(e.path)
                     continue
                 ext = os.path.splitext(name)[1].lower()
                 if ext not in EXTENSIONS or name.startswith(SKIP_PREFIXES):
                     if not name.startswith(SKIP_PREFIXES) and e.is_file():
                         stats.skipped[ext] += 1
+                    continue
+                if exclude and exclude(e.path):
+                    stats.excluded += 1
                     continue
                 st = e.stat()
             except OSError:
@@ -129,10 +157,15 @@ def plan_scan(
     gone: list[int] = []
     seen: dict[bytes, tuple[int, int, float | None]] = {}
     scanned = unchanged = 0
+    options = catalog.root_options()
     for sc in scopes:
         under = None if sc.walk_path == sc.root_path else sc.walk_path
         known = catalog.photo_states(sc.root_id, under)
-        for path, size, mtime in walk(sc.walk_path, opts.include_hidden, stats):
+        hidden, globs = options.get(sc.root_id, (False, []))
+        files = walk(
+            sc.walk_path, opts.include_hidden or hidden, stats, excluder(sc.root_path, globs)
+        )
+        for path, size, mtime in files:
             if path in root_of:
                 continue
             scanned += 1

@@ -122,6 +122,28 @@ class Catalog(RenderRecords, CatalogReads, VectorRows, CatalogChecks, PhotoIdent
                 tuple(r) for r in c.execute(select(roots.c.id, roots.c.path).order_by(roots.c.id))
             ]
 
+    def root_options(self) -> dict[int, tuple[bool, list[str]]]:
+        """root id → (include hidden files, exclude globs), as `index` was last told."""
+        import json
+
+        q = select(roots.c.id, roots.c.include_hidden, roots.c.exclude)
+        with self.engine.connect() as c:
+            return {i: (bool(h), json.loads(x) if x else []) for i, h, x in c.execute(q)}
+
+    def set_root_options(
+        self, root_id: int, include_hidden: bool | None = None, exclude: list[str] | None = None
+    ) -> None:
+        import json
+
+        values = {}
+        if include_hidden is not None:
+            values["include_hidden"] = include_hidden
+        if exclude is not None:
+            values["exclude"] = json.dumps(exclude) if exclude else None
+        if values:
+            with self.engine.begin() as c:
+                c.execute(update(roots).where(roots.c.id == root_id).values(**values))
+
     def add_root(self, path: bytes) -> int:
         """Register a folder. Roots registered earlier inside it are merged into it."""
         with self.engine.begin() as c:

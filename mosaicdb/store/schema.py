@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 # The Alembic revision this code's tables correspond to; a test checks it is the head.
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 
 metadata = MetaData()
@@ -39,6 +40,10 @@ roots = Table(
     Column("id", Integer, primary_key=True),
     Column("path", LargeBinary, nullable=False, unique=True),
     Column("added_at", Float, nullable=False),
+    # what `index` was told about this folder, kept for the next plain `index`: hidden files
+    # too (NULL: no), and the globs (JSON list, relative to the folder) it leaves out
+    Column("include_hidden", Boolean),
+    Column("exclude", Text),
 )
 
 
