@@ -556,7 +556,7 @@ def test_sheet_is_sorted_by_colour_and_bounded(cli, lib_dir, work_dir):
     for args, message in [
         (["--status", "error"], "--status: photos that failed have no thumbnail; see"),
         (["--status", "gone"], "--status: must be ok, got 'gone'"),
-        (["--sort", "hue"], "--sort: must be one of colour, id, path, size, lightness, indexed"),
+        (["--sort", "hue"], "--sort: must be one of id, path, size, lightness, indexed, colour"),
         (["--sort", "size", "--near", "#ff0000"], "--sort: does not go with --near (its photos"),
     ]:
         r = cli("sheet", "-o", out, *args)
@@ -854,3 +854,13 @@ def test_ls_near_is_ordered_by_the_delta_e_it_prints(lib, lib_dir):
     for colour in ("#808080", "#a05050", "lab:60,20,-20"):
         d = [r["delta_e"] for r in lib.ls(near=colour, limit=10)]
         assert len(d) == 10 and d == sorted(d), (colour, d)
+
+
+def test_ls_sort_colour_lays_out_as_sheet(store, cli):
+    from mosaicdb.query.colour import colour_order
+
+    rows = store.ls(sort="colour")
+    keys = [colour_order(r["lab"]) for r in rows]
+    assert keys == sorted(keys) and rows[0]["lab"][0] < rows[1]["lab"][0]  # greys dark first
+    assert [r["id"] for r in store.ls(sort="colour", limit=3)] == [r["id"] for r in rows[:3]]
+    assert cli("ls", "--sort", "colour").exit_code == 0

@@ -116,7 +116,8 @@ def ls_(
         typer.Option(
             "--sort",
             help="id (default), path, size (largest first), lightness (darkest first), "
-            "indexed (latest first). Not with --near: nearest first.",
+            "indexed (latest first), colour (as sheet: greys, then by hue). Not with --near: "
+            "nearest first.",
         ),
     ] = None,
     json_out: JsonOpt = False,

@@ -41,6 +41,20 @@ def hue_sector(a, b):
 GREY_CHROMA = 8.0
 
 
+def colour_order(lab) -> tuple:
+    """Sort key of a mean Lab colour, as `sheet` lays photos out and `ls --sort colour` lists
+    them: greys dark to light, then by 15° hue sector and lightness; no colour (a photo that
+    failed) last."""
+    import math
+
+    if lab is None:
+        return (2, 0, 0.0)
+    L, a, b = lab
+    if math.hypot(a, b) < GREY_CHROMA:
+        return (0, 0, L)
+    return (1, int(math.degrees(math.atan2(b, a)) % 360 // 15), L)
+
+
 def parse_colour(text: str):
     """'#1e3a5f', '1e3a5f' or 'lab:30,5,-30' → Lab (numpy array of 3)."""
     import numpy as np

@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING
 
 from mosaicdb.errors import OptionError
-from mosaicdb.query.colour import hex_of, parse_colour
+from mosaicdb.query.colour import colour_order, hex_of, parse_colour
 from mosaicdb.records import PathPrefilter
 from mosaicdb.records import display_path as _show
 
@@ -25,7 +25,7 @@ NEAR_RERANK = 4  # `--near`: candidates by vector per row shown, re-ordered by C
 # while they do not; past NEAR_SEARCH_MAX it ranks the photos the filters keep.
 NEAR_DIRECT_MAX, NEAR_FIRST, NEAR_PER_ROW, NEAR_SEARCH_MAX = 5_000, 200, 10, 50_000
 MAX_LIMIT = 10**12
-SORTS = ("id", "path", "size", "lightness", "indexed")
+SORTS = ("id", "path", "size", "lightness", "indexed", "colour")
 
 
 def listing(
@@ -62,11 +62,17 @@ def listing(
             status=status,
             root_id=root_id,
             path_like=None if path is None else path_prefilter(path),
-            order=sort or "id",
-            limit=None if path else limit,
+            order="id" if sort in (None, "colour") else sort,
+            limit=None if path or sort == "colour" else limit,
         )
         if path:
             rows = [r for r in rows if _path_matches(r["path"], path)]
+        if sort == "colour":
+            rows.sort(
+                key=lambda r: colour_order(
+                    None if r["mean_l"] is None else (r["mean_l"], r["mean_a"], r["mean_b"])
+                )
+            )
         if limit:
             rows = rows[:limit]
     out = []

@@ -29,7 +29,7 @@ def sheet(
 
     import numpy as np
 
-    from mosaicdb.query.colour import GREY_CHROMA
+    from mosaicdb.query.colour import colour_order
     from mosaicdb.query.listing import SORTS, listing
 
     output, fmt = prepare_output(output)
@@ -41,8 +41,8 @@ def sheet(
         raise OptionError("--status", "photos that failed have no thumbnail; see `mosaicdb errors`")
     if status not in (None, "ok"):
         raise OptionError("--status", f"must be ok, got {status!r}")
-    if sort not in (None, "colour", *SORTS):
-        raise OptionError("--sort", "must be one of colour, " + ", ".join(SORTS))
+    if sort not in (None, *SORTS):
+        raise OptionError("--sort", "must be one of " + ", ".join(SORTS))
     by_colour = sort in (None, "colour")
     if filters.get("near") is not None and not by_colour:
         raise OptionError("--sort", "does not go with --near (its photos are laid out by colour)")
@@ -51,14 +51,8 @@ def sheet(
     if not rows_:
         raise NotFoundError("no photos match; see `mosaicdb ls`")
 
-    def colour_key(r):
-        L, a, b = r["lab"]
-        if math.hypot(a, b) < GREY_CHROMA:
-            return (0, 0, L)
-        return (1, int(math.degrees(math.atan2(b, a)) % 360 // 15), L)
-
     if by_colour:
-        rows_.sort(key=colour_key)
+        rows_.sort(key=lambda r: colour_order(r["lab"]))
     ids = np.array([r["id"] for r in rows_], dtype=np.int64)
     cols = min(across, len(ids)) if across else max(1, math.ceil(math.sqrt(len(ids))))
     nrows = math.ceil(len(ids) / cols)
