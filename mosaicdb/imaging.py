@@ -380,21 +380,65 @@ def _write_atomic(img, path: str) -> None:
             os.unlink(tmp)
 
 
-def write_swatch_pairs(path: str, pairs: list[tuple[str, str]], size: int = 64) -> None:
-    """A picture of colour pairs (wanted, closest available), one pair per row."""
+def _label(text: str, width: int, height: int, align: str = "centre"):
+    """Black text on white, `width` × `height`, 3 bands: the labels of the small pictures."""
+    if not text.strip():
+        blank = pyvips.Image.black(width, height, bands=3).new_from_image([255, 255, 255])
+        return blank.cast("uchar").copy(interpretation="srgb")
+    markup = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    try:
+        ink = pyvips.Image.text(markup, dpi=72, font="sans 10")
+    except pyvips.Error:  # no fonts on this machine: the picture without its labels
+        return _label("", width, height)
+    ink = ink.crop(0, 0, min(ink.width, width), min(ink.height, height))
+    x = {"centre": (width - ink.width) // 2, "left": 2, "right": width - ink.width - 4}[align]
+    page = (255 - ink).embed(x, (height - ink.height) // 2, width, height, extend="white")
+    return page.bandjoin([page, page]).copy(interpretation="srgb")
+
+
+def write_swatch_pairs(
+    path: str, pairs: list[tuple[str, str]], labels: list[str] | None = None, size: int = 64
+) -> None:
+    """A picture of colour pairs (wanted, closest available), one pair per row, under a
+    header, each row with its label (the colour's name and how many cells want it)."""
 
     def swatch(hexcode: str):
         rgb = [int(hexcode[i : i + 2], 16) for i in (1, 3, 5)]
         return pyvips.Image.black(size, size, bands=3).new_from_image(rgb).cast("uchar")
 
-    tiles = [t for a, b in pairs for t in (swatch(a), swatch(b))]
-    img = pyvips.Image.arrayjoin(tiles, across=2, shim=4, background=[255, 255, 255])
+    lw = 220 if labels else 0
+    gap = _label("", 4, size)
+
+    def row(left, a, b):
+        return (
+            left.join(gap, "horizontal")
+            .join(a, "horizontal")
+            .join(gap, "horizontal")
+            .join(b, "horizontal")
+        )
+
+    head = row(_label("", lw, 20), _label("wanted", size, 20), _label("closest", size, 20))
+    rows = [
+        row(_label(labels[k] if labels else "", lw, size, "right"), swatch(a), swatch(b))
+        for k, (a, b) in enumerate(pairs)
+    ]
+    img = head.join(
+        pyvips.Image.arrayjoin(rows, across=1, shim=4, background=[255, 255, 255]), "vertical"
+    )
     _write_atomic(img.copy(interpretation="srgb"), path)
 
 
-def write_coverage_plot(path: str, colours: np.ndarray, counts: np.ndarray, cell: int = 64) -> None:
+def write_coverage_plot(
+    path: str,
+    colours: np.ndarray,
+    counts: np.ndarray,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    cell: int = 64,
+) -> None:
     """Swatches on a grid (rows × cols of sRGB `colours`), each square's area proportional to
-    its count: where the library is rich or thin, at a glance."""
+    its count, the rows and columns labelled: where the library is rich or thin, at a
+    glance."""
     rows, cols = counts.shape
     img = np.full((rows * cell, cols * cell, 3), 255, np.uint8)
     top = max(1, int(counts.max()))
@@ -406,6 +450,15 @@ def write_coverage_plot(path: str, colours: np.ndarray, counts: np.ndarray, cell
             y, x = r * cell + (cell - side) // 2, c * cell + (cell - side) // 2
             img[y : y + side, x : x + side] = colours[r, c]
     out = pyvips.Image.new_from_array(img).copy(interpretation="srgb")
+    if col_labels:
+        head = [_label(t, cell, 20) for t in col_labels]
+        out = pyvips.Image.arrayjoin(head, across=len(head)).join(out, "vertical")
+    if row_labels:
+        side = _label("", 70, 20) if col_labels else None
+        for t in row_labels:  # a few labels: join them (arrayjoin would size each as the tallest)
+            lab = _label(t, 70, cell, "right")
+            side = lab if side is None else side.join(lab, "vertical")
+        out = side.join(out, "horizontal")
     _write_atomic(out, path)
 
 

@@ -32,7 +32,7 @@ def test_stats_counts_and_coverage(store, lib_dir, work_dir, backend):
 
     s = store.stats(plot=str(work_dir / "coverage.png"))
     im = pyvips.Image.new_from_file(s["plot"])
-    assert (im.width, im.height) == (13 * 64, 5 * 64)
+    assert (im.width, im.height) == (70 + 13 * 64, 20 + 5 * 64)  # labels: L bands, hues
     assert s["photos"] == 9
     assert s["by_status"] == {"ok": 8, "error": 1}
     assert s["by_format"] == {"png": 8}
@@ -508,7 +508,12 @@ def test_gaps_finds_the_missing_colour(lib, lib_dir, work_dir):
     (grp,) = g["groups"]
     assert grp["colour"] == "dark blues" and grp["cells"] == 1 and grp["best_delta_e"] > 10
     assert grp["suggest_photos"] == 1
-    assert (work_dir / "gaps.png").exists()
+    import pyvips
+
+    plot = pyvips.Image.new_from_file(str(work_dir / "gaps.png"))
+    assert (plot.width, plot.height) == (220 + 4 + 64 + 4 + 64, 20 + 64)  # header, one row
+    assert plot.crop(0, 20, 220, 64).min() < 128  # the row's label: "dark blues: 1 cell, ΔE …"
+    assert plot.crop(224, 0, 132, 20).min() < 128  # the header: "wanted", "closest"
     for bad, message in [
         ({"threshold": float("inf")}, "--threshold: must be a positive number, got inf"),
         ({"threshold": float("nan")}, "--threshold: must be a positive number, got nan"),

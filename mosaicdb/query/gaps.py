@@ -88,8 +88,16 @@ def gaps(
         "groups": groups,
     }
     if plot:
+        shown = groups[:24]
         imaging.write_swatch_pairs(
-            plot, [(g["hex"], g["closest_hex"]) for g in groups[:24]] or [("#ffffff", "#ffffff")]
+            plot,
+            [(g["hex"], g["closest_hex"]) for g in shown] or [("#ffffff", "#ffffff")],
+            [
+                f"{g['colour']}: {g['cells']:,} cell{'s' * (g['cells'] != 1)}, "
+                f"ΔE {g['best_delta_e']:.0f}"
+                for g in shown
+            ]
+            or ["no poor cells"],
         )
         out["plot"] = plot
     return out

@@ -65,6 +65,12 @@ def stats(ctx: Context, plot: str | None = None) -> dict:
 
         cov = out["coverage"]
         counts = np.column_stack([cov["greys"], np.array(cov["counts"])])
-        imaging.write_coverage_plot(plot, bin_colours(), counts)
+        imaging.write_coverage_plot(
+            plot,
+            bin_colours(),
+            counts,
+            [f"L {b}" for b in cov["lightness_bands"]],
+            ["grey", *cov["hues"]],
+        )
         out["plot"] = plot
     return out
