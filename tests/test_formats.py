@@ -137,7 +137,15 @@ def test_index_help_lists_what_it_reads(cli):
         assert ext.decode() in out
 
 
-def dng(path, rgb=(30, 60, 220), preview=(400, 300), jpeg=True, orientation=1, sensor=(320, 240)):
+def dng(
+    path,
+    rgb=(30, 60, 220),
+    preview=(400, 300),
+    jpeg=True,
+    orientation=1,
+    sensor=(320, 240),
+    pixels=None,
+):
     """A DNG (TIFF with the DNG tags, written by tifffile) as cameras make them: sensor data
     in a sub-IFD and the preview in IFD 0, a JPEG (patched in: tifffile writes no JPEG without
     imagecodecs) or an RGB bitmap; `orientation` the EXIF value of the shot."""
@@ -145,9 +153,11 @@ def dng(path, rgb=(30, 60, 220), preview=(400, 300), jpeg=True, orientation=1, s
 
     import tifffile
 
-    pw, ph = preview
-    pixels = np.empty((ph, pw, 3), np.uint8)
-    pixels[:] = rgb
+    if pixels is None:
+        pw, ph = preview
+        pixels = np.empty((ph, pw, 3), np.uint8)
+        pixels[:] = rgb
+    ph = pixels.shape[0]
     identity = (10000, 10000, 0, 10000, 0, 10000) * 2 + (0, 10000, 0, 10000, 10000, 10000)
     tags = [
         (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
@@ -278,3 +288,17 @@ def test_raw_and_pillow_extensions_go_to_their_decoders(name, decoder):
     from mosaicdb.index import decode
 
     assert decode.decoder_for(b"/p/" + name.encode()).__name__ == f"mosaicdb.index.decode.{decoder}"
+
+
+def test_a_raw_and_its_jpeg_are_one_near_duplicate_group(lib, lib_dir):
+    """A RAW+JPEG pair of one shot counts as one photo under the repetition rules."""
+    from conftest import noise_jpeg
+
+    shot = noise_jpeg(lib_dir / "IMG_0001.JPG", size=(400, 300), seed=5)
+    pixels = pyvips.Image.new_from_file(str(shot)).numpy()
+    dng(lib_dir / "IMG_0001.DNG", pixels=pixels)
+    noise_jpeg(lib_dir / "IMG_0002.JPG", size=(400, 300), seed=6)
+    lib.index([lib_dir], workers=0)
+    assert [sorted(p.rsplit("/", 1)[1] for p in g["paths"]) for g in lib.dupes()] == [
+        ["IMG_0001.DNG", "IMG_0001.JPG"]
+    ]
