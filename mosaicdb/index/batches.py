@@ -26,11 +26,49 @@ if TYPE_CHECKING:
     from mosaicdb.store.catalog import Catalog
 
 
-def _worker_init():
+def _worker_init(indexer: int | None = None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    if indexer is not None:
+        watch_parent(indexer)
     from mosaicdb import imaging
 
     imaging.init_worker()
+
+
+def watch_parent(pid: int) -> None:
+    """End this worker the moment the indexer `pid` is gone (kill -9, a crash). Its parent is
+    the forkserver, not the indexer, so the kernel's parent-death signal cannot tell; and a
+    worker waiting for work never sees its queue close, because it holds the queue's other
+    end itself (measured: workers, forkserver and resource tracker all outlived a killed
+    index). A pidfd of the indexer becomes readable when it exits; a thread waits on it."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (old kernel): poll instead
+        fd = None
+        if not _alive(pid):
+            os._exit(1)
+
+    def until_gone():
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(0.5)
+        os._exit(1)  # nothing to save: the indexer writes, and it is gone
+
+    threading.Thread(target=until_gone, daemon=True, name="watch-indexer").start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _crash_now() -> bool:
@@ -56,9 +94,12 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     rerank_spec = FeatureSpec(grid) if grid else None
     out = []
     crash_on = os.environ.get("MOSAICDB_TEST_CRASH_ON", "").encode()  # tests only
+    slow = float(os.environ.get("MOSAICDB_TEST_SLOW", "0") or 0)  # tests only: s a file
     for p in paths:
         if crash_on and p.endswith(crash_on) and _crash_now():
             os._exit(70)  # simulate a decoder crash taking the worker process down
+        if slow:
+            time.sleep(slow)  # a library of big photos, for the fault tests to kill it mid-run
         try:
             st = os.stat(p)
             size, mtime = st.st_size, st.st_mtime_ns
@@ -133,7 +174,10 @@ def start_pool(workers: int):
     if workers <= 0:
         return None
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=_forkserver_context(), initializer=_worker_init
+        max_workers=workers,
+        mp_context=_forkserver_context(),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
     )
     # Starting the forkserver blocks while it imports numpy and libvips: do it beside the walk.
     threading.Thread(target=_warm, args=(pool, workers), daemon=True).start()
@@ -235,7 +279,9 @@ def run_batches(
     ctx = _forkserver_context()
 
     def new_pool(n):
-        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
+        return ProcessPoolExecutor(
+            max_workers=n, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+        )
 
     exhausted = False
     suspects: list[bytes] = []
