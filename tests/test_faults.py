@@ -139,3 +139,110 @@ def test_index_killed_anywhere_loses_and_duplicates_nothing(library, tmp_path, s
     rc, report = cli_json(home, "check", "--deep")
     assert rc == 0 and report["ok"], report
     assert not temp_files(home)
+
+
+@pytest.fixture(scope="module")
+def indexed(library, tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("faults-store") / "store"
+    rc, s = cli_json(home, "index", library, "--workers", "0")
+    assert rc == 0 and s["added"] == N_FILES
+    return home
+
+
+def whole_image(path: Path) -> tuple[int, int] | None:
+    """(width, height) if `path` decodes to its last pixel, else None."""
+    import pyvips
+
+    try:
+        if path.suffix == ".dzi":  # the descriptor, and the last tile of the deepest level
+            import xml.etree.ElementTree as ET
+
+            size = next(e for e in ET.parse(path).getroot().iter() if e.tag.endswith("Size"))
+            files = path.with_name(path.stem + "_files")
+            top = max(int(d.name) for d in files.iterdir() if d.name.isdigit())
+            last = max(
+                (files / str(top)).iterdir(), key=lambda f: tuple(map(int, f.stem.split("_")))
+            )
+            pyvips.Image.new_from_file(str(last), fail=True).avg()
+            return int(size.get("Width")), int(size.get("Height"))
+        im = pyvips.Image.new_from_file(str(path), fail=True)
+        im.avg()  # decodes every pixel
+        return im.width, im.height
+    except (pyvips.Error, OSError, StopIteration, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".tif", ".dz"])
+def test_render_killed_mid_write_keeps_the_old_output_and_its_leftovers_go(
+    library, indexed, tmp_path, ext
+):
+    target = sorted(library.rglob("*.jpg"))[0]
+    out = tmp_path / f"mosaic{ext}"
+    args = [
+        "render",
+        target,
+        "-o",
+        out,
+        "--tiles-across",
+        "120",
+        "--tile-size",
+        "48",
+        "--repeat",
+        "free",
+    ]
+    t0 = time.monotonic()
+    rc, first = cli_json(indexed, *args)
+    wall = time.monotonic() - t0
+    assert rc == 0, first
+    written = Path(first["output"])
+    before = written.read_bytes()
+    # kill while the file is being written: the encoder runs in the last part of the wall
+    t = first["timings"]
+    end = wall - t["report"]
+    start = max(0.05, end - t["tiles+encode"])
+    for frac in (0.15, 0.5, 0.85):
+        after = start + frac * (end - start)
+        seen, left = run_and_kill(["--home", indexed, *args], {}, after, signal.SIGKILL)
+        assert not left
+        # the output is the old file or a whole new one, never a partial one
+        assert written.exists()
+        if written.read_bytes() != before:
+            assert whole_image(written) is not None
+        before = written.read_bytes()
+    temps = temp_files(tmp_path)
+    rc, report = cli_json(indexed, "check", "--no-files")
+    assert sorted(report["temp_files"]) == temps, report
+    if temps:
+        assert rc == 1 and any(
+            "temporary files left by killed commands" in p for p in report["problems"]
+        )
+    rc, again = cli_json(indexed, *args)
+    assert rc == 0, again
+    assert not temp_files(tmp_path)
+    if temps:
+        assert any(
+            w.startswith(f"removed {len(temps)} temporary output") for w in again["warnings"]
+        )
+    assert whole_image(Path(again["output"])) is not None
+
+
+def test_check_repair_removes_leftovers(indexed, tmp_path):
+    rc, r = cli_json(
+        indexed,
+        "render",
+        sorted(indexed.parent.parent.rglob("p00.jpg"))[0],
+        "-o",
+        tmp_path / "m.jpg",
+        "--tiles-across",
+        "8",
+        "--tile-size",
+        "8",
+    )
+    assert rc == 0, r
+    dead = 2**22 + 12345  # beyond pid_max here: no such process
+    (tmp_path / f".m.jpg.{dead}.tmp.jpg").write_bytes(b"x" * 1000)
+    (tmp_path / f".m.jpg.{dead}.tmp_files").mkdir()
+    (tmp_path / f".m.jpg.{os.getpid()}.tmp.jpg").write_bytes(b"mine: running")
+    rc, report = cli_json(indexed, "check", "--no-files", "--repair")
+    assert any(x.startswith("removed 2 temporary files") for x in report["repaired"]), report
+    assert temp_files(tmp_path) == [str(tmp_path / f".m.jpg.{os.getpid()}.tmp.jpg")]

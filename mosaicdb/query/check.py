@@ -143,6 +143,22 @@ def check(ctx: Context, *, repair: bool = False, files: bool = True, deep: bool 
         "roots_not_found": skipped_roots,
     }
 
+    # temporary outputs of killed commands: in the store (the vector file's) and in the
+    # folders the store's renders were written to
+    from mosaicdb.output import leftovers
+
+    folders = {str(ctx.home)} | {
+        os.path.dirname(o["output"]) for outs in cat.render_outputs().values() for o in outs
+    }
+    temps = [p for f in sorted(folders) for p in leftovers.leftovers(f)]
+    report["temp_files"] = [str(p) for p in temps]
+    if temps:
+        mb = sum(leftovers.size(p) for p in temps) / 2**20
+        problems.append(
+            f"{len(temps)} temporary files left by killed commands ({mb:,.1f} MB), e.g. "
+            f"{temps[0]} (`check --repair` removes them)"
+        )
+
     repaired: list[str] = []
     if repair and integrity:
         # every repair writes through the catalog: not into a file SQLite finds damaged
@@ -177,6 +193,9 @@ def check(ctx: Context, *, repair: bool = False, files: bool = True, deep: bool 
             n = cat.mark_unreadable(undecoded, broken, since)
             if n:
                 repaired.append(f"marked {n} photos with broken thumbnails as errors")
+        if temps:
+            freed = leftovers.remove(temps)
+            repaired.append(f"removed {len(temps)} temporary files ({freed / 2**20:,.1f} MB)")
         ctx.vectors.sync(rebuild=True)
         repaired.append("rebuilt the vector file from the catalog")
         # what is left after repairing

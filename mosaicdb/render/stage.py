@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mosaicdb.errors import NotFoundError, RenderError
+from mosaicdb.output import leftovers
 from mosaicdb.output.assemble import assemble, prepare_output
 from mosaicdb.output.formats import MAX_SIDE
 from mosaicdb.render.options import (  # noqa: F401  (RenderOptions is the stage's API)
@@ -217,6 +218,9 @@ def run(
 
     # -- assembly ----------------------------------------------------------------------------
     cell_rgb = None
+    swept = leftovers.prune(Path(output).parent)
+    if swept:
+        warnings.append(swept)
     if opts.blend and region is not None:
         cell_rgb = imaging.rgb_grid(region, cols, rows, 1).reshape(rows, cols, 3)
     mosaic_lab = assemble(
