@@ -246,3 +246,35 @@ def test_check_repair_removes_leftovers(indexed, tmp_path):
     rc, report = cli_json(indexed, "check", "--no-files", "--repair")
     assert any(x.startswith("removed 2 temporary files") for x in report["repaired"]), report
     assert temp_files(tmp_path) == [str(tmp_path / f".m.jpg.{os.getpid()}.tmp.jpg")]
+
+
+def test_a_second_indexer_on_a_sqlite_store_is_refused_in_one_line(library, tmp_path):
+    home = tmp_path / "store"
+    first = subprocess.Popen(
+        [*MOSAICDB, "--home", home, "index", library, "--workers", "2", "--quiet"],
+        env={**os.environ, "MOSAICDB_TEST_SLOW": "0.05"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lock = home / "index.lock"
+    deadline = time.monotonic() + 20
+    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(
+        [*MOSAICDB, "--home", home, "index", library, "--workers", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert second.returncode == 1
+    assert second.stderr == (
+        f"Error: another `mosaicdb index` (pid {first.pid}) is writing this store; wait for it "
+        "to finish (renders and queries work meanwhile)\n"
+    )
+    assert cli_json(home, "stats")[0] == 0  # queries go on
+    assert first.wait(60) == 0, first.stderr.read()
+    rc, report = cli_json(home, "check", "--deep")
+    assert rc == 0 and report["ok"] and len(rows(home)) == N_FILES
+    # and once it is done (or killed: flock goes with the process) the next one runs
+    rc, s = cli_json(home, "index", "--workers", "0")
+    assert rc == 0 and s["unchanged"] == N_FILES

@@ -93,10 +93,6 @@ def index(
     `executor="dask"` reads the files on a Dask cluster instead of the local pool (see
     shards.py): the one at `scheduler`, or a LocalCluster of `workers` processes; shards
     of `shard_size` files, each task needing Dask worker resource `resource` if given."""
-    from mosaicdb.index.batches import start_pool
-    from mosaicdb.index.dupes import regroup
-    from mosaicdb.index.walk import ScanOptions, WalkStats, plan_scan
-
     if workers is None:
         workers = os.cpu_count() or 1
     if workers < 0:
@@ -121,6 +117,86 @@ def index(
             "workers on other machines cannot write a SQLite file: use a shared catalog "
             "(--db postgresql+psycopg://…), or leave --scheduler out for a local cluster",
         )
+    with _one_indexer(ctx):
+        return _index(
+            ctx,
+            paths,
+            workers,
+            thumb_size,
+            max_pixels,
+            include_hidden,
+            exclude,
+            retry_errors,
+            batch_size,
+            lease_seconds,
+            executor,
+            scheduler,
+            shard_size,
+            resource,
+        )
+
+
+class _Busy(MosaicdbError):
+    """Another index is writing this SQLite store."""
+
+
+def _one_indexer(ctx: Context):
+    """Hold the store's index lock (SQLite: one writer; a second indexer would fail half-way
+    on a UNIQUE constraint). flock, so a killed holder frees it; renders and queries do not
+    take it. A shared catalog (PostgreSQL) has its own work queue for several indexers."""
+    import contextlib
+    import fcntl
+
+    if ctx.catalog.shared:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def held():
+        path = ctx.home / "index.lock"
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                who = f.read().strip()
+                raise _Busy(
+                    f"another `mosaicdb index` ({'pid ' + who if who.isdigit() else 'a process'})"
+                    " is writing this store; wait for it to finish (renders and queries work "
+                    "meanwhile)"
+                ) from None
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            try:
+                yield
+            finally:
+                f.seek(0)
+                f.truncate()  # unlocked when the file closes
+
+    return held()
+
+
+def _index(
+    ctx,
+    paths,
+    workers,
+    thumb_size,
+    max_pixels,
+    include_hidden,
+    exclude,
+    retry_errors,
+    batch_size,
+    lease_seconds,
+    executor,
+    scheduler,
+    shard_size,
+    resource,
+) -> IndexSummary:
+    from mosaicdb.index.batches import start_pool
+    from mosaicdb.index.dupes import regroup
+    from mosaicdb.index.walk import ScanOptions, WalkStats, plan_scan
+
     t0 = time.monotonic()
     summary = IndexSummary()
     stats = WalkStats()
