@@ -239,15 +239,21 @@ def load_target(path: str, max_width: int):
     if not p.is_file():
         raise ImageError(f"target {path} is not a file")
     try:
-        head = pyvips.Image.new_from_file(str(p))
+        src = _target_source(p)
+        head = pyvips.Image.new_from_source(src, "")
         w = (
             head.height
             if head.get_typeof("orientation") and head.get("orientation") in (5, 6, 7, 8)
             else head.width
         )
         kw = {"output_profile": "srgb"} if head.get_typeof("icc-profile-data") else {}
-        img = pyvips.Image.thumbnail(
-            str(p), min(w, max_width), height=10_000_000, size="down", fail_on="truncated", **kw
+        img = pyvips.Image.thumbnail_source(
+            src,
+            min(w, max_width),
+            height=10_000_000,
+            size="down",
+            option_string="fail_on=truncated",
+            **kw,
         )
         return to_srgb8(img).copy_memory()
     except pyvips.Error as e:
@@ -349,6 +355,24 @@ def _crop_size(w: int, h: int, aspect: float) -> tuple[int, int]:
     return w, max(1, round(w / aspect))
 
 
+def _target_source(p) -> pyvips.Source:
+    """The target file as a libvips source (its name is never parsed for `[options]`), if it
+    is a picture: an SVG or other XML, or a PDF, is refused, since it can refer to other files
+    (XML entities, linked images) that libvips would read."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1024)
+    except OSError as e:
+        raise ImageError(f"cannot read target {p}: {e.strerror}") from None
+    lead = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if lead.startswith((b"<", b"%PDF")):
+        raise ImageError(
+            f"target {p} is not a picture mosaicdb reads (SVG, XML or PDF can refer to other "
+            "files): convert it to PNG or JPEG first"
+        )
+    return pyvips.Source.new_from_file(str(p))
+
+
 def image_size_or_error(path: str) -> tuple[int, int]:
     """Displayed (upright) size of an image file, or an ImageError naming it."""
     import pathlib
@@ -359,7 +383,7 @@ def image_size_or_error(path: str) -> tuple[int, int]:
             f"target {path} does not exist" if not p.exists() else f"target {path} is not a file"
         )
     try:
-        h = pyvips.Image.new_from_file(str(p))
+        h = pyvips.Image.new_from_source(_target_source(p), "")
     except pyvips.Error as e:
         raise ImageError(f"cannot read target {path}: {vips_message(e)}") from None
     if h.get_typeof("orientation") and h.get("orientation") in (5, 6, 7, 8):

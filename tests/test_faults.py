@@ -278,3 +278,112 @@ def test_a_second_indexer_on_a_sqlite_store_is_refused_in_one_line(library, tmp_
     # and once it is done (or killed: flock goes with the process) the next one runs
     rc, s = cli_json(home, "index", "--workers", "0")
     assert rc == 0 and s["unchanged"] == N_FILES
+
+
+def png_bomb(path: Path, w: int, h: int) -> Path:
+    """A PNG that declares w × h pixels in a few hundred bytes (a valid header, the image data
+    a short run of zeros): a decompression bomb, as far as its header tells."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 4096, 9)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_decompression_bombs_are_refused_before_decoding(indexed, library, tmp_path):
+    lib = tmp_path / "bombs"
+    lib.mkdir()
+    png_bomb(lib / "bomb.png", 100_000, 100_000)
+    home = tmp_path / "store"
+    t0 = time.monotonic()
+    rc, s = cli_json(home, "index", lib, "--workers", "1")
+    assert rc == 0 and s["failed"] == 1 and time.monotonic() - t0 < 30
+    r = subprocess.run([*MOSAICDB, "--home", home, "errors"], capture_output=True, text=True)
+    assert "too large: 100000x100000 = 10,000,000,000 pixels is more than --max-pixels" in r.stdout
+    # a bomb as the target: one line, quickly, no output
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [
+            *MOSAICDB,
+            "--home",
+            indexed,
+            "render",
+            lib / "bomb.png",
+            "-o",
+            tmp_path / "m.jpg",
+            "--tiles-across",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1 and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
+    assert time.monotonic() - t0 < 60 and not (tmp_path / "m.jpg").exists()
+
+
+def test_an_svg_target_is_refused_and_reads_nothing_else(indexed, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cret")
+    svg = tmp_path / "target.svg"
+    svg.write_text(
+        f'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file://{secret}">]>'
+        '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><text>&x;</text></svg>'
+    )
+    r = subprocess.run(
+        [
+            *MOSAICDB,
+            "--home",
+            indexed,
+            "render",
+            svg,
+            "-o",
+            tmp_path / "m.png",
+            "--tiles-across",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"Error: target {svg} is not a picture mosaicdb reads (SVG, XML")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "wal-removed"])
+def test_a_damaged_vector_file_or_a_lost_wal_is_mended_by_the_next_run(library, tmp_path, damage):
+    home = tmp_path / "store"
+    if damage == "wal-removed":  # an index killed mid-run, then its -wal deleted by hand
+        run_and_kill(
+            ["--home", home, "index", library, "--workers", "2", "--batch-size", "4", "--quiet"],
+            {"MOSAICDB_TEST_SLOW": "0.03"},
+            1.2,
+            signal.SIGKILL,
+        )
+        for f in home.glob("catalog.sqlite-*"):
+            f.unlink()
+    else:
+        assert cli_json(home, "index", library, "--workers", "0")[0] == 0
+        vec = next(home.glob("vectors-*.faiss"))
+        data = vec.read_bytes()
+        vec.write_bytes(data[: len(data) // 3] if damage == "truncated" else os.urandom(len(data)))
+        rc, report = cli_json(home, "check")
+        assert rc == 1 and any("vector file" in p for p in report["problems"]), report
+    # (without its -wal the catalog is as at its last checkpoint: maybe not even the folder)
+    rc, s = cli_json(home, "index", library, "--workers", "0")
+    assert rc == 0, s
+    rc, report = cli_json(home, "check", "--deep")
+    assert rc == 0 and report["ok"], report
+    assert len(rows(home)) == N_FILES
+    target = sorted(library.rglob("*.jpg"))[0]
+    rc, r = cli_json(
+        home, "render", target, "-o", tmp_path / "m.jpg", "--tiles-across", "8", "--tile-size", "8"
+    )
+    assert rc == 0, r
