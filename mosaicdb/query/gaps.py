@@ -88,8 +88,10 @@ def gaps(
         "groups": groups,
     }
     if plot:
+        from mosaicdb.output import pictures
+
         shown = groups[:24]
-        imaging.write_swatch_pairs(
+        pictures.write_swatch_pairs(
             plot,
             [(g["hex"], g["closest_hex"]) for g in shown] or [("#ffffff", "#ffffff")],
             [

@@ -61,11 +61,11 @@ def stats(ctx: Context, plot: str | None = None) -> dict:
     if plot:
         import numpy as np
 
-        from mosaicdb import imaging
+        from mosaicdb.output import pictures
 
         cov = out["coverage"]
         counts = np.column_stack([cov["greys"], np.array(cov["counts"])])
-        imaging.write_coverage_plot(
+        pictures.write_coverage_plot(
             plot,
             bin_colours(),
             counts,
