@@ -12,6 +12,18 @@ def display_path(p: bytes) -> str:
     return os.fsdecode(p).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def pid_running(pid: int) -> bool:
+    """Whether process `pid` exists (another user's counts): how a temporary file or a lock
+    left by a writer tells whether the writer is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class PathPrefilter:
     """What the catalog can test of a --path glob before fnmatch decides (built by

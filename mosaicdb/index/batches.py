@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from mosaicdb.index import decode
 from mosaicdb.index.walk import ScanOptions, ScanPlan
-from mosaicdb.records import PhotoResult
+from mosaicdb.records import PhotoResult, pid_running
 
 if TYPE_CHECKING:
     from mosaicdb.store.catalog import Catalog
@@ -47,28 +47,18 @@ def watch_parent(pid: int) -> None:
         fd = os.pidfd_open(pid)
     except (AttributeError, OSError):  # no pidfd (old kernel): poll instead
         fd = None
-        if not _alive(pid):
+        if not pid_running(pid):
             os._exit(1)
 
     def until_gone():
         if fd is not None:
             select.select([fd], [], [])
         else:
-            while _alive(pid):
+            while pid_running(pid):
                 time.sleep(0.5)
         os._exit(1)  # nothing to save: the indexer writes, and it is gone
 
     threading.Thread(target=until_gone, daemon=True, name="watch-indexer").start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _crash_now() -> bool:

@@ -11,19 +11,11 @@ import re
 import shutil
 from pathlib import Path
 
+from mosaicdb.records import pid_running
+
 _NAME = re.compile(
     r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?:tmp(?:\.[A-Za-z0-9]+)?|tmp_files|old_files)$"
 )
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def leftovers(folder: str | os.PathLike) -> list[Path]:
@@ -35,7 +27,7 @@ def leftovers(folder: str | os.PathLike) -> list[Path]:
     out = []
     for name in sorted(names):
         m = _NAME.match(name)
-        if m and int(m["pid"]) != os.getpid() and not _running(int(m["pid"])):
+        if m and int(m["pid"]) != os.getpid() and not pid_running(int(m["pid"])):
             out.append(Path(folder) / name)
     return out
 

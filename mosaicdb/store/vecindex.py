@@ -16,6 +16,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from mosaicdb.records import pid_running
+
 # Exact search of 20 queries or more through BLAS (the distances as one matrix product), as
 # FAISS did before 1.15 raised this to 128,000: 512 queries against 22,000 27-d vectors took
 # 72 ms on FAISS's own SIMD path and 21 ms through BLAS; from ~8,000 queries on they are equal.
@@ -41,7 +43,7 @@ def write_atomic(index, path: Path) -> None:
     writers that died (kill -9; as large as the index) are removed first."""
     for old in path.parent.glob(f".{path.name}.*.tmp"):
         pid = old.name[len(path.name) + 2 : -len(".tmp")]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not pid_running(int(pid)):
             old.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -52,16 +54,6 @@ def write_atomic(index, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def ids_of(index) -> np.ndarray:
