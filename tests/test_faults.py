@@ -387,3 +387,32 @@ def test_a_damaged_vector_file_or_a_lost_wal_is_mended_by_the_next_run(library, 
         home, "render", target, "-o", tmp_path / "m.jpg", "--tiles-across", "8", "--tile-size", "8"
     )
     assert rc == 0, r
+
+
+def test_render_and_check_repair_beside_a_running_index(library, indexed, tmp_path):
+    """An index reading new files while a render and a `check --repair` run on the same
+    store: all three finish, and the store is clean after."""
+    import shutil
+
+    home = tmp_path / "store"
+    shutil.copytree(indexed, home)
+    more = library.parent / "more"
+    if not more.exists():
+        for i in range(20):
+            noise_jpeg(more / f"q{i:02d}.jpg", size=(320, 240), seed=100 + i)
+    index = subprocess.Popen(
+        [*MOSAICDB, "--home", home, "index", library, more, "--workers", "2", "--quiet"],
+        env={**os.environ, "MOSAICDB_TEST_SLOW": "0.05"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.8)
+    target = sorted(library.rglob("*.jpg"))[0]
+    rc, r = cli_json(home, "render", target, "-o", tmp_path / "m.jpg", "--tiles-across", "20")
+    assert rc == 0, r
+    rc, report = cli_json(home, "check", "--repair", "--no-files")
+    assert index.wait(60) == 0, index.stderr.read()
+    rc, report = cli_json(home, "check", "--deep")
+    assert rc == 0 and report["ok"], report
+    assert len(rows(home)) == N_FILES + 20
