@@ -131,8 +131,9 @@ def test_index_killed_anywhere_loses_and_duplicates_nothing(library, tmp_path, s
         assert all(p.startswith(CACHE_BEHIND) for p in report["problems"]), report
         assert report["orphans"] == {"thumbnails": 0, "features": 0, "photos": 0}
         assert not report["missing_thumbnails"] and not report["bad_thumbnails"]
-    # the next run completes: every file once, the store clean, nothing temporary left
-    rc, s = cli_json(home, "index", "--workers", "2")
+    # the same command again completes (killed early, the folder may not be registered yet):
+    # every file once, the store clean, nothing temporary left
+    rc, s = cli_json(home, "index", library, "--workers", "2")
     assert rc == 0, s
     got = rows(home)
     assert sorted(p for _, p, _ in got) == sorted(files)
