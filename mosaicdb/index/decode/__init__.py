@@ -31,6 +31,19 @@ class PhotoReadError(Exception):
     """A photo could not be read; the message is stored on its catalog row."""
 
 
+def check_size(w: int, h: int, max_pixels: int) -> None:
+    """Refuse a photo whose header declares more than --max-pixels, before decoding it."""
+    if w * h > max_pixels:
+        raise PhotoReadError(
+            f"too large: {w}x{h} = {w * h:,} pixels is more than --max-pixels {max_pixels:,}"
+        )
+
+
+def library_error(library: str, e: Exception) -> PhotoReadError:
+    """A decoding library's error as one line for the photo's row: `library: message`."""
+    return PhotoReadError((f"{library}: " + " ".join(str(e).split()))[:500])
+
+
 def decoder_for(path: bytes):
     """The decoder module for `path`, by its extension (None: not a file `index` reads)."""
     name = _BY_EXTENSION.get(os.path.splitext(path)[1].lower())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from mosaicdb.imaging import vips_message
-from mosaicdb.index.decode import PhotoReadError
+from mosaicdb.index.decode import PhotoReadError, check_size, library_error
 from mosaicdb.index.decode.pixels import from_array, shrink
 
 os.environ.setdefault("VIPS_WARNING", "0")
@@ -26,11 +26,7 @@ def decode(path: bytes, short_side: int, max_pixels: int):
         with open(path, "rb") as f:
             heif = pillow_heif.open_heif(f, convert_hdr_to_8bit=True)
             w, h = heif.size
-            if w * h > max_pixels:
-                raise PhotoReadError(
-                    f"too large: {w}x{h} = {w * h:,} pixels is more than --max-pixels "
-                    f"{max_pixels:,}"
-                )
+            check_size(w, h, max_pixels)
             pixels = np.asarray(heif)
             icc = heif.info.get("icc_profile")
     except PhotoReadError:
@@ -38,7 +34,7 @@ def decode(path: bytes, short_side: int, max_pixels: int):
     except OSError as e:
         raise PhotoReadError(e.strerror or str(e)) from None
     except Exception as e:  # libheif's errors (truncated, not HEIF, unsupported codec)
-        raise PhotoReadError(("heif: " + " ".join(str(e).split()))[:500]) from None
+        raise library_error("heif", e) from None
     try:
         return shrink(from_array(pixels, icc), short_side), w, h, FORMAT
     except pyvips.Error as e:

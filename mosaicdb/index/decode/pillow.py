@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from mosaicdb.imaging import vips_message
-from mosaicdb.index.decode import PhotoReadError
+from mosaicdb.index.decode import PhotoReadError, check_size, library_error
 from mosaicdb.index.decode.pixels import from_array, shrink
 
 os.environ.setdefault("VIPS_WARNING", "0")
@@ -26,11 +26,7 @@ def decode(path: bytes, short_side: int, max_pixels: int):
             w, h = im.size
             if im.getexif().get(0x0112) in (5, 6, 7, 8):
                 w, h = h, w
-            if w * h > max_pixels:
-                raise PhotoReadError(
-                    f"too large: {w}x{h} = {w * h:,} pixels is more than --max-pixels "
-                    f"{max_pixels:,}"
-                )
+            check_size(w, h, max_pixels)
             if fmt == "jpeg2000":  # decode at a power-of-two reduction, not full size
                 r = 0
                 while min(im.size) >> (r + 1) >= short_side and r < 5:
@@ -46,9 +42,9 @@ def decode(path: bytes, short_side: int, max_pixels: int):
     except OSError as e:
         if e.errno is not None:  # the file itself: missing, permission denied
             raise PhotoReadError(e.strerror or str(e)) from None
-        raise PhotoReadError(("pillow: " + " ".join(str(e).split()))[:500]) from None
+        raise library_error("pillow", e) from None
     except Exception as e:  # Pillow's other errors for files it cannot parse
-        raise PhotoReadError(("pillow: " + " ".join(str(e).split()))[:500]) from None
+        raise library_error("pillow", e) from None
     try:
         return shrink(from_array(pixels, icc), short_side), w, h, fmt
     except pyvips.Error as e:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from mosaicdb.imaging import vips_message
-from mosaicdb.index.decode import PhotoReadError
+from mosaicdb.index.decode import PhotoReadError, check_size, library_error
 from mosaicdb.index.decode.pixels import from_array, shrink
 
 os.environ.setdefault("VIPS_WARNING", "0")
@@ -31,11 +31,7 @@ def decode(path: bytes, short_side: int, max_pixels: int):
             s = raw.sizes
             flip = s.flip
             w, h = (s.height, s.width) if flip in (5, 6) else (s.width, s.height)
-            if w * h > max_pixels:
-                raise PhotoReadError(
-                    f"too large: {w}x{h} = {w * h:,} pixels is more than --max-pixels "
-                    f"{max_pixels:,}"
-                )
+            check_size(w, h, max_pixels)
             img = _preview(raw, short_side)
             if img is None:  # no preview big enough: develop the sensor data, upright
                 img = from_array(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
@@ -48,7 +44,7 @@ def decode(path: bytes, short_side: int, max_pixels: int):
     except pyvips.Error as e:
         raise PhotoReadError(vips_message(e)) from None
     except Exception as e:  # LibRaw's errors: not a RAW file, unsupported camera, truncated
-        raise PhotoReadError(("raw: " + " ".join(str(e).split()))[:500]) from None
+        raise library_error("raw", e) from None
     try:
         return shrink(img, short_side), w, h, FORMAT
     except pyvips.Error as e:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from mosaicdb.imaging import to_srgb8, vips_message
-from mosaicdb.index.decode import PhotoReadError
+from mosaicdb.index.decode import PhotoReadError, check_size
 
 os.environ.setdefault("VIPS_WARNING", "0")  # libvips warnings would flood worker stderr
 
@@ -41,10 +41,7 @@ def decode(path: bytes, short_side: int, max_pixels: int):
         w, h = head.width, head.height
         if head.get_typeof("orientation") and head.get("orientation") in (5, 6, 7, 8):
             w, h = h, w
-        if w * h > max_pixels:
-            raise PhotoReadError(
-                f"too large: {w}x{h} = {w * h:,} pixels is more than --max-pixels {max_pixels:,}"
-            )
+        check_size(w, h, max_pixels)
         fmt = loader_format(head)
         if w <= h:
             tw, th = short_side, int(h * short_side / w) + 2
