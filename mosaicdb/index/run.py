@@ -5,6 +5,7 @@ and the batch writer in batches.py, the decoders in decode/."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -118,167 +119,125 @@ def index(
             "(--db postgresql+psycopg://…), or leave --scheduler out for a local cluster",
         )
     with _one_indexer(ctx):
-        return _index(
-            ctx,
-            paths,
-            workers,
-            thumb_size,
-            max_pixels,
-            include_hidden,
-            exclude,
-            retry_errors,
-            batch_size,
-            lease_seconds,
-            executor,
-            scheduler,
-            shard_size,
-            resource,
+        from mosaicdb.index.batches import start_pool
+        from mosaicdb.index.dupes import regroup
+        from mosaicdb.index.walk import ScanOptions, WalkStats, plan_scan
+
+        t0 = time.monotonic()
+        summary = IndexSummary()
+        stats = WalkStats()
+        thumb_size = _thumb_size(ctx, thumb_size, stats)
+        before = ctx.catalog.roots()
+        scopes = _skip_empty(ctx, _scopes(ctx, paths, stats), stats)
+        if include_hidden is not None or exclude is not None:
+            for rid in dict.fromkeys(s.root_id for s in scopes):
+                ctx.catalog.set_root_options(
+                    rid, include_hidden, None if exclude is None else list(exclude)
+                )
+        # a folder just registered while a registered one is gone from disk: the same folder
+        # renamed or moved? Its photos may be matched (and are kept when they are not).
+        lost = []
+        if len(ctx.catalog.roots()) > len(before):
+            lost = [(rid, rp) for rid, rp in before if not os.path.isdir(rp)]
+        opts = ScanOptions(
+            thumb_size=thumb_size,
+            grid=ctx.spec.grid,
+            max_pixels=max_pixels,
+            include_hidden=bool(include_hidden),
+            retry_errors=retry_errors,
+            workers=workers,
+            batch_size=batch_size,
+            lease_seconds=lease_seconds,
         )
+        pool = start_pool(workers) if executor == "local" else None
+        started = None
+        if executor == "dask":  # the cluster starts (or is joined) while the folders are walked
+            from mosaicdb.index.shards import Starting
+
+            started = Starting(scheduler, workers)
+        try:
+            with ctx.progress.task("Scanning folders", total=None) as t:
+                plan = plan_scan(
+                    ctx.catalog,
+                    scopes,
+                    opts,
+                    stats,
+                    on_file=t.advance,
+                    lost_roots=[rid for rid, _ in lost],
+                )
+        except BaseException:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+            if started:
+                started.close()
+            raise
+        if not plan.todo and pool:
+            pool.shutdown(cancel_futures=True)
+            pool = None
+        summary.scanned, summary.unchanged = plan.scanned, plan.unchanged
+        summary.moved = ctx.catalog.move_photos(plan.moved)
+        left = {rid: n for rid, _, n in ctx.catalog.root_counts()} if plan.moved else {}
+        for rid, rp in lost:
+            n = sum(m.old_path.startswith(rp.rstrip(b"/") + b"/") for m in plan.moved)
+            if n and not left.get(rid):
+                ctx.catalog.remove_root(rid)
+                stats.warnings.append(
+                    f"{_show(rp)}: folder not found; its {n:,} photo{'s' * (n != 1)} were found in "
+                    f"{', '.join(_show(s.root_path) for s in scopes)} and moved there (same ids), "
+                    "and it is no longer registered"
+                )
+        summary.removed = ctx.catalog.delete_photos(plan.gone) if plan.gone else 0
+
+        if executor == "dask":
+            _index_dask(ctx, plan, opts, started, shard_size, resource, summary)
+        else:
+            _index_local(ctx, plan, opts, scopes, pool, batch_size, summary)
+        regroup(ctx.catalog)
+        vs = ctx.vectors.sync()
+        ctx.catalog.set_meta({"last_index_at": str(time.time())})
+        summary.vectors, summary.vector_index = vs["count"], vs["action"]
+        summary.roots = [_show(s.root_path) for s in scopes]
+        summary.warnings[:0] = stats.warnings  # the walk's first, then the writing's
+        summary.skipped = {
+            os.fsdecode(ext): n
+            for ext, n in sorted(stats.skipped.items(), key=lambda x: (-x[1], x[0]))
+        }
+        summary.excluded = stats.excluded
+        summary.unreadable = sum(ctx.catalog.error_count(s.root_id, s.walk_path) for s in scopes)
+        summary.seconds = time.monotonic() - t0
+        return summary
 
 
-class _Busy(MosaicdbError):
-    """Another index is writing this SQLite store."""
-
-
+@contextlib.contextmanager
 def _one_indexer(ctx: Context):
     """Hold the store's index lock (SQLite: one writer; a second indexer would fail half-way
     on a UNIQUE constraint). flock, so a killed holder frees it; renders and queries do not
     take it. A shared catalog (PostgreSQL) has its own work queue for several indexers."""
-    import contextlib
+    if ctx.catalog.shared:
+        yield
+        return
     import fcntl
 
-    if ctx.catalog.shared:
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def held():
-        path = ctx.home / "index.lock"
-        with open(path, "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                f.seek(0)
-                who = f.read().strip()
-                raise _Busy(
-                    f"another `mosaicdb index` ({'pid ' + who if who.isdigit() else 'a process'})"
-                    " is writing this store; wait for it to finish (renders and queries work "
-                    "meanwhile)"
-                ) from None
+    with open(ctx.home / "index.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             f.seek(0)
-            f.truncate()
-            f.write(str(os.getpid()))
-            f.flush()
-            try:
-                yield
-            finally:
-                f.seek(0)
-                f.truncate()  # unlocked when the file closes
-
-    return held()
-
-
-def _index(
-    ctx,
-    paths,
-    workers,
-    thumb_size,
-    max_pixels,
-    include_hidden,
-    exclude,
-    retry_errors,
-    batch_size,
-    lease_seconds,
-    executor,
-    scheduler,
-    shard_size,
-    resource,
-) -> IndexSummary:
-    from mosaicdb.index.batches import start_pool
-    from mosaicdb.index.dupes import regroup
-    from mosaicdb.index.walk import ScanOptions, WalkStats, plan_scan
-
-    t0 = time.monotonic()
-    summary = IndexSummary()
-    stats = WalkStats()
-    thumb_size = _thumb_size(ctx, thumb_size, stats)
-    before = ctx.catalog.roots()
-    scopes = _skip_empty(ctx, _scopes(ctx, paths, stats), stats)
-    if include_hidden is not None or exclude is not None:
-        for rid in dict.fromkeys(s.root_id for s in scopes):
-            ctx.catalog.set_root_options(
-                rid, include_hidden, None if exclude is None else list(exclude)
-            )
-    # a folder just registered while a registered one is gone from disk: the same folder
-    # renamed or moved? Its photos may be matched (and are kept when they are not).
-    lost = []
-    if len(ctx.catalog.roots()) > len(before):
-        lost = [(rid, rp) for rid, rp in before if not os.path.isdir(rp)]
-    opts = ScanOptions(
-        thumb_size=thumb_size,
-        grid=ctx.spec.grid,
-        max_pixels=max_pixels,
-        include_hidden=bool(include_hidden),
-        retry_errors=retry_errors,
-        workers=workers,
-        batch_size=batch_size,
-        lease_seconds=lease_seconds,
-    )
-    pool = start_pool(workers) if executor == "local" else None
-    started = None
-    if executor == "dask":  # the cluster starts (or is joined) while the folders are walked
-        from mosaicdb.index.shards import Starting
-
-        started = Starting(scheduler, workers)
-    try:
-        with ctx.progress.task("Scanning folders", total=None) as t:
-            plan = plan_scan(
-                ctx.catalog,
-                scopes,
-                opts,
-                stats,
-                on_file=t.advance,
-                lost_roots=[rid for rid, _ in lost],
-            )
-    except BaseException:
-        if pool:
-            pool.shutdown(cancel_futures=True)
-        if started:
-            started.close()
-        raise
-    if not plan.todo and pool:
-        pool.shutdown(cancel_futures=True)
-        pool = None
-    summary.scanned, summary.unchanged = plan.scanned, plan.unchanged
-    summary.moved = ctx.catalog.move_photos(plan.moved)
-    left = {rid: n for rid, _, n in ctx.catalog.root_counts()} if plan.moved else {}
-    for rid, rp in lost:
-        n = sum(m.old_path.startswith(rp.rstrip(b"/") + b"/") for m in plan.moved)
-        if n and not left.get(rid):
-            ctx.catalog.remove_root(rid)
-            stats.warnings.append(
-                f"{_show(rp)}: folder not found; its {n:,} photo{'s' * (n != 1)} were found in "
-                f"{', '.join(_show(s.root_path) for s in scopes)} and moved there (same ids), "
-                "and it is no longer registered"
-            )
-    summary.removed = ctx.catalog.delete_photos(plan.gone) if plan.gone else 0
-
-    if executor == "dask":
-        _index_dask(ctx, plan, opts, started, shard_size, resource, summary)
-    else:
-        _index_local(ctx, plan, opts, scopes, pool, batch_size, summary)
-    regroup(ctx.catalog)
-    vs = ctx.vectors.sync()
-    ctx.catalog.set_meta({"last_index_at": str(time.time())})
-    summary.vectors, summary.vector_index = vs["count"], vs["action"]
-    summary.roots = [_show(s.root_path) for s in scopes]
-    summary.warnings[:0] = stats.warnings  # the walk's first, then the writing's
-    summary.skipped = {
-        os.fsdecode(ext): n for ext, n in sorted(stats.skipped.items(), key=lambda x: (-x[1], x[0]))
-    }
-    summary.excluded = stats.excluded
-    summary.unreadable = sum(ctx.catalog.error_count(s.root_id, s.walk_path) for s in scopes)
-    summary.seconds = time.monotonic() - t0
-    return summary
+            who = f.read().strip()
+            raise MosaicdbError(
+                f"another `mosaicdb index` ({'pid ' + who if who.isdigit() else 'a process'})"
+                " is writing this store; wait for it to finish (renders and queries work "
+                "meanwhile)"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()  # unlocked when the file closes
 
 
 def _index_dask(ctx: Context, plan, opts, started, shard_size, resource, summary):
@@ -381,12 +340,12 @@ def _thumb_size(ctx: Context, asked: int | None, stats) -> int:
     the store's. Thumbnails already stored keep their size: asking for another one on a store
     with photos says so."""
     stored = ctx.catalog.get_meta("thumb_size")
+    old = int(stored) if stored else DEFAULT_THUMB_SIZE
     if asked is None:
-        return int(stored) if stored else DEFAULT_THUMB_SIZE
-    if asked != int(stored or DEFAULT_THUMB_SIZE):
+        return old
+    if asked != old:
         n = sum(c for _, _, c in ctx.catalog.root_counts())
         if n:
-            old = int(stored or DEFAULT_THUMB_SIZE)
             kept = (
                 f"the photo already indexed keeps its {old} px thumbnail"
                 if n == 1
@@ -397,7 +356,7 @@ def _thumb_size(ctx: Context, asked: int | None, stats) -> int:
                 f"get {asked} px (a new store, or `mosaicdb forget` and index again, makes "
                 "them all the same)"
             )
-    if asked != int(stored or 0):
+    if asked != old or not stored:
         ctx.catalog.set_meta({"thumb_size": str(asked)})
     return asked
 
