@@ -65,14 +65,12 @@ def run(
         cols, rows = saved["cols"], saved["rows"]
         target = target or saved["target"]
         spec = F.FeatureSpec.parse(saved["spec"])
-        if not force:
-            check_output(ctx, output, target)
     else:
-        if not force:
-            check_output(ctx, output, target)
         aw, ah = parse_aspect(opts.aspect)
         base = F.FeatureSpec(opts.grid) if opts.grid else ctx.spec
         spec = base.with_aspect(aw, ah)
+    if not force:  # the target of a plan is known by now: the saved one if none is given
+        check_output(ctx, output, target)
     tile_w = opts.tile_size
     tile_h = max(1, round(opts.tile_size * ah / aw))
     aspect = aw / ah
