@@ -47,10 +47,15 @@ def write_atomic(index, path: Path) -> None:
             old.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        faiss.write_index(index, str(tmp))
-        with open(tmp, "rb") as f:
+        # through Python's file, not faiss's: faiss only prints a failed close (a full disk)
+        # and carries on, so a partial file was renamed over the whole one
+        with open(tmp, "wb") as f:
+            faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # the file the user knows, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
