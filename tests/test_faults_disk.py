@@ -24,6 +24,7 @@ from test_faults import (
     descendants,
     rows,
     temp_files,
+    whole_image,
 )
 from test_faults import indexed as indexed  # noqa: F401 (fixtures shared with test_faults)
 from test_faults import library as library  # noqa: F401
@@ -92,6 +93,17 @@ def run_watched(args, env=None) -> tuple[int, str, list[int]]:
     return p.returncode, err, [q for q in seen if alive(q)]
 
 
+def contents(path: Path) -> bytes:
+    """An output's bytes; a Deep Zoom output's .dzi and every tile of its pyramid."""
+    import hashlib
+
+    h = hashlib.blake2b(path.read_bytes())
+    if path.suffix == ".dzi":
+        for f in sorted(path.with_name(path.stem + "_files").rglob("*")):
+            h.update(str(f).encode() + (f.read_bytes() if f.is_file() else b""))
+    return h.digest()
+
+
 def one_error_line(err: str) -> str:
     assert err.startswith("Error: ") and err.count("\n") == 1, repr(err)
     return err
@@ -122,6 +134,36 @@ def test_disk_full_while_index_writes_the_catalog(library, small_disk):  # noqa:
     rc, report = cli_json(home, "check", "--deep")
     assert rc == 0 and report["ok"], report
     assert not temp_files(home)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".dz"])
+def test_disk_full_while_render_writes_keeps_the_old_output(
+    library,  # noqa: F811
+    indexed,  # noqa: F811
+    small_disk,
+    ext,
+):
+    out = small_disk / f"mosaic{ext}"
+    target = sorted(library.rglob("*.jpg"))
+    args = ["render", "-o", out, "--tiles-across", "30", "--tile-size", "32", "--repeat", "free"]
+    rc, first = cli_json(indexed, *args[:1], target[0], *args[1:])
+    assert rc == 0, first
+    written = Path(first["output"])
+    before = contents(written)
+    size = sum(f.stat().st_size for f in small_disk.rglob("*") if f.is_file())
+    # room for about half of a new output: the encoder fails part-way through the file
+    ballast = fill(small_disk, (size // 2) // PAGE * PAGE)
+    rc, err, left = run_watched(["--home", indexed, *args[:1], target[1], *args[1:]])
+    assert rc == 1 and not left, (rc, err)
+    one_error_line(err)
+    assert err == f"Error: cannot write {written}: {os.strerror(28)}\n"
+    assert contents(written) == before  # the old output, whole
+    assert not temp_files(small_disk)
+    ballast.unlink()
+    rc, again = cli_json(indexed, *args[:1], target[1], *args[1:])
+    assert rc == 0, again
+    assert whole_image(written) is not None and contents(written) != before
+    assert not temp_files(small_disk)
 
 
 def test_disk_full_while_the_vector_file_is_written(library, small_disk):  # noqa: F811

@@ -5,6 +5,7 @@ reads as it goes; written to a temporary name and renamed. Used by render and `s
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import threading
@@ -189,7 +190,7 @@ def assemble(
             timings["tiles"] = time.monotonic() - t0
             encoder.join()
             if encode_error:
-                raise encode_error[0]
+                raise _as_output_error(encode_error[0], out, (str(tmp_out), target_name))
             if fmt == "dz":
                 _replace_deep_zoom(tmp_out, tmp_files, out, out.with_name(tag + ".old_files"))
             else:
@@ -207,6 +208,21 @@ def assemble(
             if tmp_files is not None and tmp_files.exists():
                 shutil.rmtree(tmp_files)
     return mosaic_lab
+
+
+def _as_output_error(e: BaseException, out: Path, temps: tuple[str, ...]) -> BaseException:
+    """The encoder's failure in the names the user knows: the output, not its temporary file
+    (gone by the time the message is read); a full disk said in those words, not in libvips'
+    chain of write errors."""
+    if not isinstance(e, ImageError):
+        return e
+    msg = str(e)
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        if os.strerror(code) in msg:
+            return ImageError(f"cannot write {out}: {os.strerror(code)}")
+    for t in sorted(temps, key=len, reverse=True):
+        msg = msg.replace(t, str(out))
+    return ImageError(msg)
 
 
 def _replace_deep_zoom(tmp_dzi: Path, tmp_files: Path, out: Path, aside: Path) -> None:
