@@ -4,6 +4,7 @@ files changed or gone, SQLite's integrity), and `--repair`, which mends what it 
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 
 from mosaicdb.errors import DAMAGED_ADVICE
@@ -167,22 +168,35 @@ def check(ctx: Context, *, repair: bool = False, files: bool = True, deep: bool 
             "not repaired: the catalog file is damaged; " + DAMAGED_ADVICE,
         ]
     elif repair:
+        # tests only: MOSAICDB_TEST_SLOW_REPAIR=S waits S seconds before each repair step, for
+        # the fault tests to kill a repair between (and during) its writes
+        pause = float(os.environ.get("MOSAICDB_TEST_SLOW_REPAIR", "0") or 0)
+
+        def step() -> None:
+            if pause:
+                time.sleep(pause)
+
+        step()
         if any(orphans.values()):
             cat.drop_orphans()
             repaired.append("dropped orphan rows")
         # Files gone first: marking a photo below logs its vectors' deletion, which would
         # read as a rewrite after `since`. A file back on disk since it was looked for stays.
+        step()
         gone = [pid for pid, p in missing if not os.path.lexists(p)]
         n = cat.delete_photos(gone, since)
         if n:
             repaired.append(f"dropped {n} rows of files gone from disk")
+        step()
         broken = "stored thumbnail does not decode"
         n = cat.mark_unreadable(bad_thumbs, broken, since)
         if n:
             repaired.append(f"marked {n} photos with broken thumbnails as errors")
+        step()
         n = cat.mark_unreadable(no_thumbs, "stored thumbnail is missing", since)
         if n:
             repaired.append(f"marked {n} photos without a thumbnail as errors")
+        step()
         if unplaced:  # after the marking: no vector is derived for a photo just made an error
             from mosaicdb.vectors import ensure_spec_vectors
 
@@ -193,9 +207,11 @@ def check(ctx: Context, *, repair: bool = False, files: bool = True, deep: bool 
             n = cat.mark_unreadable(undecoded, broken, since)
             if n:
                 repaired.append(f"marked {n} photos with broken thumbnails as errors")
+        step()
         if temps:
             freed = leftovers.remove(temps)
             repaired.append(f"removed {len(temps)} temporary files ({freed / 2**20:,.1f} MB)")
+        step()
         ctx.vectors.sync(rebuild=True)
         repaired.append("rebuilt the vector file from the catalog")
         # what is left after repairing

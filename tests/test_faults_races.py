@@ -1,0 +1,132 @@
+"""Fault injection (issue 20), continued: `check --repair` killed while it mends a damaged
+store, a photo rewritten or truncated while `index` decodes it, and a root folder renamed
+while `index` reads it. Each is followed by the store checked for lost or duplicated rows,
+processes left behind and temporary files, and the command run again to completion."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_faults import MOSAICDB, N_FILES, alive, cli_json, descendants, rows, temp_files
+from test_faults import library as library  # noqa: F401 (the fixture shared with test_faults)
+
+
+def catalog(home: Path, sql: str, *args):
+    with sqlite3.connect(home / "catalog.sqlite") as c:
+        return c.execute(sql, args).fetchall()
+
+
+def wait_for(cond, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
+        time.sleep(0.02)
+
+
+def start(args, env=None, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*MOSAICDB, *map(str, args)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+
+
+def end(p: subprocess.Popen, seen: set[int], sig=None, timeout: float = 120) -> list[int]:
+    """Signal `p` (if `sig`), wait for it; its processes still alive 5 s later."""
+    if sig is not None and p.poll() is None:
+        seen |= descendants(p.pid)
+        p.send_signal(sig)
+    p.wait(timeout)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(alive(q) for q in seen):
+        time.sleep(0.05)
+    return [q for q in seen if alive(q)]
+
+
+# -- check --repair killed --------------------------------------------------------------------
+
+REPAIR_PAUSE = 0.25  # MOSAICDB_TEST_SLOW_REPAIR: s before each of the 7 repair steps
+
+
+@pytest.fixture(scope="module")
+def damaged(library, tmp_path_factory):  # noqa: F811
+    """A library whose store has something for every repair: an orphan thumbnail, files gone
+    from disk, broken thumbnails, photos without vectors, a dead writer's temp file and a
+    vector file that disagrees. Returns (library, store, the photos each repair touches)."""
+    base = tmp_path_factory.mktemp("repair")
+    lib, home = base / "photos", base / "store"
+    shutil.copytree(library, lib)
+    rc, s = cli_json(home, "index", lib, "--workers", "0")
+    assert rc == 0 and s["added"] == N_FILES
+    ids = {p: i for i, p, _ in rows(home)}
+    files = sorted(ids)
+    gone, broken, unvectored = files[:3], files[3:5], files[5:8]
+    for p in gone:
+        os.unlink(p)
+    with sqlite3.connect(home / "catalog.sqlite") as c:
+        c.execute(
+            "INSERT INTO thumbnails SELECT 999999, width, height, codec, data FROM thumbnails "
+            "WHERE photo_id = ?",
+            (ids[files[-1]],),
+        )
+        for p in broken:
+            c.execute(
+                "UPDATE thumbnails SET data = ? WHERE photo_id = ?", (b"\xff\xd8junk", ids[p])
+            )
+        c.executemany("DELETE FROM features WHERE photo_id = ?", [(ids[p],) for p in unvectored])
+    (home / f".vectors-lab3v1.faiss.{2**22 + 7}.tmp").write_bytes(b"x" * 5000)
+    return lib, home, {"gone": gone, "broken": broken, "unvectored": unvectored, "ids": ids}
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_check_repair_killed_mid_repair_then_repaired_clean(damaged, tmp_path, seed):
+    lib, template, made = damaged
+    rng = random.Random(seed)
+    home = tmp_path / "store"
+    shutil.copytree(template, home)
+    sig = signal.SIGKILL if seed % 2 == 0 else signal.SIGTERM
+    p = start(
+        ["--home", home, "check", "--repair", "--json"],
+        {"MOSAICDB_TEST_SLOW_REPAIR": str(REPAIR_PAUSE)},
+    )
+    seen: set[int] = set()
+    # the first repair (the orphan thumbnail dropped) says it is repairing: from there, a
+    # point anywhere in its 7 steps and the vector file's rebuild
+    wait_for(
+        lambda: (
+            p.poll() is not None
+            or not catalog(home, "SELECT 1 FROM thumbnails WHERE photo_id = 999999")
+        ),
+        what="the orphan thumbnail dropped",
+    )
+    assert p.poll() is None, "check --repair ended before it could be killed"
+    time.sleep(rng.uniform(0, 7 * REPAIR_PAUSE + 0.3))
+    left = end(p, seen, sig)
+    assert not left
+    ids = made["ids"]
+    got = rows(home)
+    # no row of a file still on disk lost, none duplicated; only the files gone may have gone
+    assert len({q for _, q, _ in got}) == len(got)
+    assert {q for _, q, _ in got} >= set(ids) - set(made["gone"])
+    assert all(ids[q] == i for i, q, _ in got)  # ids kept
+    # the same command again completes (with --deep: the check after the repairs is deep)
+    rc, report = cli_json(home, "check", "--repair", "--deep")
+    assert rc == 0 and report["ok"], report
+    rc, report = cli_json(home, "check", "--deep")
+    assert rc == 0 and report["ok"], report
+    assert not temp_files(home)
+    final = rows(home)
+    assert sorted(q for _, q, _ in final) == sorted(set(ids) - set(made["gone"]))
+    assert {q for _, q, s in final if s == "error"} == set(made["broken"])
+    n_ok = sum(s == "ok" for _, _, s in final)
+    assert report["vectors"]["file_vectors"] == report["vectors"]["catalog_vectors"] == n_ok
