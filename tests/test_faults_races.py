@@ -31,12 +31,12 @@ def wait_for(cond, timeout: float = 60.0, what: str = "") -> None:
         time.sleep(0.02)
 
 
-def start(args, env=None, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+def start(args, env=None, out=subprocess.DEVNULL, err=subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen(
         [*MOSAICDB, *map(str, args)],
         env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
+        stdout=out,
+        stderr=err,
         text=True,
     )
 
@@ -130,3 +130,82 @@ def test_check_repair_killed_mid_repair_then_repaired_clean(damaged, tmp_path, s
     assert {q for _, q, s in final if s == "error"} == set(made["broken"])
     n_ok = sum(s == "ok" for _, _, s in final)
     assert report["vectors"]["file_vectors"] == report["vectors"]["catalog_vectors"] == n_ok
+
+
+# -- files changing under a running index -----------------------------------------------------
+
+SLOW = "0.15"  # MOSAICDB_TEST_SLOW: s between a file's stat and its decoding
+
+
+def photo_count(home: Path) -> int:
+    try:
+        return catalog(home, "SELECT count(*) FROM photos")[0][0]
+    except sqlite3.Error:  # not made yet
+        return 0
+
+
+def small_library(library, folder: Path, n: int, per_folder: int) -> list[Path]:  # noqa: F811
+    """`n` photos of the shared library copied into `folder`, `per_folder` a subfolder."""
+    out = []
+    for i, src in enumerate(sorted(library.rglob("*.jpg"))[:n]):
+        dst = folder / f"s{i // per_folder}" / f"f{i:02d}.jpg"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        out.append(dst)
+    return out
+
+
+def test_a_photo_rewritten_or_truncated_while_index_decodes_it(library, tmp_path):  # noqa: F811
+    lib, home = tmp_path / "photos", tmp_path / "store"
+    files = small_library(library, lib, 12, 12)
+    others = sorted(library.rglob("*.jpg"))[20:32]  # other pictures, other sizes
+    p = start(
+        ["--home", home, "index", lib, "--workers", "1", "--batch-size", "1", "--quiet"],
+        {"MOSAICDB_TEST_SLOW": SLOW},
+        err=subprocess.PIPE,
+    )
+    seen: set[int] = set()
+    # the first task's 8 files are written: the worker has taken the 9th (stat, then the delay
+    # before its decoding). Every file changes now: those written (their rows are stale),
+    # the one being read, those not read yet.
+    wait_for(lambda: p.poll() is not None or photo_count(home) >= 8, what="8 photos written")
+    seen |= descendants(p.pid)
+    changed: dict[Path, str] = {}
+    for k, (f, new) in enumerate(zip(files, others, strict=True)):
+        if k % 3 == 2:  # truncated in place
+            os.truncate(f, f.stat().st_size // 2)
+            changed[f] = "error"
+        elif k % 3 == 0:  # rewritten in place
+            f.write_bytes(new.read_bytes())
+            changed[f] = "ok"
+        else:  # replaced: a new file renamed over it
+            tmp = f.with_name(f".{f.name}.new")
+            shutil.copyfile(new, tmp)
+            os.replace(tmp, f)
+            changed[f] = "ok"
+    assert not end(p, seen)
+    assert p.returncode == 0, p.stderr.read()
+    got = rows(home)
+    assert sorted(q for _, q, _ in got) == sorted(map(str, files))  # once each, no crash
+    # the next index re-reads what changed after it was looked at: every row agrees with
+    # its file, as a store indexed from scratch now has it
+    rc, s = cli_json(home, "index", lib, "--workers", "0")
+    assert rc == 0, s
+    fresh = tmp_path / "fresh"
+    assert cli_json(fresh, "index", lib, "--workers", "0")[0] == 0
+    from mosaicdb.index.identity import fingerprint
+
+    query = (
+        "SELECT path, size, mtime_ns, status, fingerprint, vector FROM photos "
+        "LEFT JOIN features ON photo_id = id ORDER BY path"
+    )
+    now, want = catalog(home, query), catalog(fresh, query)
+    assert [r[:4] + r[5:] for r in now] == [r[:4] + r[5:] for r in want]
+    for path, size, mtime, status, fp, _ in now:
+        st = os.stat(path)
+        assert (size, mtime) == (st.st_size, st.st_mtime_ns)
+        assert status == changed[Path(os.fsdecode(path))]
+        if status == "ok":
+            assert fp == fingerprint(path, size)
+    rc, report = cli_json(home, "check", "--deep")
+    assert rc == 0 and report["ok"], report

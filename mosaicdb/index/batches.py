@@ -88,14 +88,14 @@ def process_batch(paths: list[bytes], opts: ScanOptions) -> list[PhotoResult]:
     for p in paths:
         if crash_on and p.endswith(crash_on) and _crash_now():
             os._exit(70)  # simulate a decoder crash taking the worker process down
-        if slow:
-            time.sleep(slow)  # a library of big photos, for the fault tests to kill it mid-run
         try:
             st = os.stat(p)
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError as e:
             out.append(PhotoResult(p, -1, -1, "error", error=e.strerror or str(e)))
             continue
+        if slow:  # a library of big photos, for the fault tests to kill it mid-run or to
+            time.sleep(slow)  # change a file between its stat and its decoding
         if size == 0:
             out.append(PhotoResult(p, size, mtime, "error", error="empty file (0 bytes)"))
             continue
