@@ -5,6 +5,7 @@ processes left behind and temporary files, and the command run again to completi
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -209,3 +210,45 @@ def test_a_photo_rewritten_or_truncated_while_index_decodes_it(library, tmp_path
             assert fp == fingerprint(path, size)
     rc, report = cli_json(home, "check", "--deep")
     assert rc == 0 and report["ok"], report
+
+
+def test_a_root_renamed_while_index_reads_it(library, tmp_path):  # noqa: F811
+    lib, home = tmp_path / "photos", tmp_path / "store"
+    files = small_library(library, lib, 16, 8)
+    p = start(
+        ["--home", home, "index", lib, "--workers", "1", "--batch-size", "1", "--json"],
+        {"MOSAICDB_TEST_SLOW": SLOW},
+        out=subprocess.PIPE,
+        err=subprocess.PIPE,
+    )
+    seen: set[int] = set()
+    wait_for(lambda: p.poll() is not None or photo_count(home) >= 8, what="8 photos written")
+    seen |= descendants(p.pid)
+    moved = tmp_path / "renamed"
+    os.rename(lib, moved)
+    assert not end(p, seen)
+    assert p.returncode == 0, p.stderr.read()  # a normal end: what was read is kept
+    got = rows(home)
+    assert len({q for _, q, _ in got}) == len(got) and 8 <= len(got) < len(files)
+    n = len(files) - len(got)
+    summary = json.loads(p.stdout.read())
+    assert summary["added"] == len(got) and summary["failed"] == 0, summary
+    were = "file was" if n == 1 else "files were"
+    assert summary["warnings"] == [
+        f"{n} {were} gone before being read (moved or deleted while indexing) and not "
+        "saved; index their folder where it is now"
+    ]
+    assert {s for _, _, s in got} == {"ok"}  # files gone before they were read: no rows
+    assert {q for _, q, _ in got} <= {str(f) for f in files}
+    ids = {os.path.relpath(q, lib): i for i, q, _ in got}
+    # the folder indexed where it is now: the photos read keep their rows, the rest are read
+    rc, s = cli_json(home, "index", moved, "--workers", "0")
+    assert rc == 0, s
+    assert (s["moved"], s["added"]) == (len(got), len(files) - len(got)), s
+    after = rows(home)
+    assert sorted(q for _, q, _ in after) == sorted(str(f) for f in moved.rglob("*.jpg"))
+    assert all(ids.get(os.path.relpath(q, moved), i) == i for i, q, _ in after)
+    assert [r[1] for r in catalog(home, "SELECT id, path FROM roots")] == [os.fsencode(moved)]
+    rc, report = cli_json(home, "check", "--deep")
+    assert rc == 0 and report["ok"], report
+    assert not temp_files(home)

@@ -369,6 +369,7 @@ class BatchWriter:
         self.added = self.updated = self.failed = 0
         # folder id → results not written: the folder was removed from the store meanwhile
         self.dropped: dict[int, int] = {}
+        self.vanished = 0  # files gone before they could be read: not written
 
     def __call__(self, results: list[PhotoResult]) -> None:
         self.buf.extend(results)
@@ -379,6 +380,13 @@ class BatchWriter:
         if not self.buf:
             return
         buf, self.buf = self.buf, []
+        # A file that failed because it is gone (moved or deleted since the walk, its folder
+        # renamed) is no photo that failed: no error row under a path that no longer exists,
+        # and the next index finds it where it went (a row it had stays, to be matched).
+        gone_files = [r for r in buf if r.status != "ok" and not os.path.lexists(r.path)]
+        if gone_files:
+            self.vanished += len(gone_files)
+            buf = [r for r in buf if r.status == "ok" or os.path.lexists(r.path)]
         root_of = self.plan.root_of
         # a folder already found removed: its later results are not tried again
         todo = [r for r in buf if root_of[r.path] not in self.dropped]

@@ -325,6 +325,12 @@ def _index_local(ctx: Context, plan, opts, scopes, pool, batch_size, summary):
             if feed is not None:
                 feed.release()  # claimed and not written: back to the queue for others
     summary.added, summary.updated, summary.failed = writer.added, writer.updated, writer.failed
+    if writer.vanished:
+        n = writer.vanished
+        summary.warnings.append(
+            f"{n:,} {'file was' if n == 1 else 'files were'} gone before being read (moved or "
+            "deleted while indexing) and not saved; index their folder where it is now"
+        )
     folders = {s.root_id: s.root_path for s in scopes}
     for rid, n in writer.dropped.items():
         summary.warnings.append(_dropped_warning(n, folders.get(rid)))
