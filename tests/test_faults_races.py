@@ -252,3 +252,47 @@ def test_a_root_renamed_while_index_reads_it(library, tmp_path):  # noqa: F811
     rc, report = cli_json(home, "check", "--deep")
     assert rc == 0 and report["ok"], report
     assert not temp_files(home)
+
+
+class RenameWhileWalking:
+    """A progress whose folder scan renames `folder` to `to` after the first file it sees."""
+
+    def __init__(self, folder: Path, to: Path):
+        self.folder, self.to = folder, to
+
+    def task(self, description, total=None):
+        import contextlib
+
+        from mosaicdb.progress import Task
+
+        outer = self
+
+        class Renaming(Task):
+            def advance(self, n=1):
+                if description.startswith("Scanning") and outer.folder.exists():
+                    os.rename(outer.folder, outer.to)
+
+        return contextlib.nullcontext(Renaming())
+
+
+def test_a_root_renamed_while_index_walks_it_loses_no_row(library, tmp_path):  # noqa: F811
+    import mosaicdb
+
+    lib, home, moved = tmp_path / "photos", tmp_path / "store", tmp_path / "renamed"
+    files = small_library(library, lib, 12, 4)
+    with mosaicdb.open(home) as store:
+        assert store.index([lib], workers=0).added == len(files)
+    before = {os.path.relpath(q, lib): i for i, q, _ in rows(home)}
+    with mosaicdb.open(home, progress=RenameWhileWalking(lib, moved)) as store:
+        s = store.index([lib], workers=0)  # the same folder again: renamed after one file
+    assert s.removed == 0 and s.warnings[-1] == (  # after the walk's "No such file" lines
+        f"{lib}: folder moved or removed while it was scanned; its photos are kept (index it "
+        "where it is now)"
+    )
+    assert {os.path.relpath(q, lib): i for i, q, _ in rows(home)} == before  # nothing lost
+    with mosaicdb.open(home) as store:
+        s = store.index([moved], workers=0)
+    assert (s.moved, s.added, s.removed) == (len(files), 0, 0), s
+    assert {os.path.relpath(q, moved): i for i, q, _ in rows(home)} == before  # same ids
+    rc, report = cli_json(home, "check", "--deep")
+    assert rc == 0 and report["ok"], report

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from mosaicdb.index.decode import EXTENSIONS
 from mosaicdb.index.identity import match_moved
-from mosaicdb.records import Move
+from mosaicdb.records import Move, display_path
 
 if TYPE_CHECKING:
     from mosaicdb.store.catalog import Catalog
@@ -186,6 +186,15 @@ def plan_scan(
                 todo.append(path)
                 existing[path] = row.id
                 seen[path] = (size, mtime, row.indexed_at)
+        if not os.path.isdir(sc.walk_path):
+            # the folder went away while it was walked (renamed, unmounted): the files the walk
+            # could not reach are not gone, and keep their rows, as under a folder missing
+            # before the walk (so a rename is matched when the folder is indexed again)
+            stats.warnings.append(
+                f"{display_path(sc.walk_path)}: folder moved or removed while it was scanned; "
+                "its photos are kept (index it where it is now)"
+            )
+            continue
         gone.extend(r.id for r in known.values())
     moved: list[Move] = []
     if (gone or lost_roots) and len(todo) > len(existing):
