@@ -3,12 +3,13 @@
 # make bench  mosaicdb against its peers on real photos: bench/results/quality.md, docs/compare.jpg
 # make bench-all  every benchmark (see bench/README.md), the quality comparison included
 # make bench-scale  the 10,000,000-vector index benchmark (builds a 12 GB synthetic catalog once)
+# make bench-faults  kill/restart soak of index, render and check --repair (FAULT_CYCLES=50)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 MOSAIC := $(VENV)/bin/mosaicdb --home demo-out/store
 
-.PHONY: install test lint demo bench bench-all bench-scale clean
+.PHONY: install test lint demo bench bench-all bench-scale bench-faults clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,10 @@ bench-all: $(VENV)/.bench
 
 bench-scale: $(VENV)/.bench
 	$(PY) bench/bench_vectors_scale.py
+
+FAULT_CYCLES ?= 50
+bench-faults: install
+	$(PY) bench/bench_faults.py -n $(FAULT_CYCLES)
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache
