@@ -78,9 +78,10 @@ def alive(pid: int) -> bool:
         return False
 
 
-def kill_at(args, after: float, sig, env=None, ready=None) -> int:
+def kill_at(args, after: float, sig, env=None, ready=None) -> tuple[int, bool]:
     """Run the command, send `sig` `after` s after `ready()` holds (or after the start);
-    returns how many of its processes are alive 5 s after it ended."""
+    returns (how many of its processes are alive 5 s after it ended, whether the signal
+    reached it before it ended by itself)."""
     p = subprocess.Popen(
         [*MOSAICDB, *map(str, args)],
         env={**os.environ, **(env or {})},
@@ -97,14 +98,15 @@ def kill_at(args, after: float, sig, env=None, ready=None) -> int:
     while time.monotonic() < end and p.poll() is None:
         seen |= descendants(p.pid)
         time.sleep(0.01)
-    if p.poll() is None:
+    killed = p.poll() is None
+    if killed:
         seen |= descendants(p.pid)
         p.send_signal(sig)
     p.wait()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(alive(q) for q in seen):
         time.sleep(0.05)
-    return sum(alive(q) for q in seen)
+    return sum(alive(q) for q in seen), killed
 
 
 def cli(home, *args) -> tuple[int, dict]:
@@ -161,10 +163,10 @@ class Soak:
     def index(self, rng: random.Random, sig) -> dict:
         home = self.work / f"index-{rng.random():.12f}"
         args = ["--home", home, "index", self.lib, "--workers", "2", "--batch-size", "4", "-q"]
-        orphans = kill_at(args, rng.uniform(0.2, 2.5), sig, {"MOSAICDB_TEST_SLOW": "0.03"})
+        orphans, killed = kill_at(args, rng.uniform(0.2, 2.5), sig, {"MOSAICDB_TEST_SLOW": "0.06"})
         rc, s = cli(home, "index", self.lib, "--workers", "2")
         v = store_verdict(home, self.files)
-        v.update(orphans=orphans, temps=temps(home), clean=v["clean"] and rc == 0)
+        v.update(orphans=orphans, temps=temps(home), clean=v["clean"] and rc == 0, killed=killed)
         shutil.rmtree(home, ignore_errors=True)
         return v
 
@@ -183,12 +185,19 @@ class Soak:
             self.outputs[ext] = (Path(r["output"]), time.monotonic() - t0)
         written, wall = self.outputs[ext]
         before = contents(written)
-        orphans = kill_at(["--home", self.store, *args], rng.uniform(0.3, wall), sig)
+        orphans, killed = kill_at(["--home", self.store, *args], rng.uniform(0.3, wall), sig)
         now = contents(written)
         broken = int(now is None or (now != before and not whole(written)))
         rc, r = cli(self.store, *args)
         ok = rc == 0 and whole(written)
-        return {"lost": broken, "dup": 0, "orphans": orphans, "temps": temps(folder), "clean": ok}
+        return {
+            "lost": broken,
+            "dup": 0,
+            "orphans": orphans,
+            "temps": temps(folder),
+            "clean": ok,
+            "killed": killed,
+        }
 
     def damaged(self) -> tuple[Path, Path, dict[str, int], set[str]]:
         """A store with something for every repair (built once, copied for each trial)."""
@@ -231,7 +240,7 @@ class Soak:
             except sqlite3.Error:
                 return False
 
-        orphans = kill_at(
+        orphans, killed = kill_at(
             ["--home", home, "check", "--repair"],
             rng.uniform(0, 2.0),
             sig,
@@ -240,7 +249,7 @@ class Soak:
         )
         rc, report = cli(home, "check", "--repair", "--deep")
         v = store_verdict(home, kept, ids)
-        v.update(orphans=orphans, temps=temps(home), clean=v["clean"] and rc == 0)
+        v.update(orphans=orphans, temps=temps(home), clean=v["clean"] and rc == 0, killed=killed)
         shutil.rmtree(home, ignore_errors=True)
         return v
 
@@ -305,6 +314,7 @@ def main() -> int:
             for k in ("lost", "dup", "orphans", "temps"):
                 t[k] += v[k]
             t["unclean"] += not v["clean"]
+            t["killed"] += v["killed"]
             bad = any(v[k] for k in ("lost", "dup", "orphans", "temps")) or not v["clean"]
             print(f"[{i + 1}/{a.n}] {name}: {'FAIL ' + str(v) if bad else 'ok'}", flush=True)
     lines = [
@@ -325,6 +335,13 @@ def main() -> int:
             f"| {name} | {t['trials']} | {t['lost']} | {t['dup']} | {t['orphans']} | "
             f"{t['temps']} | {verdict} |"
         )
+    lines += [
+        "",
+        "Trials whose signal reached the command while it ran (the others had ended by "
+        "themselves before their random point): "
+        + "; ".join(f"{n}: {t['killed']}/{t['trials']}" for n, t in totals.items() if t["trials"])
+        + ".",
+    ]
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
