@@ -99,12 +99,20 @@ def temp_files(*folders: Path) -> list[str]:
     return sorted(str(p) for d in folders for p in d.glob(".*tmp*"))
 
 
+# the library and its indexed store are made once a session and shared by the fault modules
+# (test_faults_*.py import these fixtures; each module would otherwise make its own)
+_SHARED: dict[tuple[str, Path], Path] = {}
+
+
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Path:
-    lib = tmp_path_factory.mktemp("faults") / "photos"
-    for i in range(N_FILES):
-        noise_jpeg(lib / f"d{i % 4}" / f"p{i:02d}.jpg", size=(320, 240), seed=i)
-    return lib
+    key = ("library", tmp_path_factory.getbasetemp())
+    if key not in _SHARED:
+        lib = tmp_path_factory.mktemp("faults") / "photos"
+        for i in range(N_FILES):
+            noise_jpeg(lib / f"d{i % 4}" / f"p{i:02d}.jpg", size=(320, 240), seed=i)
+        _SHARED[key] = lib
+    return _SHARED[key]
 
 
 # problems `check` reports of a store whose index was cut off before it wrote the vector file:
@@ -144,10 +152,13 @@ def test_index_killed_anywhere_loses_and_duplicates_nothing(library, tmp_path, s
 
 @pytest.fixture(scope="module")
 def indexed(library, tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("faults-store") / "store"
-    rc, s = cli_json(home, "index", library, "--workers", "0")
-    assert rc == 0 and s["added"] == N_FILES
-    return home
+    key = ("indexed", tmp_path_factory.getbasetemp())
+    if key not in _SHARED:
+        home = tmp_path_factory.mktemp("faults-store") / "store"
+        rc, s = cli_json(home, "index", library, "--workers", "0")
+        assert rc == 0 and s["added"] == N_FILES
+        _SHARED[key] = home
+    return _SHARED[key]
 
 
 def whole_image(path: Path) -> tuple[int, int] | None:
