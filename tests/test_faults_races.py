@@ -296,3 +296,33 @@ def test_a_root_renamed_while_index_walks_it_loses_no_row(library, tmp_path):  #
     assert {os.path.relpath(q, moved): i for i, q, _ in rows(home)} == before  # same ids
     rc, report = cli_json(home, "check", "--deep")
     assert rc == 0 and report["ok"], report
+
+
+def test_a_root_renamed_just_after_a_photo_was_decoded(library, tmp_path, monkeypatch):  # noqa: F811
+    """The folder goes between a photo's decoding and its fingerprint (in process: the
+    fingerprint renames it): that photo has no fingerprint to be matched by, so, like the
+    files not read at all, it gets no row, and the new path is read in full once."""
+    import mosaicdb
+    from mosaicdb.index import identity
+
+    lib, home, moved = tmp_path / "photos", tmp_path / "store", tmp_path / "renamed"
+    files = small_library(library, lib, 12, 6)
+    real, calls = identity.fingerprint, []
+
+    def renaming(path, size):
+        calls.append(path)
+        if len(calls) == 5:
+            os.rename(lib, moved)
+        return real(path, size)
+
+    monkeypatch.setattr(identity, "fingerprint", renaming)
+    with mosaicdb.open(home) as store:
+        s = store.index([lib], workers=0)
+    monkeypatch.setattr(identity, "fingerprint", real)
+    assert (s.added, s.failed) == (4, 0), s
+    with mosaicdb.open(home) as store:
+        s = store.index([moved], workers=0)
+    assert (s.moved, s.added) == (4, len(files) - 4), s
+    assert sorted(q for _, q, _ in rows(home)) == sorted(str(f) for f in moved.rglob("*.jpg"))
+    rc, report = cli_json(home, "check", "--deep")
+    assert rc == 0 and report["ok"], report

@@ -352,6 +352,14 @@ def _isolate(paths: list[bytes], opts: ScanOptions, on_results, new_pool) -> Non
         pool.shutdown(wait=True)
 
 
+def _vanished(r: PhotoResult) -> bool:
+    """A file that failed because it is gone (moved or deleted since the walk, its folder
+    renamed) is no photo that failed: it gets no error row under a path that no longer
+    exists, and the next index finds it where it went (a row it had stays, to be matched).
+    So does one gone before its fingerprint was taken: its row could never be matched."""
+    return (r.status != "ok" or r.fingerprint is None) and not os.path.lexists(r.path)
+
+
 class BatchWriter:
     """Collects results and commits them every `batch_size` results or 2 seconds."""
 
@@ -380,13 +388,10 @@ class BatchWriter:
         if not self.buf:
             return
         buf, self.buf = self.buf, []
-        # A file that failed because it is gone (moved or deleted since the walk, its folder
-        # renamed) is no photo that failed: no error row under a path that no longer exists,
-        # and the next index finds it where it went (a row it had stays, to be matched).
-        gone_files = [r for r in buf if r.status != "ok" and not os.path.lexists(r.path)]
+        gone_files = [r for r in buf if _vanished(r)]
         if gone_files:
             self.vanished += len(gone_files)
-            buf = [r for r in buf if r.status == "ok" or os.path.lexists(r.path)]
+            buf = [r for r in buf if not _vanished(r)]
         root_of = self.plan.root_of
         # a folder already found removed: its later results are not tried again
         todo = [r for r in buf if root_of[r.path] not in self.dropped]
