@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaicdb.errors import RenderError
-from mosaicdb.render.placement import place
+from mosaicdb.render.placement import Space, place
+from mosaicdb.render.placement.route import partition
 from mosaicdb.render.placement.rules import check_feasible, photo_cap
 from mosaicdb.render.placement.variety import variety
 
@@ -52,11 +53,13 @@ class Instance:
         o = np.argsort(self.d2[:, p].T, axis=1, kind="stable")[:, :kk]
         return np.take_along_axis(self.d2[:, p].T, o, 1), o
 
-    def place(self, k, **rules):
+    def place(self, k, routed=False, **rules):
+        """routed: the vectors are given, as render gives them (routing under a tight cap)."""
         cand, dist = self.candidates(k)
+        space = Space(self.cells, lambda: self.photos) if routed else None
         return place(
             cand, dist, self.rows, self.cols, widen=self.widen, near_cells=self.near_cells,
-            all_ids=self.ids, **rules,
+            all_ids=self.ids, space=space, **rules,
         )
 
     def cost(self, plan):
@@ -95,6 +98,39 @@ def test_quota_matches_a_dense_exact_solver(rows, cols, n_photos, max_uses, k, c
     sparse = inst.place(k, max_uses=max_uses)
     assert np.bincount(sparse - ID0).max() <= max_uses
     assert inst.cost(sparse) <= best * 1.005
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "n_photos", "max_uses", "dim"),
+    [(40, 50, 700, 3, 3), (40, 50, 2000, 1, 3), (30, 40, 130, 10, 6)],
+)
+def test_routing_serves_a_tight_crowded_grid_in_one_flow(rows, cols, n_photos, max_uses, dim):
+    """Room for few more cells than there are, the photos crowded: over its 8-nearest lists
+    alone the flow leaves cells waiting; routed, one flow serves them all, near the optimum."""
+    inst = Instance(rows, cols, n_photos, 5, dim=dim, crowded=True)
+    lists = inst.place(8, max_uses=max_uses)
+    assert inst.widened  # the lists could not serve every cell
+    inst.widened = 0
+    routed = inst.place(8, max_uses=max_uses, routed=True)
+    assert inst.widened == 0
+    assert np.bincount(routed - ID0).max() <= max_uses
+    best = inst.exact(max_uses)
+    assert inst.cost(routed) <= best * 1.03
+    assert inst.cost(routed) < inst.cost(lists)
+    assert np.array_equal(routed, inst.place(8, max_uses=max_uses, routed=True))
+
+
+def test_partition_leaves_are_balanced_and_similar():
+    """Leaves of at most `leaf` rows, none under half of it, and nearer inside than across."""
+    x = np.random.default_rng(1).random((1000, 4))
+    labels = partition(x, 16)
+    sizes = np.bincount(labels)
+    assert sizes.max() <= 16 and sizes.min() >= 8 and sizes.sum() == 1000
+    centre = np.stack([x[labels == j].mean(0) for j in range(len(sizes))])
+    inside = np.linalg.norm(x - centre[labels], axis=1).mean()
+    assert inside < 0.5 * np.linalg.norm(x - x.mean(0), axis=1).mean()
+    assert np.array_equal(labels, partition(x, 16))
+    assert (partition(x[:5], 16) == 0).all()
 
 
 def test_full_capacity_leftovers_are_searched_again():
@@ -160,9 +196,10 @@ def _assert_spread(grid, R):
     use_all=st.booleans(),
     k=st.integers(1, 8),
     seed=st.integers(0, 3),
+    routed=st.booleans(),
 )
 def test_rules_hold_on_random_inputs(
-    rows, cols, n_photos, max_uses, min_distance, use_all, k, seed
+    rows, cols, n_photos, max_uses, min_distance, use_all, k, seed, routed
 ):
     n = rows * cols
     try:
@@ -170,7 +207,9 @@ def test_rules_hold_on_random_inputs(
     except RenderError:
         return
     inst = Instance(rows, cols, n_photos, seed, crowded=seed % 2 == 1)
-    rules = dict(max_uses=max_uses, min_distance=min_distance, use_all=use_all, seed=seed)
+    rules = dict(
+        max_uses=max_uses, min_distance=min_distance, use_all=use_all, seed=seed, routed=routed
+    )
     try:
         plan = inst.place(min(k, n_photos), **rules)
     except RenderError as e:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import COLOURS, LAYOUT, blocks_target, solid
 
+from mosaicdb.render import placement
 from mosaicdb.store import vecindex as V
 
 
@@ -97,6 +98,8 @@ def test_big_store_gets_the_compressed_index_kept_up_to_date(lib, lib_dir, tmp_p
         return search(index, queries, k, among=among, excluding=excluding)
 
     monkeypatch.setattr(V, "search", spy)
+    # without routing (which would hand the flow every arc it needs up front)
+    monkeypatch.setattr(placement, "ROUTE_ROOM", 0)
     red = solid(tmp_path / "red.png", COLOURS["red"], size=(80, 40))
     r = lib.render(red, tmp_path / "red-out.png", tiles_across=4, max_uses=1, candidates=1)
     assert any(filtered)

@@ -43,7 +43,7 @@ def run(
 
     from mosaicdb import features as F
     from mosaicdb import imaging
-    from mosaicdb.render.placement import Groups, check_feasible, place
+    from mosaicdb.render.placement import Groups, Space, check_feasible, place
     from mosaicdb.store import vecindex as V
 
     t0 = time.monotonic()
@@ -170,6 +170,10 @@ def run(
             place_ids, place_dist = groups.collapse(cand_ids, cand_dist)
             photo_ids, all_ids = all_ids, np.unique(groups.of(all_ids))
             widen = groups.grouped(widen, photo_ids, all_ids)
+        space = None
+        if rules:  # a group is routed as its first photo
+            ids_ = all_ids
+            space = Space(cells, lambda: vectors_of(ctx.catalog, spec, index, ids_), per_cell)
         plan = place(
             place_ids,
             place_dist,
@@ -182,6 +186,7 @@ def run(
             widen=widen,
             near_cells=near_cells,
             all_ids=all_ids,
+            space=space,
         )
         if rules and groups is not None:
             plan = groups.expand(plan, cand_ids)

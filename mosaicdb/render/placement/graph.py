@@ -20,13 +20,15 @@ class Graph:
     """The cells' candidate arcs as photo positions (index into all_ids) and integer costs,
     extendable with the arcs that widened searches find."""
 
-    def __init__(self, all_ids, cand_ids, cand_dist, rng):
+    def __init__(self, all_ids, cand_ids, cand_dist, rng, top: float = 0.0):
+        """`top`: the largest cost arcs added later will have, when above the candidates'
+        (integer costs saturate at 4× the largest)."""
         self.all_ids = all_ids
         self.n, k = cand_ids.shape
         self.n_photos = len(all_ids)
         cost = np.sqrt(np.maximum(np.asarray(cand_dist, np.float64), 0))
         finite = np.isfinite(cost) & (cand_ids >= 0)
-        top = float(cost[finite].max()) if finite.any() else 1.0
+        top = max(top, float(cost[finite].max()) if finite.any() else 1.0)
         self.scale = COST_SCALE / max(top, 1e-9)
         self.rng = rng
         pos = self.pos_of(cand_ids)
@@ -46,10 +48,13 @@ class Graph:
 
     def add(self, cells, dist, ids):
         """Arcs from cells (len W) to their (W, k) ids at squared distances dist."""
-        pos = self.pos_of(ids)
+        cell = np.broadcast_to(np.asarray(cells)[:, None], ids.shape)
+        self.add_pos(cell, self.pos_of(ids), dist)
+
+    def add_pos(self, cell, pos, dist):
+        """Arcs from cells to photo positions (arrays of one shape) at squared distances."""
         cost = np.sqrt(np.maximum(np.asarray(dist, np.float64), 0))
         ok = (pos >= 0) & np.isfinite(cost)
-        cell = np.broadcast_to(np.asarray(cells)[:, None], ids.shape)
         self.cell.append(cell[ok])
         self.photo.append(pos[ok])
         self.cost.append(self.int_cost(cost[ok]))

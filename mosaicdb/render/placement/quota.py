@@ -42,15 +42,18 @@ def solve(g: Graph, pos, rules: Rules, widen: Widen | None, near_cells: Widen | 
     """The flow's plan (photo positions per cell); `pos` (nothing runs before it) is unused."""
     n, cap = rules.rows * rules.cols, rules.cap
     pos = g.solve(np.arange(n), cap, rules.bonus)
-    pos = _fill_leftovers(g, pos, cap, widen, rules.bonus, near_cells)
+    # routed: the few cells left (a coarse group the routing could not place) need no re-solve
+    # of the whole flow
+    full = 0 if rules.routed else FULL_RESOLVES
+    pos = _fill_leftovers(g, pos, cap, widen, rules.bonus, near_cells, full)
     if rules.bonus:
         pos = _use_every_photo(g, pos, cap, near_cells)
     return pos
 
 
-def _fill_leftovers(g: Graph, pos, cap, widen, bonus=False, near_cells=None):
+def _fill_leftovers(g: Graph, pos, cap, widen, bonus=False, near_cells=None, full=FULL_RESOLVES):
     """Cells the flow left unserved (their candidates were full) are searched again among
-    the photos with uses left. The first FULL_RESOLVES times the whole flow is solved again
+    the photos with uses left. The first `full` times the whole flow is solved again
     with those arcs added (so that the cells holding the full photos can still give them
     up); after that only the waiting cells are, onto the room that is left, which always
     progresses. The search widens each round."""
@@ -63,7 +66,7 @@ def _fill_leftovers(g: Graph, pos, cap, widen, bonus=False, near_cells=None):
         waiting = np.flatnonzero(pos < 0)
         if widen is None or not n_allowed:
             break
-        if rounds >= FULL_RESOLVES and len(waiting) > GREEDY_LEFTOVERS:
+        if rounds >= full and len(waiting) > GREEDY_LEFTOVERS:
             return _greedy_fill(g, pos, cap, widen)
         widest = min(n_allowed, max(WIDEN_K, LEFTOVER_ARCS // len(waiting)))
         k = min(max(k, -(-4 * len(waiting) // max(1, cap * n_allowed))), widest)
@@ -71,7 +74,7 @@ def _fill_leftovers(g: Graph, pos, cap, widen, bonus=False, near_cells=None):
             part = waiting[i : i + 2_000_000 // k]
             d, ids = widen(part, allowed, k)
             g.add(part, d, ids)
-        if rounds < FULL_RESOLVES:
+        if rounds < full:
             if near_cells is not None and n_allowed * g.n <= REVERSE_BUDGET:
                 # and the photos with room to their nearest cells: a chain of moves (a cell
                 # takes a photo it did not list so that another can take its own) is open
@@ -82,7 +85,7 @@ def _fill_leftovers(g: Graph, pos, cap, widen, bonus=False, near_cells=None):
             got = np.where(pos < 0, got, pos)
         rounds += 1
         if (got < 0).sum() >= len(waiting):
-            if k >= widest and rounds > FULL_RESOLVES:
+            if k >= widest and rounds > full:
                 break
         k = min(k * 4, n_allowed)
         pos = got

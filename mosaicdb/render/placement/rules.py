@@ -22,6 +22,18 @@ class Rules:
     use_all: bool
     cap: int  # the most cells one photo may fill (photo_cap; the cell count when no limit)
     bonus: bool  # --use-all with more cells than photos: a photo's first use is rewarded
+    routed: bool = False  # the graph holds routed arcs (route.py): one flow serves the cells
+
+
+@dataclass(frozen=True)
+class Space:
+    """The vectors routing reads (route.py): each cell's, (cells, d), and `photos()` each
+    photo's, (photos, d), in the order of the sorted photo ids (read only when routing runs);
+    `scale` puts their squared distances on the candidate distances' scale."""
+
+    cells: np.ndarray
+    photos: Callable[[], np.ndarray]
+    scale: float = 1.0
 
 
 Widen = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
