@@ -8,17 +8,21 @@ least once when there are at least as many cells as photos; otherwise no photo t
 Quotas are a min-cost flow (OR-Tools `SimpleMinCostFlow`): cell → candidate photo (cost: the
 match distance) → sink (capacity N; under `use_all` a photo's uses past its first cost a
 bonus, so the flow uses every photo it can reach). Only the FAISS candidate lists are arcs —
-no cells × photos matrix. Cells the sparse graph cannot serve go through an overflow arc
-and are searched again among the photos with uses left, solved as a smaller flow; photos
-`use_all` needs but no cell listed are offered to their nearest cells (`near_cells`) and the
-flow solved again. `min_distance` runs on the flow's answer: cells that break it, the ones
-that lose least by moving first, move to their best candidate the rules allow, then every
-cell takes a better candidate wherever the rules leave room. Same inputs and seed give the
-same plan (the seed only breaks exact ties).
+no cells × photos matrix. Under a tight cap (room under ROUTE_ROOM × the cells) the lists
+cannot serve every cell — similar cells list the same photos — so routing (route.py) first
+solves the problem between small groups of cells and photos and adds, for each cell, the
+photos of the groups its group was sent to: one flow then serves every cell. Cells the graph
+still cannot serve go through an overflow arc and are searched again among the photos with
+uses left, solved as a smaller flow; photos `use_all` needs but no cell listed are offered to
+their nearest cells (`near_cells`) and the flow solved again. `min_distance` runs on the
+flow's answer: cells that break it, the ones that lose least by moving first, move to their
+best candidate the rules allow, then every cell takes a better candidate wherever the rules
+leave room. Same inputs and seed give the same plan (the seed only breaks exact ties).
 
 Layout: rules.py (refusals, the per-photo cap), graph.py (the candidate graph and its flow),
-one module per solver (quota.py, spread.py) listed in SOLVERS in the order they run, and
-variety.py (the report's numbers). A new solver is a module with `applies(rules)` and
+route.py (the routed arcs), one module per solver (quota.py, spread.py) listed in SOLVERS in
+the order they run, groups.py (near-duplicates as one photo) and variety.py (the report's
+numbers). A new solver is a module with `applies(rules)` and
 `solve(graph, pos, rules, widen, near_cells)` and a line in SOLVERS.
 """
 
