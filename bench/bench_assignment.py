@@ -164,7 +164,7 @@ def scale_child(n, n_photos):
                 "k": k,
                 "build": t_build,
                 "search": t_search,
-                "placement": t_place,
+                "placement": t_place, "cost": cost(cells, photos, plan) / n,
                 "distinct": int(len(np.unique(plan))),
                 "top1": top1,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

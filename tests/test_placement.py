@@ -105,19 +105,20 @@ def test_quota_matches_a_dense_exact_solver(rows, cols, n_photos, max_uses, k, c
     [(40, 50, 700, 3, 3), (40, 50, 2000, 1, 3), (30, 40, 130, 10, 6)],
 )
 def test_routing_serves_a_tight_crowded_grid_in_one_flow(rows, cols, n_photos, max_uses, dim):
-    """Room for few more cells than there are, the photos crowded: over its 8-nearest lists
-    alone the flow leaves cells waiting; routed, one flow serves them all, near the optimum."""
+    """Room for few more cells than there are, the photos crowded: over its 32-nearest lists
+    alone the flow leaves cells waiting and ends 5.7-12.6 % over the optimum; routed, one flow
+    serves them all, within 5 % (measured: 1.0-2.0 %)."""
     inst = Instance(rows, cols, n_photos, 5, dim=dim, crowded=True)
-    lists = inst.place(8, max_uses=max_uses)
+    lists = inst.place(32, max_uses=max_uses)
     assert inst.widened  # the lists could not serve every cell
     inst.widened = 0
-    routed = inst.place(8, max_uses=max_uses, routed=True)
+    routed = inst.place(32, max_uses=max_uses, routed=True)
     assert inst.widened == 0
     assert np.bincount(routed - ID0).max() <= max_uses
     best = inst.exact(max_uses)
-    assert inst.cost(routed) <= best * 1.03
+    assert inst.cost(routed) <= best * 1.05
     assert inst.cost(routed) < inst.cost(lists)
-    assert np.array_equal(routed, inst.place(8, max_uses=max_uses, routed=True))
+    assert np.array_equal(routed, inst.place(32, max_uses=max_uses, routed=True))
 
 
 def test_partition_leaves_are_balanced_and_similar():

@@ -25,17 +25,29 @@ import numpy as np
 ROUTE_ARCS = 1_500_000
 
 
-# Cell leaves hold between these many cells (smaller leaves route more finely: 64 → 16 took
-# the gap to the exact optimum on crowded 2,000-cell grids from 1-5 % to 0.4-2.8 %).
-LEAF_MIN, LEAF_MAX = 4, 16
+# Cell leaves hold between these many cells. On the down-scaled gigapixel instance (real
+# photos, bench_gigapixel --exact) leaves of at most 16 / 32 / 64 / 128 cells gave 6.1 / 3.2 /
+# 3.0 / 3.7 % over the exact optimum (random crowded points preferred smaller ones).
+LEAF_MIN, LEAF_MAX = 4, 64
 
 
 # The coarse problem (cell groups onto photo groups, by count) is solved with every arc when
 # it has at most COARSE_DENSE of them, else by routing it the same way, one level up, with
-# groups of COARSE_LEAF; each group also keeps arcs to its COARSE_NEAREST nearest.
+# groups of COARSE_LEAF.
 COARSE_DENSE = 300_000
 COARSE_LEAF = 32
+
+
+# ... and each group keeps arcs to its COARSE_NEAREST nearest (by brute force, so only while
+# groups × groups is under NEAREST_BUDGET): without them the gigapixel render's ΔE was 20.04
+# instead of 19.4; at 100,000 cells (16,384² groups) they took 4.5 s.
 COARSE_NEAREST = 4
+NEAREST_BUDGET = 20_000_000
+
+
+# The k-d tree splits on the first SPLIT_AXES principal axes only: the splits seldom reach
+# further, and it is 6× less work on 48-value vectors.
+SPLIT_AXES = 8
 
 
 def leaf_sizes(n_cells: int, n_photos: int, cap: int) -> tuple[int, int]:
@@ -53,7 +65,7 @@ def partition(x: np.ndarray, leaf: int) -> np.ndarray:
     x = np.asarray(x, np.float64)
     x = x - x.mean(axis=0)
     _, vec = np.linalg.eigh(x.T @ x)
-    x = x @ vec[:, ::-1]
+    x = x @ vec[:, ::-1][:, :SPLIT_AXES]
     node = np.zeros(n, np.int64)
     levels = int(np.ceil(np.log2(max(1, n / leaf)))) if n > leaf else 0
     for _ in range(levels):
@@ -83,11 +95,7 @@ def arcs(cells: np.ndarray, photos: np.ndarray, cap: int):
     mass, room = np.bincount(lc), cap * np.bincount(lp)
     pa, pb = _route(_centroids(cells, lc), mass, _centroids(photos, lp), room)
     cell, photo = _pairs(lc, lp, pa, pb)
-    sq = np.empty(len(cell), np.float64)
-    for s in range(0, len(cell), 1 << 18):  # bounded temporaries
-        d = cells[cell[s : s + (1 << 18)]] - photos[photo[s : s + (1 << 18)]]
-        sq[s : s + (1 << 18)] = np.einsum("ij,ij->i", d, d)
-    return cell, photo, sq
+    return cell, photo, _pair_sq(cells, photos, cell, photo)
 
 
 def _route(src, mass, dst, room):
@@ -98,7 +106,7 @@ def _route(src, mass, dst, room):
     ks, kd = len(src), len(dst)
     if ks * kd <= COARSE_DENSE:
         a, b = np.repeat(np.arange(ks), kd), np.tile(np.arange(kd), ks)
-    else:  # the pairs of their groups, one level up, and each one's nearest
+    else:  # the pairs of their groups, one level up
         ls, ld = partition(src, COARSE_LEAF), partition(dst, COARSE_LEAF)
         up = _route(
             _centroids(src, ls, mass),
@@ -107,12 +115,12 @@ def _route(src, mass, dst, room):
             np.bincount(ld, room),
         )
         a, b = _pairs(ls, ld, *up)
-        near = _nearest(src, dst, COARSE_NEAREST)
-        a = np.concatenate([a, np.repeat(np.arange(ks), near.shape[1])])
-        b = np.concatenate([b, near.reshape(-1)])
-        key = np.unique(a * kd + b)
-        a, b = np.divmod(key, kd)
-    w = np.sqrt(np.einsum("ij,ij->i", src[a] - dst[b], src[a] - dst[b]))
+        if ks * kd <= NEAREST_BUDGET:
+            near = _nearest(src, dst, COARSE_NEAREST)
+            a = np.concatenate([a, np.repeat(np.arange(ks), near.shape[1])])
+            b = np.concatenate([b, near.reshape(-1)])
+            a, b = np.divmod(np.unique(a * kd + b), kd)
+    w = np.sqrt(_pair_sq(src, dst, a, b))
     scale = 20_000 / max(float(w.max(initial=0)), 1e-9)
     f = min_cost_flow.SimpleMinCostFlow()
     f.add_arcs_with_capacity_and_unit_cost(
@@ -142,9 +150,21 @@ def _nearest(src, dst, k):
     """(len(src), k) positions of each src vector's k nearest dst vectors."""
     k = min(k, len(dst))
     out = np.empty((len(src), k), np.int64)
-    for s in range(0, len(src), 2048):
-        d = _sq_dist(src[s : s + 2048], dst)
-        out[s : s + 2048] = np.argpartition(d, k - 1, axis=1)[:, :k]
+    step = max(1, (1 << 22) // len(dst))  # ~32 MB of distances at a time
+    norms = (dst * dst).sum(1)
+    for s in range(0, len(src), step):
+        x = src[s : s + step]
+        d = (x * x).sum(1)[:, None] + norms[None] - 2 * x @ dst.T
+        out[s : s + step] = np.argpartition(d, k - 1, axis=1)[:, :k]
+    return out
+
+
+def _pair_sq(x, y, i, j):
+    """Squared distance of x[i[k]] to y[j[k]] for every k, in bounded pieces."""
+    out = np.empty(len(i), np.float64)
+    for s in range(0, len(i), 1 << 18):
+        d = x[i[s : s + (1 << 18)]] - y[j[s : s + (1 << 18)]]
+        out[s : s + (1 << 18)] = np.einsum("ij,ij->i", d, d)
     return out
 
 
@@ -154,10 +174,6 @@ def _centroids(x, labels, weight=None):
     w = np.ones(len(x)) if weight is None else np.asarray(weight, np.float64)
     out = np.stack([np.bincount(labels, x[:, j] * w, k) for j in range(x.shape[1])], 1)
     return out / np.maximum(np.bincount(labels, w, k), 1e-12)[:, None]
-
-
-def _sq_dist(a, b):
-    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0)
 
 
 def _pairs(la, lb, pa, pb):
