@@ -33,43 +33,21 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from venv_setup import ensure
 
 VERSION = "0.4.2"
 PIN = f"mosaicraft[faiss]=={VERSION}"
 
 
 def setup(venv: Path) -> None:
-    exe = venv / "bin" / "python"
-    probe = [  # the distribution's version: 0.4.2's mosaicraft.__version__ still says 0.3.2
-        str(exe),
-        "-c",
-        "import importlib.metadata as m, faiss, mosaicraft; print(m.version('mosaicraft'))",
-    ]
-    ok = exe.exists()
-    if ok:
-        p = subprocess.run(probe, capture_output=True, text=True)
-        ok = p.returncode == 0 and p.stdout.strip() == VERSION
-    if not ok:
-        try:
-            if not exe.exists():
-                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            subprocess.run(
-                [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", PIN],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-        except (OSError, subprocess.CalledProcessError) as e:
-            err = getattr(e, "stderr", b"") or b""
-            last = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
-            print(f"mosaicraft: cannot install {PIN}: {last[-1] if last else e}", file=sys.stderr)
-            sys.exit(3)
-    print(subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip())
+    # the distribution's version: 0.4.2's mosaicraft.__version__ still says 0.3.2
+    probe = "import importlib.metadata as m, faiss, mosaicraft; print(m.version('mosaicraft'))"
+    ensure(venv, "mosaicraft", PIN, VERSION, probe)
 
 
 def prepare(libdir: Path, cache: Path, px: int) -> None:

@@ -45,46 +45,19 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from venv_setup import ensure
 
 VERSION = "1.2.0"
 PIN = f"phomo=={VERSION}"
 
 
 def setup(venv: Path) -> None:
-    exe = venv / "bin" / "python"
-    probe = [
-        str(exe),
-        "-c",
-        "import importlib.metadata as m, phomo; print(m.version('phomo'))",
-    ]
-    ok = exe.exists()
-    if ok:
-        p = subprocess.run(probe, capture_output=True, text=True)
-        ok = p.returncode == 0 and p.stdout.strip() == VERSION
-    if not ok:
-        try:
-            if not exe.exists():
-                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            subprocess.run(
-                [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", PIN],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-        except (OSError, subprocess.CalledProcessError) as e:
-            err = getattr(e, "stderr", b"") or b""
-            last = [
-                ln
-                for ln in err.decode(errors="replace").splitlines()
-                if ln.strip() and not ln.startswith("WARNING: Location")
-            ]
-            print(f"phomo: cannot install {PIN}: {last[-1] if last else e}", file=sys.stderr)
-            sys.exit(3)
-    print(subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip())
+    probe = "import importlib.metadata as m, phomo; print(m.version('phomo'))"
+    ensure(venv, "phomo", PIN, VERSION, probe)
 
 
 def render(
