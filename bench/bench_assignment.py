@@ -46,17 +46,20 @@ def instance(n_cells, n_photos, seed):
 
 
 def callbacks(cells, photos, ids, index):
+    """place()'s widen and near_cells, searching exactly as render does; `ids` sorted."""
+    dim = cells.shape[1]
+
     def widen(which, allowed, kk):
         if allowed.all():
             return V.search(index, cells[which], kk)
-        sub = V.new_index(DIM)
+        sub = V.new_index(dim)
         V.add(sub, ids[allowed], photos[allowed])
         return V.search(sub, cells[which], kk)
 
     def near_cells(photo_ids, _allowed, kk):
-        grid = V.new_index(DIM)
+        grid = V.new_index(dim)
         V.add(grid, np.arange(len(cells), dtype=np.int64), cells)
-        return V.search(grid, photos[photo_ids - 1], kk)
+        return V.search(grid, photos[np.searchsorted(ids, photo_ids)], kk)
 
     return widen, near_cells
 
@@ -176,7 +179,8 @@ def scale_child(n, n_photos):
                 "k": k,
                 "build": t_build,
                 "search": t_search,
-                "placement": t_place, "cost": cost(cells, photos, plan) / n,
+                "placement": t_place,
+                "cost": cost(cells, photos, plan) / n,
                 "distinct": int(len(np.unique(plan))),
                 "top1": top1,
                 "peak_rss_mb": peak_rss_mb(),

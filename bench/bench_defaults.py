@@ -65,6 +65,12 @@ def store():
     return lib
 
 
+def split(targets, limit=0):
+    """(tune, report): alternate targets, the first `limit` of each half when given."""
+    tune, report = targets[0::2], targets[1::2]
+    return (tune[:limit], report[:limit]) if limit else (tune, report)
+
+
 def configs(n_cells, n_photos):
     """The candidate rules: R × a cap of F × the even share (cells/photos) or of P % of the
     cells, or no cap."""
@@ -89,9 +95,7 @@ def main():
     print(machine())
     lib = store()
     _, targets = halves()
-    tune, report = targets[0::2], targets[1::2]
-    if a.targets:
-        tune, report = tune[: a.targets], report[: a.targets]
+    tune, report = split(targets, a.targets)
     n_photos = lib.stats()["photos"]
     results: dict[str, dict[str, list]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -113,6 +113,7 @@ def downscaled_exact(store: Path, target: Path, across=160, share=0.25, cap=3):
     """The placement (routed, and the candidate lists alone) against the exact dense optimum
     on a down-scaled instance; prints a row each."""
     import numpy as np
+    from bench_assignment import callbacks
     from ortools.graph.python import min_cost_flow
 
     import mosaicdb
@@ -141,15 +142,7 @@ def downscaled_exact(store: Path, target: Path, across=160, share=0.25, cap=3):
     V.add(flat, ids, photos)
     d, i = V.search(flat, cells, k)
 
-    def widen(which, allowed, kk):
-        sub = V.new_index(cells.shape[1])
-        V.add(sub, ids[allowed], photos[allowed])
-        return V.search(sub, cells[which], kk)
-
-    def near_cells(photo_ids, _allowed, kk):
-        grid = V.new_index(cells.shape[1])
-        V.add(grid, np.arange(n, dtype=np.int64), cells)
-        return V.search(grid, photos[np.searchsorted(ids, photo_ids)], kk)
+    widen, near_cells = callbacks(cells, photos, ids, flat)
 
     def report(name, pos, secs, best=None):
         cost = float(np.sqrt(((cells - photos[pos]) ** 2).sum(1)).mean())

@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, run_measured
-from bench_defaults import DATA, halves, store
+from _common import machine
+from bench_defaults import DATA, halves, split, store
+from bench_quality import run_metapixel
 
 from mosaicdb.quality import score
 from mosaicdb.render import stage
@@ -81,27 +82,14 @@ def metapixel(lib_dir: Path, work: Path, target: Path, out: Path, across: int):
             capture_output=True,
         )
     im = pyvips.Image.new_from_file(str(target))
-    width = im.width
+    width = im.width  # the original's: run_metapixel's scale
     target_in = target
     if im.bands != 3:  # metapixel reads 3-band PNG only (a grey or alpha target aborts it)
         if im.hasalpha():
             im = im.flatten(background=255)
         target_in = out.with_name("target-rgb.png")
         im.colourspace("srgb").write_to_file(str(target_in))
-    scale = across * 32 / width
-    wall, _, _ = run_measured(
-        [
-            "bash",
-            str(MP_RUN),
-            "render",
-            str(mp),
-            str(target_in),
-            str(out),
-            "32",
-            repr(scale),
-            str(across),
-        ]
-    )
+    wall = run_metapixel({"dir": mp}, target_in, out, across, 32, width)["render_wall"]
     q = score(out, target)
     return {
         "target": target.name,
@@ -150,9 +138,7 @@ def main():
     print(machine())
     lib = store()
     _, targets = halves()
-    tune, report = targets[0::2], targets[1::2]
-    if a.targets:
-        tune, report = tune[: a.targets], report[: a.targets]
+    tune, report = split(targets, a.targets)
     cfg = configs()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.jpg"
