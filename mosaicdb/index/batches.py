@@ -388,10 +388,9 @@ class BatchWriter:
         if not self.buf:
             return
         buf, self.buf = self.buf, []
-        gone_files = [r for r in buf if _vanished(r)]
-        if gone_files:
-            self.vanished += len(gone_files)
-            buf = [r for r in buf if not _vanished(r)]
+        kept = [r for r in buf if not _vanished(r)]
+        self.vanished += len(buf) - len(kept)
+        buf = kept
         root_of = self.plan.root_of
         # a folder already found removed: its later results are not tried again
         todo = [r for r in buf if root_of[r.path] not in self.dropped]
