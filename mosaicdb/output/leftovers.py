@@ -51,10 +51,8 @@ def remove(paths: list[Path]) -> int:
                 shutil.rmtree(p)
             else:
                 p.unlink()
-        except FileNotFoundError:
+        except OSError:  # gone meanwhile, or not ours to remove (permissions): `check` names it
             continue
-        except OSError:
-            continue  # not ours to remove after all (permissions): `check` still names it
         freed += n
     return freed
 
