@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from mosaicdb.errors import RenderError
 from mosaicdb.render.placement import Space, place
+from mosaicdb.render.placement.graph import DENSE_IDS, Positions
 from mosaicdb.render.placement.route import partition
 from mosaicdb.render.placement.rules import check_feasible, photo_cap
 from mosaicdb.render.placement.variety import variety
@@ -305,3 +306,22 @@ def test_variety_of_a_hand_made_plan():
     far = np.arange(30 * 30).reshape(30, 30)
     far[29, 29] = far[0, 0]  # only repeat 29 cells apart: past the shifted-copy range
     assert variety(far.reshape(-1), 30, 30, 900)["min_repeat_distance"] == 29
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 3 * DENSE_IDS), min_size=0, max_size=40, unique=True),
+    st.lists(st.integers(-2, 3 * DENSE_IDS), min_size=0, max_size=40),
+    st.booleans(),
+)
+def test_positions_match_a_search_of_the_sorted_ids(ids, queries, small):
+    """The dense table (small ids) and the binary search (sparse ids) give the same answer:
+    each id's position in the sorted ids, -1 for ids not there (negatives, beyond the end)."""
+    ids = sorted(i % 1000 for i in ids) if small else sorted(ids)
+    ids = np.array(sorted(set(ids)), np.int64)
+    queries = np.array(queries + ids[::3].tolist(), np.int64).reshape(-1, 1)
+    where = {int(v): i for i, v in enumerate(ids)}
+    want = np.array([[where.get(int(q), -1)] for q in queries[:, 0]], np.int64).reshape(-1, 1)
+    lookup = Positions(ids)
+    assert (lookup.table is not None) == (len(ids) > 0 and ids[-1] < DENSE_IDS)
+    assert np.array_equal(lookup(queries), want)

@@ -320,6 +320,7 @@ def _rerank(ctx: Context, fine, fine_cells, cand_ids):
     import numpy as np
 
     from mosaicdb import features as F
+    from mosaicdb.render.placement.graph import Positions
 
     n, k = cand_ids.shape
     step = max(1, 65_536 // k)  # bounded memory: 65,536 fine vectors (28 MB at 6×6) at a time
@@ -331,6 +332,7 @@ def _rerank(ctx: Context, fine, fine_cells, cand_ids):
     if not blobs:
         return np.zeros(cand_ids.shape, np.float32), cand_ids
     ids = np.array(sorted(blobs), np.int64)
+    position = Positions(ids)
     vecs = F.unpack_vectors([blobs[i] for i in ids.tolist()], fine.dim)
     # |c - v|² = |c|² + |v|² - 2 c·v, so only the dot products need each cell's own gather
     g2 = fine.grid**2
@@ -341,10 +343,12 @@ def _rerank(ctx: Context, fine, fine_cells, cand_ids):
     for i in range(0, n, step):
         j = slice(i, i + step)
         c = cand_ids[j]
-        pos = np.minimum(np.searchsorted(ids, c), len(ids) - 1)
+        pos = position(c)
+        missing = pos < 0
+        pos[missing] = 0
         dot = np.matmul(vecs[pos], fine_cells[j, :, None])[..., 0]
         d = (c_norm[j, None] + v_norm[pos] - 2 * dot) / g2
-        d[(c < 0) | (ids[pos] != c)] = np.inf
+        d[missing] = np.inf
         order = np.argsort(d, axis=1, kind="stable")
         dist[j] = np.take_along_axis(d, order, 1)
         cand_ids[j] = np.take_along_axis(c, order, 1)
