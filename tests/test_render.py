@@ -460,3 +460,32 @@ def test_a_plan_refuses_what_it_fixes_and_keeps_every_output(colour_lib, cli, wo
     assert colour_lib.view(a.render_id).render_id == a.render_id
     text = cli("renders").output
     assert "also 8×8 px" in text and text.index("b.jpg") < text.index("also")
+
+
+def test_tiles_decoded_during_placement_are_the_ones_assembly_would_decode(
+    colour_lib, work, monkeypatch
+):
+    """The Warmer decodes tiles while the rules are solved; the output is the same pixels as
+    without it, and its tiles are really handed to assembly."""
+    from mosaicdb.output import assemble as A
+
+    t = blocks_target(work / "target.png")
+    kw = dict(tiles_across=12, tile_size=16, max_uses=12, seed=3)
+    handed: list[int] = []
+    take = A.Warmer.take
+
+    def counted(self):
+        self._thread.join()  # a tiny placement ends before the first decode: let it finish
+        tiles = take(self)
+        handed.append(len(tiles))
+        return tiles
+
+    monkeypatch.setattr(A.Warmer, "take", counted)
+    a = colour_lib.render(t, work / "warm.png", **kw)
+    monkeypatch.setattr(A.Warmer, "take", lambda self: (take(self), {})[1])
+    b = colour_lib.render(t, work / "cold.png", **kw)
+    assert colour_lib.catalog.plan(a.render_id) == colour_lib.catalog.plan(b.render_id)
+    assert handed == [8]  # every photo of the library is among some cell's first four
+    warm = pyvips.Image.new_from_file(str(work / "warm.png")).numpy()
+    cold = pyvips.Image.new_from_file(str(work / "cold.png")).numpy()
+    assert np.array_equal(warm, cold)

@@ -23,6 +23,47 @@ DECODE_AHEAD = 256
 DECODE_CHUNK = 16
 
 
+# Tiles decoded while the placement runs (at most): the placement is single-threaded, so the
+# other core decodes the photos the cells are likeliest to get; assembly starts with them.
+WARM_BYTES = 64 * 2**20
+
+
+class Warmer:
+    """Decodes tiles on a thread of its own while the caller does other work (the placement):
+    `photo_ids` likeliest first, until `take()` or WARM_BYTES. The thumbnails are read by the
+    caller's thread here, so the catalog is never used from two threads; a tile that does not
+    decode is left out (assembly decodes it again and reports it)."""
+
+    def __init__(self, catalog, photo_ids, tile_w: int, tile_h: int):
+        ids = [int(p) for p in photo_ids[: max(1, WARM_BYTES // (tile_w * tile_h * 3))]]
+        self._blobs = catalog.thumbnails(ids)
+        self._order = [p for p in ids if p in self._blobs]
+        self._size = (tile_w, tile_h)
+        self._tiles: dict = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mosaicdb-warm", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from mosaicdb import imaging
+
+        with imaging.one_libvips_thread():  # ends before assembly sets it again: see take()
+            for p in self._order:
+                if self._stop.is_set():
+                    break
+                try:
+                    self._tiles[p] = imaging.decode_tile(*self._blobs[p], *self._size)
+                except ImageError:
+                    pass
+
+    def take(self) -> dict:
+        """Stop decoding; the tiles decoded so far, photo id → tile."""
+        self._stop.set()
+        self._thread.join()
+        self._blobs = {}
+        return self._tiles
+
+
 def output_format(path: str) -> str:
     from mosaicdb.output.formats import FORMATS
 
@@ -59,10 +100,12 @@ def assemble(
     cell_rgb,
     k: int,
     timings: dict,
+    warm: dict | None = None,
 ):
     """Place the tiles strip by strip into an uncompressed TIFF stream that the encoder reads
     as it goes (in memory, a few strips at a time); returns the Lab grid of the output cells
-    when blending (measured on the pixels), else None."""
+    when blending (measured on the pixels), else None. `warm`: tiles decoded already (photo
+    id → tile of this size), from a `Warmer`."""
     import numpy as np
 
     from mosaicdb import imaging
@@ -90,6 +133,9 @@ def assemble(
     cache: dict[int, np.ndarray] = {-1: np.full((tile_h, tile_w, 3), 255, np.uint8)}  # blank
     uses[-1] = [-1] * (rows * cols + 1)  # never evicted
     max_tiles = max(cols * 2, TILE_CACHE_BYTES // (tile_w * tile_h * 3))
+    for p, tile in (warm or {}).items():
+        if p in uses and len(cache) < max_tiles:
+            cache[p] = tile
     mosaic_lab = np.empty((rows, cols, 3 * k * k), np.float32) if blend else None
 
     # Tiles are decoded on two threads ahead of the row being placed: up to DECODE_AHEAD

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from mosaicdb.errors import NotFoundError, RenderError
 from mosaicdb.output import leftovers
-from mosaicdb.output.assemble import assemble, prepare_output
+from mosaicdb.output.assemble import Warmer, assemble, prepare_output
 from mosaicdb.output.formats import MAX_SIDE
 from mosaicdb.render.options import (  # noqa: F401  (RenderOptions is the stage's API)
     RERANK_L_WEIGHT,
@@ -170,24 +170,32 @@ def run(
             place_ids, place_dist = groups.collapse(cand_ids, cand_dist)
             photo_ids, all_ids = all_ids, np.unique(groups.of(all_ids))
             widen = groups.grouped(widen, photo_ids, all_ids)
+        warmer = None
+        if rules:  # the other core decodes the likeliest tiles while the rules are solved
+            warmer = Warmer(ctx.catalog, _likeliest(cand_ids), tile_w, tile_h)
         space = None
         if rules:  # a group is routed as its first photo
             ids_ = all_ids
             space = Space(cells, lambda: vectors_of(ctx.catalog, spec, index, ids_), per_cell)
-        plan = place(
-            place_ids,
-            place_dist,
-            rows,
-            cols,
-            max_uses=opts.max_uses,
-            min_distance=opts.min_distance,
-            use_all=opts.use_all,
-            seed=opts.seed,
-            widen=widen,
-            near_cells=near_cells,
-            all_ids=all_ids,
-            space=space,
-        )
+        try:
+            plan = place(
+                place_ids,
+                place_dist,
+                rows,
+                cols,
+                max_uses=opts.max_uses,
+                min_distance=opts.min_distance,
+                use_all=opts.use_all,
+                seed=opts.seed,
+                widen=widen,
+                near_cells=near_cells,
+                all_ids=all_ids,
+                space=space,
+            )
+        except BaseException:
+            if warmer:
+                warmer.take()
+            raise
         if rules and groups is not None:
             plan = groups.expand(plan, cand_ids)
         timings["placement"] = time.monotonic() - t2
@@ -206,6 +214,7 @@ def run(
             np.ascontiguousarray(plan, dtype="<i8").tobytes(),
         )
     else:
+        warmer = None
         render_id = plan_id
         plan = np.asarray(ctx.catalog.plan(plan_id), dtype=np.int64)
         index = None
@@ -238,6 +247,7 @@ def run(
         cell_rgb,
         spec.grid,
         timings,
+        warmer.take() if warmer else None,
     )
 
     # -- report ------------------------------------------------------------------------------
@@ -309,6 +319,16 @@ def run(
             "repeat": opts.repeat,
         },
     )
+
+
+def _likeliest(cand_ids, depth: int = 4):
+    """The photos the placement is likeliest to give cells, likeliest first: by how many
+    cells list them among their first `depth` candidates."""
+    import numpy as np
+
+    top = cand_ids[:, :depth].ravel()
+    ids, counts = np.unique(top[top >= 0], return_counts=True)
+    return ids[np.argsort(-counts, kind="stable")]
 
 
 def _rerank(ctx: Context, fine, fine_cells, cand_ids):
