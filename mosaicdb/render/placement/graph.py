@@ -28,7 +28,7 @@ class Positions:
         self.ids = np.asarray(sorted_ids)
         self.table = None
         top = int(self.ids[-1]) + 1 if len(self.ids) else 0
-        if len(self.ids) and self.ids[0] >= 0 and top <= max(DENSE_IDS, 4 * len(self.ids)):
+        if len(self.ids) and self.ids[0] >= 0 and top <= DENSE_IDS:  # bounded memory
             self.table = np.full(top, -1, np.int64)
             self.table[self.ids] = np.arange(len(self.ids))
 
