@@ -101,7 +101,7 @@ def run(
         )
 
     # -- matching and placement -------------------------------------------------------------
-    cells = fine_cells = None
+    cells = fine_cells = warmer = None
     rerank = (F.RERANK_GRID if opts.rerank is None else opts.rerank) if plan_id is None else 0
     if region is not None and rerank > spec.grid:  # both grids from one Lab conversion
         cells, fine_cells = imaging.lab_grids(region, cols, rows, (spec.grid, rerank))
@@ -170,12 +170,11 @@ def run(
             place_ids, place_dist = groups.collapse(cand_ids, cand_dist)
             photo_ids, all_ids = all_ids, np.unique(groups.of(all_ids))
             widen = groups.grouped(widen, photo_ids, all_ids)
-        warmer = None
-        if rules:  # the other core decodes the likeliest tiles while the rules are solved
-            warmer = Warmer(ctx.catalog, _likeliest(cand_ids), tile_w, tile_h)
         space = None
-        if rules:  # a group is routed as its first photo
-            ids_ = all_ids
+        if rules:
+            # the other core decodes the likeliest tiles while the rules are solved
+            warmer = Warmer(ctx.catalog, _likeliest(cand_ids), tile_w, tile_h)
+            ids_ = all_ids  # a group is routed as its first photo
             space = Space(cells, lambda: vectors_of(ctx.catalog, spec, index, ids_), per_cell)
         try:
             plan = place(
@@ -214,7 +213,6 @@ def run(
             np.ascontiguousarray(plan, dtype="<i8").tobytes(),
         )
     else:
-        warmer = None
         render_id = plan_id
         plan = np.asarray(ctx.catalog.plan(plan_id), dtype=np.int64)
         index = None
