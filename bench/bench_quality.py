@@ -79,10 +79,12 @@ TOOL_NOTES = [
     "lift, CLAHE, vibrance, saturation, contrast, sharpening).",
     "mosaicdb: every photo centre-cropped to the cell's aspect (never squashed); the 16 nearest "
     "photos by 3×3 Lab means (27 values), re-ordered on a 6×6 Lab grid with lightness weighted "
-    "3× (`--rerank 6`, its default); by default `--repeat varied` (no photo beside itself, "
-    "none in over 1 % of the cells, one min-cost flow over the grid); `--repeat free`: each "
-    "cell its best match; `--blend A` shifts each tile's colours toward its cell's mean; "
-    "`--min-distance R --max-uses 0`: the same photo never within R cells, no cap.",
+    "3× and chroma compressed as CIEDE2000 weighs it (`--rerank 6`, its default); by default "
+    "`--repeat varied` (no photo beside itself, none in over 1 % of the cells, one min-cost "
+    "flow over the grid, then passes that make neighbours err alike in lightness); "
+    "`--repeat free`: each cell its best match; `--blend A` shifts each tile's colours toward "
+    "its cell's mean; `--min-distance R --max-uses 0`: the same photo never within R cells, "
+    "no cap.",
 ]
 
 

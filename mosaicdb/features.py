@@ -139,6 +139,19 @@ def _ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     )
 
 
+def compress_chroma(vecs: np.ndarray, k: float) -> np.ndarray:
+    """Lab vectors (…, 3·cells) with each cell's chroma C mapped to ln(1 + kC) / k, hue kept:
+    CIEDE2000 divides chroma differences by S_C = 1 + 0.045 C, so in these coordinates a
+    Euclidean distance weighs a chroma step about as ΔE00 does (the same idea as DIN99)."""
+    x = np.array(vecs, np.float32).reshape(*vecs.shape[:-1], -1, 3)
+    c = np.hypot(x[..., 1], x[..., 2])
+    f = np.log1p(k * c) / (k * np.maximum(c, 1e-6))
+    f = np.where(c > 1e-6, f, 1.0).astype(np.float32)
+    x[..., 1] *= f
+    x[..., 2] *= f
+    return x.reshape(vecs.shape)
+
+
 def lab_to_srgb8(lab: np.ndarray) -> np.ndarray:
     """CIE Lab (D65) -> 8-bit sRGB, clipped; for swatches and hex codes."""
     lab = np.asarray(lab, dtype=np.float64)

@@ -118,3 +118,15 @@ def test_lab_grids_nested_and_in_strips_match_pixel_means(ks, monkeypatch):
     for k, g in zip(ks, got, strict=True):
         assert g.shape == (rows, cols, 3 * k * k) and g.dtype == np.float32
         np.testing.assert_allclose(g, _grid_means_reference(px, cols, rows, k), atol=2e-3)
+
+
+def test_compress_chroma_keeps_lightness_and_hue_and_maps_chroma():
+    lab = np.array([[50.0, 0.0, 0.0, 70.0, 30.0, -40.0, 20.0, -3.0, 4.0]], np.float32)
+    out = F.compress_chroma(lab, 0.045).reshape(-1, 3)
+    lab = lab.reshape(-1, 3)
+    assert np.array_equal(out[:, 0], lab[:, 0])  # lightness untouched
+    assert np.array_equal(out[0], lab[0])  # a neutral stays neutral
+    c_in, c_out = np.hypot(lab[:, 1], lab[:, 2]), np.hypot(out[:, 1], out[:, 2])
+    assert np.allclose(c_out[1:], np.log1p(0.045 * c_in[1:]) / 0.045, rtol=1e-5)
+    hue_in, hue_out = np.arctan2(lab[1:, 2], lab[1:, 1]), np.arctan2(out[1:, 2], out[1:, 1])
+    assert np.allclose(hue_in, hue_out, atol=1e-6)

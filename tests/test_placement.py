@@ -180,6 +180,28 @@ def test_min_distance_costs_little_against_the_free_plan():
     _assert_spread(spread.reshape(30, 30), 2)
 
 
+def test_smoothing_makes_neighbours_err_alike(monkeypatch):
+    """With SPREAD_SMOOTH the sweeps lower cost + λ·Σ|e_i − e_j| over 4-neighbour pairs
+    (e: the tile's lightness minus its cell's), the spacing still holds, and the plan is
+    the same for the same seed."""
+    from mosaicdb.render.placement import spread
+
+    inst = Instance(30, 30, 400, 5)
+    plain = inst.place(64, min_distance=2, routed=True)
+    monkeypatch.setattr(spread, "SPREAD_SMOOTH", 0.5)
+    smooth = inst.place(64, min_distance=2, routed=True)
+
+    def objective(plan):
+        e = (inst.photos[plan - ID0, 0] - inst.cells[:, 0]).reshape(30, 30)
+        pairs = np.abs(np.diff(e, axis=0)).sum() + np.abs(np.diff(e, axis=1)).sum()
+        return inst.cost(plan) + 0.5 * pairs, pairs
+
+    (j_plain, pairs_plain), (j_smooth, pairs_smooth) = objective(plain), objective(smooth)
+    assert j_smooth < j_plain and pairs_smooth < 0.9 * pairs_plain
+    _assert_spread(smooth.reshape(30, 30), 2)
+    assert np.array_equal(smooth, inst.place(64, min_distance=2, routed=True))
+
+
 def _assert_spread(grid, R):
     rows, cols = grid.shape
     for r in range(rows):
@@ -199,10 +221,21 @@ def _assert_spread(grid, R):
     k=st.integers(1, 8),
     seed=st.integers(0, 3),
     routed=st.booleans(),
+    smooth=st.sampled_from([0.0, 0.5]),
 )
 def test_rules_hold_on_random_inputs(
-    rows, cols, n_photos, max_uses, min_distance, use_all, k, seed, routed
+    rows, cols, n_photos, max_uses, min_distance, use_all, k, seed, routed, smooth
 ):
+    from mosaicdb.render.placement import spread
+
+    saved, spread.SPREAD_SMOOTH = spread.SPREAD_SMOOTH, smooth  # (a hypothesis test: no fixture)
+    try:
+        _rules_hold(rows, cols, n_photos, max_uses, min_distance, use_all, k, seed, routed)
+    finally:
+        spread.SPREAD_SMOOTH = saved
+
+
+def _rules_hold(rows, cols, n_photos, max_uses, min_distance, use_all, k, seed, routed):
     n = rows * cols
     try:
         check_feasible(n, n_photos, rows, cols, max_uses, min_distance, use_all)

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 # Re-ranking on a 6×6 grid with lightness weighted 3× picks the candidate whose light and dark
 # parts sit where the cell's do (chosen in bench/ablation_quality.py; bench/README.md).
 RERANK_L_WEIGHT = 3.0
+# ... in coordinates where chroma is compressed as CIEDE2000 weighs it (features.compress_chroma,
+# k = 0.045: ΔE00's S_C); 0 = plain Lab (bench/bench_matching.py).
+RERANK_CHROMA = 0.045
 # Under --min-distance R a cell competes with its (2R+1)² neighbours for the same few photos:
 # it gets that many candidates, so that re-ranking still has similar ones (bench/README.md).
 MIN_DISTANCE_CANDIDATES = 128

@@ -18,6 +18,7 @@ from mosaicdb.output import leftovers
 from mosaicdb.output.assemble import Warmer, assemble, prepare_output
 from mosaicdb.output.formats import MAX_SIDE
 from mosaicdb.render.options import (  # noqa: F401  (RenderOptions is the stage's API)
+    RERANK_CHROMA,
     RERANK_L_WEIGHT,
     RenderOptions,
     RenderReport,
@@ -355,6 +356,9 @@ def _rerank(ctx: Context, fine, fine_cells, cand_ids):
     # |c - v|² = |c|² + |v|² - 2 c·v, so only the dot products need each cell's own gather
     g2 = fine.grid**2
     scale = np.tile(np.array([RERANK_L_WEIGHT**0.5, 1, 1], np.float32), g2)
+    if RERANK_CHROMA:
+        vecs = F.compress_chroma(vecs, RERANK_CHROMA)
+        fine_cells = F.compress_chroma(fine_cells, RERANK_CHROMA)
     vecs, fine_cells = vecs * scale, fine_cells * scale
     v_norm, c_norm = (vecs * vecs).sum(1), (fine_cells * fine_cells).sum(1)
     dist = np.empty((n, k), np.float32)

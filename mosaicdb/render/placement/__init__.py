@@ -17,13 +17,15 @@ uses left, solved as a smaller flow; photos `use_all` needs but no cell listed a
 their nearest cells (`near_cells`) and the flow solved again. `min_distance` runs on the
 flow's answer: cells that break it, the ones that lose least by moving first, move to their
 best candidate the rules allow, then every cell takes a better candidate wherever the rules
-leave room. Same inputs and seed give the same plan (the seed only breaks exact ties).
+leave room (with the cells' and photos' vectors, also counting how differently from its
+neighbours it errs in lightness). Same inputs and seed give the same plan (the seed only
+breaks exact ties).
 
 Layout: rules.py (refusals, the per-photo cap), graph.py (the candidate graph and its flow),
 route.py (the routed arcs), one module per solver (quota.py, spread.py) listed in SOLVERS in
 the order they run, groups.py (near-duplicates as one photo) and variety.py (the report's
 numbers). A new solver is a module with `applies(rules)` and
-`solve(graph, pos, rules, widen, near_cells)` and a line in SOLVERS.
+`solve(graph, pos, rules, widen, near_cells, space)` and a line in SOLVERS.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def place(
     pos = None
     for solver in SOLVERS:
         if solver.applies(rules):
-            pos = solver.solve(g, pos, rules, widen, near_cells)
+            pos = solver.solve(g, pos, rules, widen, near_cells, space)
     if pos is None:
         pos = g.best()
     if (pos < 0).any():

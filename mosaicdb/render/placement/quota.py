@@ -38,7 +38,7 @@ def applies(rules: Rules) -> bool:
     return rules.cap < rules.rows * rules.cols or rules.bonus
 
 
-def solve(g: Graph, pos, rules: Rules, widen: Widen | None, near_cells: Widen | None):
+def solve(g: Graph, pos, rules: Rules, widen: Widen | None, near_cells: Widen | None, space=None):
     """The flow's plan (photo positions per cell); `pos` (nothing runs before it) is unused."""
     n, cap = rules.rows * rules.cols, rules.cap
     pos = g.solve(np.arange(n), cap, rules.bonus)
