@@ -187,6 +187,7 @@ def test_smoothing_makes_neighbours_err_alike(monkeypatch):
     from mosaicdb.render.placement import spread
 
     inst = Instance(30, 30, 400, 5)
+    monkeypatch.setattr(spread, "SPREAD_SMOOTH", 0.0)
     plain = inst.place(64, min_distance=2, routed=True)
     monkeypatch.setattr(spread, "SPREAD_SMOOTH", 0.5)
     smooth = inst.place(64, min_distance=2, routed=True)
