@@ -7,6 +7,7 @@ Never reads the photo folders: everything comes from the catalog.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict
@@ -176,7 +177,9 @@ def run(
             # the other core decodes the likeliest tiles while the rules are solved
             warmer = Warmer(ctx.catalog, _likeliest(cand_ids), tile_w, tile_h)
             ids_ = all_ids  # a group is routed as its first photo
-            space = Space(cells, lambda: vectors_of(ctx.catalog, spec, index, ids_), per_cell)
+            # read once: routing and the spread's smoothing may both ask
+            photos = functools.cache(lambda: vectors_of(ctx.catalog, spec, index, ids_))
+            space = Space(cells, photos, per_cell)
         try:
             plan = place(
                 place_ids,

@@ -280,8 +280,10 @@ def _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, offsets, keep_on
     else:  # the cells of a class are not 4-neighbours: their terms do not interact
         cells = cls
         cd, cs = cand[cells], cost[cells]
-        total = np.where(cd >= 0, cs + err.term(flat, cells, cd), np.inf)
-        now = cur[cells] + err.term(flat, cells, flat[cells][:, None])[:, 0]
+        # the candidates' terms and the photo's own, from one look at the neighbours
+        term = err.term(flat, cells, np.concatenate([cd, flat[cells][:, None]], axis=1))
+        total = np.where(cd >= 0, cs + term[:, :-1], np.inf)
+        now = cur[cells] + term[:, -1]
     p0 = flat[cells]
     ok = (total < now[:, None]) & (cd >= 0) & (cd != p0[:, None])
     ok &= ~_blocked(flat, cells, cd, rows, cols, offsets)
