@@ -101,6 +101,46 @@ def test_quota_matches_a_dense_exact_solver(rows, cols, n_photos, max_uses, k, c
     assert inst.cost(sparse) <= best * 1.005
 
 
+def test_priced_flow_is_the_flow_over_every_arc(monkeypatch):
+    """The flow over each cell's cheapest arcs, priced against the rest, reaches the same
+    optimum as the flow over all of them, also when arcs left out had to be added (a second
+    round) and when the pricing gives up (the whole graph is solved)."""
+    from mosaicdb.render.placement import graph
+
+    rounds = []
+    real = graph._flow
+    monkeypatch.setattr(graph, "_flow", lambda *a: rounds.append(1) or real(*a))
+    seen = {"priced": 0, "repriced": 0, "gave_up": 0}
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        n, n_photos, k = int(rng.integers(50, 400)), int(rng.integers(30, 80)), 24
+        least = -(-n // n_photos)
+        cap = least if seed % 4 == 0 else int(rng.integers(least, 3 * least + 1))  # 0: tight
+        c = np.repeat(np.arange(n), k)
+        p = np.concatenate([rng.choice(n_photos, k, replace=False) for _ in range(n)])
+        hot = rng.random(n_photos) < 0.2  # popular photos: their room runs out
+        w = rng.integers(0, 1000, n * k) + np.where(hot[p], 0, 300)
+        order = np.lexsort((w, c))
+        c, p, w = c[order], p[order], w[order]
+        room = np.full(n_photos, cap, np.int64)
+        overflow = 2 * int(w.max()) + 1
+        rounds.clear()
+        priced = graph._priced_flow(c, p, w, n, room, overflow)
+        every = graph._flow(c, p, w, n, room, overflow)
+        if priced is None:
+            seen["gave_up"] += 1
+            continue
+        seen["priced"] += 1
+        seen["repriced"] += len(rounds) > 2
+        assert np.bincount(p[priced], minlength=n_photos).max() <= cap
+        assert np.bincount(c[priced], minlength=n).max() <= 1
+        unserved = n - int(priced.sum()), n - int(every.sum())
+        assert int(w[priced].sum()) + overflow * unserved[0] == (
+            int(w[every].sum()) + overflow * unserved[1]
+        )
+    assert all(seen.values()), seen
+
+
 @pytest.mark.parametrize(
     ("rows", "cols", "n_photos", "max_uses", "dim"),
     [(40, 50, 700, 3, 3), (40, 50, 2000, 1, 3), (30, 40, 130, 10, 6)],

@@ -1,6 +1,7 @@
 """The candidate graph every placement solver works on: the cells' FAISS candidate arcs as
 photo positions and integer costs (exact ties broken by the seed), extendable with widened
-searches, and its min-cost flow (OR-Tools `SimpleMinCostFlow`)."""
+searches, and its min-cost flow (OR-Tools `SimpleMinCostFlow`), solved over each cell's cheapest
+arcs first and proven optimal over all of them by the flow's prices."""
 
 from __future__ import annotations
 
@@ -136,57 +137,161 @@ class Graph:
         """Min-cost flow of `cells` onto photos with `cap - uses` room each. Returns the
         photo position per cell of the whole grid (-1 for cells not served, and for cells
         not in `cells`)."""
-        from ortools.graph.python import min_cost_flow
-
-        c, p, w = self.arcs()
+        c, p, w = self.by_cost()
         keep = np.zeros(self.n, bool)
         keep[cells] = True
-        sel = keep[c]
-        c, p, w = c[sel], p[sel], w[sel]
         room = np.full(self.n_photos, cap, np.int64) - (0 if uses is None else uses)
-        sel = room[p] > 0
+        sel = keep[c] & (room[p] > 0)
         c, p, w = c[sel], p[sel], w[sel]
-        m, P = len(cells), self.n_photos
+        room = np.maximum(room, 0)
+        m = len(cells)
         local = np.full(self.n, -1, np.int64)
         local[cells] = np.arange(m)
-        sink, over = m + P, m + P + 1
         extra = 4 * COST_SCALE if bonus else 0
         # dearer than any one arc, so that no cell is left out where it could be served
         # directly; a low bound keeps the cost-scaling solver fast (its rounds grow with the
         # log of the largest cost: 2× faster than a 8× bound at 100,000 cells). Cells it leaves
         # out are searched again (_fill_leftovers).
         overflow = 2 * (int(w.max(initial=0)) + extra) + 1
-        f = min_cost_flow.SimpleMinCostFlow()
-        f.add_arcs_with_capacity_and_unit_cost(local[c], m + p, np.ones(len(c), np.int64), w)
-        room = np.maximum(room, 0)
-        photos = np.arange(P)
-        if bonus:  # a photo's first use is free, the others cost `extra`: use every photo
-            f.add_arcs_with_capacity_and_unit_cost(
-                m + photos, np.full(P, sink), np.minimum(room, 1), np.zeros(P, np.int64)
-            )
-            f.add_arcs_with_capacity_and_unit_cost(
-                m + photos, np.full(P, sink), np.maximum(room - 1, 0), np.full(P, extra)
-            )
-        else:
-            f.add_arcs_with_capacity_and_unit_cost(
-                m + photos, np.full(P, sink), room, np.zeros(P, np.int64)
-            )
-        f.add_arcs_with_capacity_and_unit_cost(
-            np.arange(m), np.full(m, over), np.ones(m, np.int64), np.full(m, overflow)
-        )
-        f.add_arc_with_capacity_and_unit_cost(over, sink, m, 0)
-        supply = np.zeros(m + P + 2, np.int64)
-        supply[:m] = 1
-        supply[sink] = -m
-        f.set_nodes_supplies(np.arange(m + P + 2), supply)
-        status = f.solve()
-        if status != f.OPTIMAL:
-            raise RenderError(f"the placement solver failed ({status})")
-        flow = f.flows(np.arange(len(c)))
+        lc = local[c]
+        used = None
+        if not bonus:
+            used = _priced_flow(lc, p, w, m, room, overflow)
+        if used is None:
+            used = _flow(lc, p, w, m, room, overflow, extra)
         out = np.full(self.n, -1, np.int64)
-        used = flow > 0
         out[c[used]] = p[used]
         return out
+
+
+# The flow first gets each cell's cheapest arcs, as deep as a greedy pass needed to serve every
+# cell, and is priced against the rest (_priced_flow). Measured on the flows of renders of
+# libA's held-out targets under the default rules (12 targets): the flow's time fell to
+# 0.2-0.5x at 100 across on 11 of them (126-178 arcs a cell) and to 0.65x on t1 at 200
+# across (40 arcs), with the same optimum every time; where the greedy pass needs most of the
+# arcs it is not tried. Pricing rounds before the whole graph is solved instead, and
+# Bellman-Ford passes before the prices are given up on:
+PRICE_ROUNDS = 3
+# ... and the whole graph is solved at once when the greedy pass needs more than this share of
+# the deepest cell's arcs (fewer arcs then barely pay for the rounds: 0.8-1.6x).
+PRICE_DEPTH = 0.5
+PRICE_PASSES = 64
+
+
+def _flow(c, p, w, m, room, overflow, extra=0):
+    """The min-cost flow of m cells (arcs c → p at cost w) onto photos with `room`; cells
+    may go unserved at `overflow` each. Under `extra` a photo's uses after its first cost
+    that much. Returns which arcs carry flow."""
+    from ortools.graph.python import min_cost_flow
+
+    P = len(room)
+    sink, over = m + P, m + P + 1
+    f = min_cost_flow.SimpleMinCostFlow()
+    f.add_arcs_with_capacity_and_unit_cost(c, m + p, np.ones(len(c), np.int64), w)
+    photos = np.arange(P)
+    if extra:  # a photo's first use is free, the others cost `extra`: use every photo
+        f.add_arcs_with_capacity_and_unit_cost(
+            m + photos, np.full(P, sink), np.minimum(room, 1), np.zeros(P, np.int64)
+        )
+        f.add_arcs_with_capacity_and_unit_cost(
+            m + photos, np.full(P, sink), np.maximum(room - 1, 0), np.full(P, extra)
+        )
+    else:
+        f.add_arcs_with_capacity_and_unit_cost(
+            m + photos, np.full(P, sink), room, np.zeros(P, np.int64)
+        )
+    f.add_arcs_with_capacity_and_unit_cost(
+        np.arange(m), np.full(m, over), np.ones(m, np.int64), np.full(m, overflow)
+    )
+    f.add_arc_with_capacity_and_unit_cost(over, sink, m, 0)
+    supply = np.zeros(m + P + 2, np.int64)
+    supply[:m] = 1
+    supply[sink] = -m
+    f.set_nodes_supplies(np.arange(m + P + 2), supply)
+    status = f.solve()
+    if status != f.OPTIMAL:
+        raise RenderError(f"the placement solver failed ({status})")
+    return f.flows(np.arange(len(c))) > 0
+
+
+def _priced_flow(c, p, w, m, room, overflow):
+    """The same optimum as _flow over every arc, from a flow over each cell's cheapest arcs
+    only (arcs sorted by cell, then cost): the flow's photo prices (its dual) are computed,
+    and while an arc left out would be cheaper at those prices than its cell's photo, such
+    arcs are added and the flow solved again. None when that does not pay (the greedy pass
+    needs most arcs; prices that do not settle): solve the whole graph then."""
+    rank = rank_in_runs(c)
+    depth = _greedy_depth(c, p, w, rank, m, room, int(PRICE_DEPTH * (rank.max(initial=0) + 1)))
+    if depth is None:
+        return None
+    keep = rank < depth
+    for _ in range(PRICE_ROUNDS):
+        kept = np.flatnonzero(keep)
+        used = np.zeros(len(c), bool)
+        used[kept[_flow(c[kept], p[kept], w[kept], m, room, overflow)]] = True
+        prices = _prices(c, p, w, used, keep, m, room, overflow)
+        if prices is None:
+            return None
+        pi, value = prices
+        cheaper = ~keep & (w + pi[p] < value[c])
+        if not cheaper.any():
+            return used
+        keep |= cheaper
+    return None
+
+
+def _greedy_depth(c, p, w, rank, m, room, most: int) -> int | None:
+    """How deep into their cost-ordered arcs cells must go for all to be served when, rank
+    by rank, each photo takes the cheapest of the waiting cells that list it there (the
+    flow over that many arcs a cell is then never short of room); None if deeper than
+    `most`."""
+    by_rank = np.flatnonzero(rank < most)
+    by_rank = by_rank[np.argsort(rank[by_rank], kind="stable")]
+    bounds = np.searchsorted(rank[by_rank], np.arange(most + 1))
+    room = room.copy()
+    served = np.zeros(m, bool)
+    left = m
+    for j in range(len(bounds) - 1):
+        arcs = by_rank[bounds[j] : bounds[j + 1]]
+        arcs = arcs[~served[c[arcs]]]
+        arcs = arcs[np.lexsort((w[arcs], p[arcs]))]  # by photo, cheapest first
+        take = arcs[rank_in_runs(p[arcs]) < room[p[arcs]]]
+        served[c[take]] = True
+        np.subtract.at(room, p[take], 1)
+        left -= len(take)
+        if not left:
+            return j + 1
+    return None
+
+
+def _prices(c, p, w, used, keep, m, room, overflow):
+    """Dual of the flow over the `keep` arcs: a price per photo (0 where it has room left)
+    such that every cell's photo is its cheapest kept arc at cost + price, and the value
+    each cell pays (its arc's cost + its photo's price; `overflow` if unserved). A full
+    photo's price is the least extra its cells would pay to move, through chains of moves
+    that end at a photo with room or unserved: Bellman-Ford over the photos. None when it
+    does not settle in PRICE_PASSES passes."""
+    P = len(room)
+    pos = np.full(m, -1, np.int64)
+    pos[c[used]] = p[used]
+    served = pos >= 0
+    full = np.bincount(p[used], minlength=P) >= room
+    own = np.full(m, overflow, np.int64)
+    own[c[used]] = w[used]
+    q = pos[c]
+    moves = keep & ~used & (q >= 0)
+    moves[moves] = full[q[moves]]
+    to, frm, step = q[moves], p[moves], w[moves] - own[c[moves]]
+    pi = np.where(full, np.iinfo(np.int64).max // 4, 0)
+    on_full = np.flatnonzero(served & full[np.maximum(pos, 0)])
+    np.minimum.at(pi, pos[on_full], overflow - own[on_full])  # or leave unserved
+    for _ in range(PRICE_PASSES):
+        new = pi.copy()
+        np.minimum.at(new, to, pi[frm] + step)
+        if np.array_equal(new, pi):
+            return pi, own + np.where(served, pi[np.maximum(pos, 0)], 0)
+        pi = new
+    return None
 
 
 BIG = np.iinfo(np.int64).max // 4
