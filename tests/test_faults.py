@@ -95,6 +95,12 @@ def rows(home: Path) -> list[tuple[int, str, str]]:
         ]
 
 
+def has_photos_table(home: Path) -> bool:
+    q = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'photos'"
+    with sqlite3.connect(home / "catalog.sqlite") as c:
+        return bool(c.execute(q).fetchone()[0])
+
+
 def temp_files(*folders: Path) -> list[str]:
     return sorted(str(p) for d in folders for p in d.glob(".*tmp*"))
 
@@ -131,7 +137,9 @@ def test_index_killed_anywhere_loses_and_duplicates_nothing(library, tmp_path, s
     seen, left = run_and_kill(args, env, after, sig)
     assert not left, f"processes left behind by index killed after {after:.2f} s: {left}"
     files = {str(p) for p in library.rglob("*.jpg")}
-    if (home / "catalog.sqlite").exists():
+    # killed while the store was being created, the catalog can be a file with no tables yet
+    # (seen under load at ~0.45 s): the next index takes it as new, which the re-run checks
+    if (home / "catalog.sqlite").exists() and has_photos_table(home):
         got = rows(home)
         assert len(got) == len({p for _, p, _ in got}) <= N_FILES  # no duplicates
         assert {p for _, p, _ in got} <= files and {s for _, _, s in got} <= {"ok"}
