@@ -172,10 +172,10 @@ class Graph:
 # arcs it is not tried. Pricing rounds before the whole graph is solved instead, and
 # Bellman-Ford passes before the prices are given up on:
 PRICE_ROUNDS = 3
+PRICE_PASSES = 64
 # ... and the whole graph is solved at once when the greedy pass needs more than this share of
 # the deepest cell's arcs (fewer arcs then barely pay for the rounds: 0.8-1.6x).
 PRICE_DEPTH = 0.5
-PRICE_PASSES = 64
 
 
 def _flow(c, p, w, m, room, overflow, extra=0):
