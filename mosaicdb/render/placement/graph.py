@@ -254,8 +254,7 @@ def _greedy_depth(c, p, w, rank, m, room, most: int) -> int | None:
     for j in range(len(bounds) - 1):
         arcs = by_rank[bounds[j] : bounds[j + 1]]
         arcs = arcs[~served[c[arcs]]]
-        arcs = arcs[np.lexsort((w[arcs], p[arcs]))]  # by photo, cheapest first
-        take = arcs[rank_in_runs(p[arcs]) < room[p[arcs]]]
+        take = arcs[cheapest_within_room(p[arcs], w[arcs], room)]
         served[c[take]] = True
         np.subtract.at(room, p[take], 1)
         left -= len(take)
@@ -303,3 +302,10 @@ def rank_in_runs(keys):
     n = len(keys)
     first = np.r_[True, keys[1:] != keys[:-1]] if n else np.zeros(0, bool)
     return np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+
+
+def cheapest_within_room(photos, cost, room) -> np.ndarray:
+    """Which of these (photo, cost) proposals are taken when each photo takes its cheapest
+    ones up to its `room`: their indices, by photo, cheapest first."""
+    order = np.lexsort((cost, photos))
+    return order[rank_in_runs(photos[order]) < room[photos[order]]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mosaicdb.render.placement.graph import WIDEN_K, Graph, rank_in_runs
+from mosaicdb.render.placement.graph import WIDEN_K, Graph, cheapest_within_room
 from mosaicdb.render.placement.rules import Rules, Widen
 
 # Leftover repair solves the whole flow again this many times, then only the cells left.
@@ -114,9 +114,7 @@ def _greedy_fill(g: Graph, pos, cap, widen):
             cells, photos, cost = cells[ok], photos[ok], cost[ok]
             if not len(cells):
                 continue
-            order = np.lexsort((cost, photos))  # by photo, cheapest first
-            cells, photos = cells[order], photos[order]
-            take = rank_in_runs(photos) < room[photos]
+            take = cheapest_within_room(photos, cost, room)
             pos[cells[take]] = photos[take]
             np.subtract.at(room, photos[take], 1)
 

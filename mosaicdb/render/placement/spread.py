@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mosaicdb.render.placement.graph import BIG, WIDEN_K, Graph, rank_in_runs
+from mosaicdb.render.placement.graph import (
+    BIG,
+    WIDEN_K,
+    Graph,
+    cheapest_within_room,
+    rank_in_runs,
+)
 from mosaicdb.render.placement.rules import Rules, Widen
 
 # Improvement sweeps after --min-distance repairs (each ~1 s at 64,000 cells).
@@ -253,9 +259,7 @@ def _take(flat, uses, cells, cand, cost, cap, rows, cols, offsets):
         if not len(sel):
             break
         # per photo, at most its room: the cheapest askers
-        order = sel[np.lexsort((wcost[sel], want[sel]))]
-        p = want[order]
-        win = order[rank_in_runs(p) < (cap - uses[p])]
+        win = sel[cheapest_within_room(want[sel], wcost[sel], cap - uses)]
         flat[cells[win]] = want[win]
         np.add.at(uses, want[win], 1)
         rest = np.setdiff1d(np.arange(len(cells)), win, assume_unique=True)
