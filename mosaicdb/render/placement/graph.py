@@ -137,7 +137,8 @@ class Graph:
         """Min-cost flow of `cells` onto photos with `cap - uses` room each. Returns the
         photo position per cell of the whole grid (-1 for cells not served, and for cells
         not in `cells`)."""
-        c, p, w = self.by_cost()
+        # the pricing needs each cell's arcs cheapest first; --use-all's tiers are not priced
+        c, p, w = self.arcs() if bonus else self.by_cost()
         keep = np.zeros(self.n, bool)
         keep[cells] = True
         room = np.full(self.n_photos, cap, np.int64) - (0 if uses is None else uses)
