@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import closing
 from pathlib import Path
 
 MOSAICDB = [sys.executable, "-m", "mosaicdb"]
@@ -117,8 +118,10 @@ def cli(home, *args) -> tuple[int, dict]:
 
 
 def photo_rows(home: Path) -> list[tuple[int, str, str]]:
+    # closed, not only committed: a connection left to the cycle collector deletes the -wal
+    # and -shm files whenever it is freed, under a copy of the store or a command's run
     try:
-        with sqlite3.connect(home / "catalog.sqlite") as c:
+        with closing(sqlite3.connect(home / "catalog.sqlite")) as c, c:
             return [
                 (i, os.fsdecode(p), s)
                 for i, p, s in c.execute("SELECT id, path, status FROM photos")
@@ -210,7 +213,7 @@ class Soak:
             files = sorted(ids)
             for p in files[:3]:
                 os.unlink(p)
-            with sqlite3.connect(home / "catalog.sqlite") as c:
+            with closing(sqlite3.connect(home / "catalog.sqlite")) as c, c:
                 c.execute(
                     "INSERT INTO thumbnails SELECT 999999, width, height, codec, data "
                     "FROM thumbnails WHERE photo_id = ?",
@@ -234,7 +237,7 @@ class Soak:
 
         def repairing() -> bool:
             try:
-                with sqlite3.connect(home / "catalog.sqlite") as c:
+                with closing(sqlite3.connect(home / "catalog.sqlite")) as c, c:
                     q = "SELECT 1 FROM thumbnails WHERE photo_id = 999999"
                     return not c.execute(q).fetchall()
             except sqlite3.Error:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,20 @@ COLOURS = {
     "white": (245, 245, 245),
     "purple": (140, 40, 160),
 }
+
+
+@contextlib.contextmanager
+def sqlite_db(path, **kw):
+    """A connection to a store's catalog, committed and closed on leaving. sqlite3's own
+    `with` only commits: the connection stays open until the cycle collector frees it, and
+    its close then checkpoints and deletes the -wal and -shm files at some later moment (a
+    test copying a store saw them vanish mid-copy)."""
+    c = sqlite3.connect(path, **kw)
+    try:
+        with c:
+            yield c
+    finally:
+        c.close()
 
 
 def lab_of(rgb) -> np.ndarray:

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import COLOURS, noise_jpeg, solid
+from conftest import COLOURS, noise_jpeg, solid, sqlite_db
 
 SUMMARY_KEYS = {"scanned", "added", "updated", "removed", "unchanged", "failed", "seconds"}
 
@@ -231,7 +231,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, lib_dir):
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
         try:
-            with sqlite3.connect(db_path, timeout=1) as c:
+            with sqlite_db(db_path, timeout=1) as c:
                 committed = c.execute("SELECT count(*) FROM photos").fetchone()[0]
         except sqlite3.Error:
             continue
@@ -245,7 +245,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, lib_dir):
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s["added"] + s["unchanged"] == n_good + 1
-    with sqlite3.connect(db_path) as c:
+    with sqlite_db(db_path) as c:
         assert c.execute("SELECT count(*), count(DISTINCT path) FROM photos").fetchone() == (
             n_good + 1,
             n_good + 1,

@@ -12,14 +12,13 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import noise_jpeg
+from conftest import noise_jpeg, sqlite_db
 
 MOSAICDB = [sys.executable, "-m", "mosaicdb"]
 N_FILES = 40
@@ -89,7 +88,7 @@ def cli_json(home, *args) -> tuple[int, dict]:
 
 
 def rows(home: Path) -> list[tuple[int, str, str]]:
-    with sqlite3.connect(home / "catalog.sqlite") as c:
+    with sqlite_db(home / "catalog.sqlite") as c:
         return [
             (i, os.fsdecode(p), s) for i, p, s in c.execute("SELECT id, path, status FROM photos")
         ]
@@ -97,7 +96,7 @@ def rows(home: Path) -> list[tuple[int, str, str]]:
 
 def has_photos_table(home: Path) -> bool:
     q = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'photos'"
-    with sqlite3.connect(home / "catalog.sqlite") as c:
+    with sqlite_db(home / "catalog.sqlite") as c:
         return bool(c.execute(q).fetchone()[0])
 
 

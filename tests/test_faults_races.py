@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import sqlite_db
 from test_faults import MOSAICDB, N_FILES, alive, cli_json, descendants, rows, temp_files
 from test_faults import library as library  # noqa: F401 (the fixture shared with test_faults)
 
 
 def catalog(home: Path, sql: str, *args):
-    with sqlite3.connect(home / "catalog.sqlite") as c:
+    with sqlite_db(home / "catalog.sqlite") as c:
         return c.execute(sql, args).fetchall()
 
 
@@ -74,7 +75,7 @@ def damaged(library, tmp_path_factory):  # noqa: F811
     gone, broken, unvectored = files[:3], files[3:5], files[5:8]
     for p in gone:
         os.unlink(p)
-    with sqlite3.connect(home / "catalog.sqlite") as c:
+    with sqlite_db(home / "catalog.sqlite") as c:
         c.execute(
             "INSERT INTO thumbnails SELECT 999999, width, height, codec, data FROM thumbnails "
             "WHERE photo_id = ?",
