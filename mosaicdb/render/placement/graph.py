@@ -64,7 +64,7 @@ class Graph:
         ok = finite & (pos >= 0)
         cell = np.broadcast_to(np.arange(self.n)[:, None], cand_ids.shape)
         self.cell, self.photo, self.cost = [cell[ok]], [pos[ok]], [self.int_cost(cost[ok])]
-        self._flat = None
+        self._flat = self._by_cost = None
 
     def int_cost(self, cost):
         # x2 plus a seeded 0/1: exact ties are broken by the seed, nothing else is
@@ -107,6 +107,15 @@ class Graph:
 
     def by_cost(self):
         """The arcs sorted by cell, then cost (cheapest first)."""
+        if self._flat is None and len(self.cell) == 1:
+            # the candidate lists alone: one arc per (cell, photo) already (a search lists a
+            # photo once, groups are collapsed), in cell order and nearly in cost order, so
+            # this sort is ~20× cheaper than arcs()' (0.002 against 0.04 s at 1M arcs)
+            if self._by_cost is None:
+                c, p, w = self.cell[0], self.photo[0], self.cost[0]
+                order = np.argsort((c << 18) | w, kind="stable")
+                self._by_cost = (c[order], p[order], w[order])
+            return self._by_cost
         c, p, w = self.arcs()
         if self._by_cost is None:
             # c is below 2^45 and w below 2^18: one stable sort of one key, ~5× lexsort's
