@@ -282,12 +282,17 @@ def _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, offsets, keep_on
         cd, cs = cand[cells], cost[cells]
         total, now = cs, cur[cells]
     else:  # the cells of a class are not 4-neighbours: their terms do not interact
-        cells = cls
-        cd, cs = cand[cells], cost[cells]
-        # the candidates' terms and the photo's own, from one look at the neighbours
-        term = err.term(flat, cells, np.concatenate([cd, flat[cells][:, None]], axis=1))
-        total = np.where(cd >= 0, cs + term[:, :-1], np.inf)
-        now = cur[cells] + term[:, -1]
+        now = cur[cls] + err.term(flat, cls, flat[cls][:, None])[:, 0]
+        # the term is never negative: only candidates cheaper than `now` by cost alone can
+        # win, so only their cells and columns are looked at (most cells have none)
+        maybe = cost[cls] < now[:, None]
+        some = maybe.any(axis=1)
+        if not some.any():
+            return 0
+        cells, now = cls[some], now[some]
+        width = int((cost.shape[1] - maybe[some][:, ::-1].argmax(axis=1)).max())  # last + 1
+        cd, cs = cand[cells, :width], cost[cells, :width]
+        total = np.where(cd >= 0, cs + err.term(flat, cells, cd), np.inf)
     p0 = flat[cells]
     ok = (total < now[:, None]) & (cd >= 0) & (cd != p0[:, None])
     ok &= ~_blocked(flat, cells, cd, rows, cols, offsets)
