@@ -21,6 +21,7 @@ install: $(VENV)/.installed
 
 lint: install
 	$(VENV)/bin/ruff check mosaicdb tests bench migrations examples
+	$(VENV)/bin/ruff format --check --quiet mosaicdb tests bench migrations examples
 	$(VENV)/bin/lint-imports --no-cache
 
 test: lint

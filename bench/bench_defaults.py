@@ -37,7 +37,8 @@ FIRST = ("EveningGlow", "friends_by", "Kleiber")  # t1-t3: the quality bench's o
 
 def halves():
     photos = sorted(
-        p for p in (DATA / "photos").iterdir()
+        p
+        for p in (DATA / "photos").iterdir()
         if p.suffix.lower() in (".jpg", ".png") and not any(f in p.name for f in FIRST)
     )
     for name, part in (("halfA", photos[0::2]), ("halfB", photos[1::2])):
@@ -103,22 +104,34 @@ def main():
             for t in group:
                 for name, rules in configs_for(lib, t, a.across, n_photos).items():
                     r = lib.render(
-                        t, Path(tmp) / "m.jpg", tiles_across=a.across, tile_size=32,
-                        score=True, **rules,
+                        t,
+                        Path(tmp) / "m.jpg",
+                        tiles_across=a.across,
+                        tile_size=32,
+                        score=True,
+                        **rules,
                     )
                     row = results.setdefault(half, {}).setdefault(name, [])
-                    row.append({
-                        "target": t.name, "de": r.mean_delta_e,
-                        "de400": r.quality["400"]["delta_e"], "s400": r.quality["400"]["ssim"],
-                        "s1600": r.quality["1600"]["ssim"], "max_share": r.max_reuse / r.cells,
-                        "same": r.variety["same_neighbour_share"],
-                        "used": r.variety["library_used"], "seconds": r.seconds,
-                    })
+                    row.append(
+                        {
+                            "target": t.name,
+                            "de": r.mean_delta_e,
+                            "de400": r.quality["400"]["delta_e"],
+                            "s400": r.quality["400"]["ssim"],
+                            "s1600": r.quality["1600"]["ssim"],
+                            "max_share": r.max_reuse / r.cells,
+                            "same": r.variety["same_neighbour_share"],
+                            "used": r.variety["library_used"],
+                            "seconds": r.seconds,
+                        }
+                    )
                 print(f"  {half}: {t.name} done", flush=True)
     chosen = choose(results["tune"])
     for half in ("tune", "report"):
-        print(f"\n{half} half ({len(tune if half == 'tune' else report)} targets, "
-              f"{a.across} across, library of {n_photos:,} from the other photos): means")
+        print(
+            f"\n{half} half ({len(tune if half == 'tune' else report)} targets, "
+            f"{a.across} across, library of {n_photos:,} from the other photos): means"
+        )
         table(results[half], chosen)
     print(f"\nchosen on the tune half: {chosen}")
 
@@ -133,7 +146,8 @@ def configs_for(lib, target, across, n_photos):
 
 def choose(rows):
     ok = {
-        k: v for k, v in rows.items()
+        k: v
+        for k, v in rows.items()
         if max(x["same"] for x in v) == 0 and max(x["max_share"] for x in v) <= 0.01
     }
     ranks = {k: 0.0 for k in ok}
@@ -145,15 +159,21 @@ def choose(rows):
 
 
 def table(rows, chosen):
-    print(f"{'rule':<16} {'ΔE cells':>8} {'ΔE@400':>7} {'SSIM@400':>8} {'SSIM@1600':>9} "
-          f"{'top photo':>9} {'same-nb':>7} {'lib used':>8} {'wall s':>6}")
+    print(
+        f"{'rule':<16} {'ΔE cells':>8} {'ΔE@400':>7} {'SSIM@400':>8} {'SSIM@1600':>9} "
+        f"{'top photo':>9} {'same-nb':>7} {'lib used':>8} {'wall s':>6}"
+    )
     for k, v in rows.items():
+
         def m(key, v=v):
             return statistics.mean(x[key] for x in v)
+
         mark = " *" if k == chosen else ""
-        print(f"{k:<16} {m('de'):>8.2f} {m('de400'):>7.2f} {m('s400'):>8.3f} {m('s1600'):>9.3f} "
-              f"{m('max_share'):>9.2%} {m('same'):>7.1%} {m('used'):>8.1%} "
-              f"{m('seconds'):>6.1f}{mark}")
+        print(
+            f"{k:<16} {m('de'):>8.2f} {m('de400'):>7.2f} {m('s400'):>8.3f} {m('s1600'):>9.3f} "
+            f"{m('max_share'):>9.2%} {m('same'):>7.1%} {m('used'):>8.1%} "
+            f"{m('seconds'):>6.1f}{mark}"
+        )
 
 
 if __name__ == "__main__":

@@ -690,10 +690,12 @@ def main() -> None:
     if a.blend:
         md_variants.append((f"mosaicdb --blend {a.blend:g}", ["--blend", f"{a.blend:g}"]))
     if a.min_distance:  # metapixel's default rule alone (no cap), for a like-for-like row
-        md_variants.append((
-            f"mosaicdb --min-distance {a.min_distance} --max-uses 0",
-            ["--min-distance", str(a.min_distance), "--max-uses", "0"],
-        ))
+        md_variants.append(
+            (
+                f"mosaicdb --min-distance {a.min_distance} --max-uses 0",
+                ["--min-distance", str(a.min_distance), "--max-uses", "0"],
+            )
+        )
     for attempt in range(3):
         n_results, n_skipped = len(results), len(skipped)
         md = (

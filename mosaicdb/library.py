@@ -241,7 +241,7 @@ class Library:
         return self.ctx.vectors.sync(spec, rebuild=rebuild)
 
     def vector_kind(self, spec=None) -> str | None:
-        """"exact" or "compressed" as last written (None before the first one)."""
+        """ "exact" or "compressed" as last written (None before the first one)."""
         return self.ctx.vectors.kind(spec)
 
     def vector_index(self, spec=None):

@@ -59,8 +59,15 @@ class Instance:
         cand, dist = self.candidates(k)
         space = Space(self.cells, lambda: self.photos) if routed else None
         return place(
-            cand, dist, self.rows, self.cols, widen=self.widen, near_cells=self.near_cells,
-            all_ids=self.ids, space=space, **rules,
+            cand,
+            dist,
+            self.rows,
+            self.cols,
+            widen=self.widen,
+            near_cells=self.near_cells,
+            all_ids=self.ids,
+            space=space,
+            **rules,
         )
 
     def cost(self, plan):
@@ -331,8 +338,9 @@ def test_seed_breaks_ties_only():
     cand = np.tile(np.array([[ID0, ID0 + 1, ID0 + 2]]), (9, 1))
     dist = np.zeros((9, 3))
     a = place(cand, dist, 3, 3, max_uses=3, seed=0, all_ids=np.arange(ID0, ID0 + 3))
-    assert np.array_equal(a, place(cand, dist, 3, 3, max_uses=3, seed=0,
-                                   all_ids=np.arange(ID0, ID0 + 3)))
+    assert np.array_equal(
+        a, place(cand, dist, 3, 3, max_uses=3, seed=0, all_ids=np.arange(ID0, ID0 + 3))
+    )
     assert (np.bincount(a - ID0) == 3).all()
     inst = Instance(8, 8, 30, 5)
     plans = [inst.place(8, max_uses=3, seed=s) for s in range(3)]
