@@ -65,6 +65,8 @@ def configs(rules):
         for grid in (4, 6, 8):
             for w in (1.0, 3.0, 6.0):
                 add(f"rerank {grid}, L×{w:g}", {"rerank": grid}, RERANK_L_WEIGHT=w)
+        for grid in (10, 12):  # finer than the target resolves at 200 across (12.8 px a cell)
+            add(f"rerank {grid}", {"rerank": grid})
         for k in (16, 64):
             add(f"{k} candidates", {"candidates": k})
     for c in (0.0, 0.045):
