@@ -284,7 +284,7 @@ def _improve(flat, uses, cur, cls, cand, cost, cap, rows, cols, offsets, keep_on
     else:  # the cells of a class are not 4-neighbours: their terms do not interact
         now = cur[cls] + err.term(flat, cls, flat[cls][:, None])[:, 0]
         # the term is never negative: only candidates cheaper than `now` by cost alone can
-        # win, so only their cells and columns are looked at (most cells have none)
+        # win, so only their cells and columns are looked at
         maybe = cost[cls] < now[:, None]
         some = maybe.any(axis=1)
         if not some.any():
